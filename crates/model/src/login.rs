@@ -1,0 +1,364 @@
+//! Parsing an SQS message body into a [`LoginEvent`].
+//!
+//! The rules (design, "The message and the row"): the body is a JSON object; `user_id` is a
+//! required non-empty string; `device_type`, `locale`, `app_version`, `ip` and `device_id` are
+//! strings, null or absent; strings have length limits; `ip` must be an address; unknown fields
+//! are ignored. A broken rule gives a [`Rejection`] whose message never quotes a value, because
+//! it travels to the dead-letter queue, logs and metrics.
+
+use serde_json::{Map, Value};
+
+use crate::pii::{MAX_PII_CHARS, Pii, PiiValueError, canonical_device_id, canonical_ip};
+
+/// Length limits, in characters, matching the `varchar` sizes of `user_logins`.
+pub mod limits {
+    /// `user_id varchar(128)`.
+    pub const USER_ID: usize = 128;
+    /// `device_type varchar(32)`.
+    pub const DEVICE_TYPE: usize = 32;
+    /// `locale varchar(32)`.
+    pub const LOCALE: usize = 32;
+    /// `app_version_raw varchar(32)`.
+    pub const APP_VERSION: usize = 32;
+    /// `ip` and `device_id` before tokenizing.
+    pub const PII: usize = super::MAX_PII_CHARS;
+    /// The SQS MessageId kept in `message_id` (SQS ids are 36 characters; 128 leaves room).
+    pub const MESSAGE_ID: usize = 128;
+}
+
+/// A valid login message, with its personal values in canonical form.
+///
+/// `Debug` is safe to print: `ip` and `device_id` are [`Pii`], which prints `<redacted>`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LoginEvent {
+    /// The user, as sent.
+    pub user_id: String,
+    /// e.g. `android`, `ios`.
+    pub device_type: Option<String>,
+    /// The canonical ip address.
+    pub ip: Option<Pii>,
+    /// The trimmed device id; an empty or blank device id counts as absent.
+    pub device_id: Option<Pii>,
+    /// e.g. `RU`.
+    pub locale: Option<String>,
+    /// The version string as sent, e.g. `2.3.0`.
+    pub app_version: Option<String>,
+}
+
+/// Why a message body is not a valid login event: one rule, one line, no value quoted.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Rejection {
+    /// Nothing but white space.
+    #[error("body is empty")]
+    EmptyBody,
+    /// Not parseable as JSON (or not UTF-8).
+    #[error("body is not valid JSON (error at line {line}, column {column})")]
+    NotJson {
+        /// 1-based line of the first error.
+        line: usize,
+        /// 1-based column of the first error.
+        column: usize,
+    },
+    /// Valid JSON, but not an object.
+    #[error("body is a JSON {found}, not an object")]
+    NotAnObject {
+        /// The JSON type found, e.g. `array`.
+        found: &'static str,
+    },
+    /// `user_id` is absent or null.
+    #[error("field `user_id` is missing")]
+    MissingUserId,
+    /// `user_id` is an empty or blank string.
+    #[error("field `user_id` is empty")]
+    EmptyUserId,
+    /// A known field holds a JSON type other than string or null.
+    #[error("field `{field}` must be a string{nullable}, found a {found}", nullable = if *field == "user_id" { "" } else { " or null" })]
+    WrongType {
+        /// The field name.
+        field: &'static str,
+        /// The JSON type found, e.g. `number`.
+        found: &'static str,
+    },
+    /// A string longer than its column allows.
+    #[error("field `{field}` is longer than {max} characters")]
+    TooLong {
+        /// The field name.
+        field: &'static str,
+        /// The limit, in characters.
+        max: usize,
+    },
+    /// `ip` is not an IPv4 or IPv6 address.
+    #[error("field `ip` is not a valid IPv4 or IPv6 address")]
+    InvalidIp,
+}
+
+impl Rejection {
+    /// A short stable code for the rule, for metric labels and the DLQ's reason-code
+    /// attribute.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Rejection::EmptyBody => "empty_body",
+            Rejection::NotJson { .. } => "not_json",
+            Rejection::NotAnObject { .. } => "not_an_object",
+            Rejection::MissingUserId => "missing_user_id",
+            Rejection::EmptyUserId => "empty_user_id",
+            Rejection::WrongType { .. } => "wrong_type",
+            Rejection::TooLong { .. } => "too_long",
+            Rejection::InvalidIp => "invalid_ip",
+        }
+    }
+}
+
+/// Parses one SQS message body by the rules of the design.
+pub fn parse_login(body: &[u8]) -> Result<LoginEvent, Rejection> {
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Err(Rejection::EmptyBody);
+    }
+    let value: Value = serde_json::from_slice(body)
+        .map_err(|err| Rejection::NotJson { line: err.line(), column: err.column() })?;
+    let mut fields = match value {
+        Value::Object(fields) => fields,
+        other => return Err(Rejection::NotAnObject { found: json_type(&other) }),
+    };
+
+    let user_id = match fields.remove("user_id") {
+        None | Some(Value::Null) => return Err(Rejection::MissingUserId),
+        Some(Value::String(user_id)) => user_id,
+        Some(other) => {
+            return Err(Rejection::WrongType { field: "user_id", found: json_type(&other) });
+        }
+    };
+    if user_id.trim().is_empty() {
+        return Err(Rejection::EmptyUserId);
+    }
+    check_length("user_id", &user_id, limits::USER_ID)?;
+
+    let device_type = optional_string(&mut fields, "device_type", limits::DEVICE_TYPE)?;
+    let ip = optional_string(&mut fields, "ip", limits::PII)?
+        .map(|raw| canonical_ip(&raw))
+        .transpose()
+        .map_err(|err| pii_rejection("ip", err))?;
+    let device_id = match optional_string(&mut fields, "device_id", limits::PII)? {
+        None => None,
+        Some(raw) => match canonical_device_id(&raw) {
+            Ok(id) => Some(id),
+            Err(PiiValueError::Empty) => None,
+            Err(err) => return Err(pii_rejection("device_id", err)),
+        },
+    };
+    let locale = optional_string(&mut fields, "locale", limits::LOCALE)?;
+    let app_version = optional_string(&mut fields, "app_version", limits::APP_VERSION)?;
+
+    Ok(LoginEvent { user_id, device_type, ip, device_id, locale, app_version })
+}
+
+/// A field that may be a string, null or absent.
+fn optional_string(
+    fields: &mut Map<String, Value>,
+    field: &'static str,
+    max: usize,
+) -> Result<Option<String>, Rejection> {
+    match fields.remove(field) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(text)) => {
+            check_length(field, &text, max)?;
+            Ok(Some(text))
+        }
+        Some(other) => Err(Rejection::WrongType { field, found: json_type(&other) }),
+    }
+}
+
+fn check_length(field: &'static str, text: &str, max: usize) -> Result<(), Rejection> {
+    // Counting characters, as Postgres' varchar(n) does; the byte length bounds the count.
+    if text.len() > max && text.chars().count() > max {
+        return Err(Rejection::TooLong { field, max });
+    }
+    Ok(())
+}
+
+fn pii_rejection(field: &'static str, err: PiiValueError) -> Rejection {
+    match err {
+        PiiValueError::InvalidIp => Rejection::InvalidIp,
+        PiiValueError::TooLong | PiiValueError::Empty => {
+            Rejection::TooLong { field, max: MAX_PII_CHARS }
+        }
+    }
+}
+
+fn json_type(value: &Value) -> &'static str {
+    match value {
+        Value::Null => "null",
+        Value::Bool(_) => "boolean",
+        Value::Number(_) => "number",
+        Value::String(_) => "string",
+        Value::Array(_) => "array",
+        Value::Object(_) => "object",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const FETCH_EXAMPLE: &str = r#"{"user_id": "424cdd21-063a-43a7-b91b-7ca1a833afae", "app_version": "2.3.0", "device_type": "android", "ip": "199.172.111.135", "locale": "RU", "device_id": "593-47-5928"}"#;
+
+    fn parse(body: &str) -> Result<LoginEvent, Rejection> {
+        parse_login(body.as_bytes())
+    }
+
+    fn exposed(pii: &Option<Pii>) -> Option<&str> {
+        pii.as_ref().map(Pii::expose)
+    }
+
+    #[test]
+    fn fetch_example_is_accepted_with_every_field() {
+        let event = parse(FETCH_EXAMPLE).expect("valid");
+        assert_eq!(event.user_id, "424cdd21-063a-43a7-b91b-7ca1a833afae");
+        assert_eq!(event.app_version.as_deref(), Some("2.3.0"));
+        assert_eq!(event.device_type.as_deref(), Some("android"));
+        assert_eq!(exposed(&event.ip), Some("199.172.111.135"));
+        assert_eq!(event.locale.as_deref(), Some("RU"));
+        assert_eq!(exposed(&event.device_id), Some("593-47-5928"));
+    }
+
+    #[test]
+    fn only_user_id_is_required_and_null_means_absent() {
+        let event = parse(r#"{"user_id": "u1"}"#).expect("valid");
+        assert_eq!(
+            event,
+            LoginEvent {
+                user_id: "u1".into(),
+                device_type: None,
+                ip: None,
+                device_id: None,
+                locale: None,
+                app_version: None,
+            }
+        );
+        let nulls = r#"{"user_id":"u1","device_type":null,"ip":null,"device_id":null,"locale":null,"app_version":null}"#;
+        assert_eq!(parse(nulls).expect("valid"), event);
+    }
+
+    #[test]
+    fn unknown_fields_are_ignored() {
+        let event = parse(r#"{"user_id": "u1", "foo": [1, {"bar": null}], "ip": "10.0.0.1"}"#)
+            .expect("valid");
+        assert_eq!(exposed(&event.ip), Some("10.0.0.1"));
+    }
+
+    #[test]
+    fn the_body_must_be_a_json_object() {
+        assert_eq!(parse(""), Err(Rejection::EmptyBody));
+        assert_eq!(parse(" \n"), Err(Rejection::EmptyBody));
+        assert!(matches!(parse("not json"), Err(Rejection::NotJson { line: 1, .. })));
+        assert!(matches!(parse(r#"{"user_id": "u1""#), Err(Rejection::NotJson { .. })));
+        assert!(matches!(parse_login(b"\xff\xfe"), Err(Rejection::NotJson { .. })));
+        assert_eq!(parse("[1]"), Err(Rejection::NotAnObject { found: "array" }));
+        assert_eq!(parse(r#""u1""#), Err(Rejection::NotAnObject { found: "string" }));
+        assert_eq!(parse("null"), Err(Rejection::NotAnObject { found: "null" }));
+        assert_eq!(parse("42"), Err(Rejection::NotAnObject { found: "number" }));
+    }
+
+    #[test]
+    fn deeply_nested_json_is_rejected_not_a_crash() {
+        let body =
+            format!(r#"{{"user_id": "u1", "x": {}{}}}"#, "[".repeat(10_000), "]".repeat(10_000));
+        assert!(matches!(parse(&body), Err(Rejection::NotJson { .. })));
+    }
+
+    #[test]
+    fn user_id_is_a_required_non_empty_string_of_at_most_128_characters() {
+        assert_eq!(parse("{}"), Err(Rejection::MissingUserId));
+        assert_eq!(parse(r#"{"user_id": null}"#), Err(Rejection::MissingUserId));
+        assert_eq!(parse(r#"{"user_id": ""}"#), Err(Rejection::EmptyUserId));
+        assert_eq!(parse(r#"{"user_id": "  "}"#), Err(Rejection::EmptyUserId));
+        assert_eq!(
+            parse(r#"{"user_id": 7}"#),
+            Err(Rejection::WrongType { field: "user_id", found: "number" })
+        );
+        let longest = format!(r#"{{"user_id": "{}"}}"#, "é".repeat(128));
+        assert!(parse(&longest).is_ok(), "128 two-byte characters fit varchar(128)");
+        let too_long = format!(r#"{{"user_id": "{}"}}"#, "u".repeat(129));
+        assert_eq!(parse(&too_long), Err(Rejection::TooLong { field: "user_id", max: 128 }));
+    }
+
+    #[test]
+    fn fields_of_the_wrong_type_are_rejected() {
+        for (field, value, found) in [
+            ("device_type", "1", "number"),
+            ("ip", "3232235777", "number"),
+            ("device_id", "[\"a\"]", "array"),
+            ("locale", "true", "boolean"),
+            ("app_version", "2.3", "number"),
+            ("app_version", "{}", "object"),
+        ] {
+            let body = format!(r#"{{"user_id": "u1", "{field}": {value}}}"#);
+            assert_eq!(parse(&body), Err(Rejection::WrongType { field, found }), "{body}");
+        }
+    }
+
+    #[test]
+    fn over_long_strings_are_rejected() {
+        for (field, max) in
+            [("device_type", 32), ("locale", 32), ("app_version", 32), ("device_id", 256)]
+        {
+            let fits = format!(r#"{{"user_id": "u1", "{field}": "{}"}}"#, "a".repeat(max));
+            assert!(parse(&fits).is_ok(), "{field} of {max}");
+            let body = format!(r#"{{"user_id": "u1", "{field}": "{}"}}"#, "a".repeat(max + 1));
+            assert_eq!(parse(&body), Err(Rejection::TooLong { field, max }), "{field}");
+        }
+        let ip = format!(r#"{{"user_id": "u1", "ip": "{}"}}"#, "1".repeat(257));
+        assert_eq!(parse(&ip), Err(Rejection::TooLong { field: "ip", max: 256 }));
+    }
+
+    #[test]
+    fn ip_must_parse_and_is_canonicalized() {
+        assert_eq!(parse(r#"{"user_id": "u1", "ip": "300.1.1.1"}"#), Err(Rejection::InvalidIp));
+        assert_eq!(parse(r#"{"user_id": "u1", "ip": ""}"#), Err(Rejection::InvalidIp));
+        let v6 = parse(r#"{"user_id": "u1", "ip": "2001:DB8::0:1"}"#).expect("valid");
+        assert_eq!(exposed(&v6.ip), Some("2001:db8::1"));
+        let mapped = parse(r#"{"user_id": "u1", "ip": "::ffff:10.1.2.3"}"#).expect("valid");
+        assert_eq!(exposed(&mapped.ip), Some("10.1.2.3"));
+    }
+
+    #[test]
+    fn device_id_is_trimmed_and_blank_means_absent() {
+        let event = parse(r#"{"user_id": "u1", "device_id": " 593-47-5928 "}"#).expect("valid");
+        assert_eq!(exposed(&event.device_id), Some("593-47-5928"));
+        let blank = parse(r#"{"user_id": "u1", "device_id": "   "}"#).expect("valid");
+        assert_eq!(blank.device_id, None);
+    }
+
+    #[test]
+    fn the_string_none_is_a_string_not_null() {
+        let event = parse(r#"{"user_id": "u1", "locale": "None"}"#).expect("valid");
+        assert_eq!(event.locale.as_deref(), Some("None"));
+    }
+
+    #[test]
+    fn fetch_malformed_message_is_rejected_for_its_missing_user_id() {
+        let rejection =
+            parse(r#"{"foo": "oops_wrong_msg_type", "bar": "123"}"#).expect_err("invalid");
+        assert_eq!(rejection, Rejection::MissingUserId);
+        assert_eq!(rejection.code(), "missing_user_id");
+    }
+
+    #[test]
+    fn rejection_messages_never_quote_the_value() {
+        let secret = "198.51.100.77-secret";
+        let bodies = [
+            format!(r#"{{"user_id": "u1", "ip": "{secret}"}}"#),
+            format!(r#"{{"user_id": "u1", "device_id": "{}"}}"#, secret.repeat(20)),
+            format!(r#"{{"user_id": "u1", "ip": ["{secret}"]}}"#),
+            format!(r#"{{"user_id": "u1", "ip": "{secret}""#),
+            format!(r#"["{secret}"]"#),
+        ];
+        for body in bodies {
+            let rejection = parse(&body).expect_err("invalid");
+            let text = rejection.to_string();
+            assert!(!text.contains("198.51"), "{text}");
+            assert!(!format!("{rejection:?}").contains("198.51"));
+            assert!(!text.contains('\n'));
+        }
+    }
+}
