@@ -1,0 +1,233 @@
+//! Test helpers on the local stack (`make up`): a fresh database, queue pair and KMS key for
+//! every test, and services spawned on port 0.
+//!
+//! Endpoints come from the variables `make up` prints (`DATABASE_URL`, `AWS_ENDPOINT_URL_SQS`,
+//! `AWS_ENDPOINT_URL_KMS`), with the stack's defaults when they are unset. Tests only read the
+//! environment, never set it, and share nothing mutable: every resource has a unique name.
+
+use std::future::Future;
+
+use aws_config::{BehaviorVersion, Region, SdkConfig};
+use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
+use tokio_util::sync::CancellationToken;
+
+/// The region every emulator is addressed in.
+pub const REGION: &str = "us-east-1";
+
+/// Endpoints of the local stack.
+#[derive(Debug, Clone)]
+pub struct Stack {
+    /// A URL of the local cluster; tests replace its database name.
+    pub database_url: String,
+    /// fauxqs.
+    pub sqs_endpoint: String,
+    /// moto.
+    pub kms_endpoint: String,
+}
+
+impl Stack {
+    /// The stack described by the environment, or the defaults of `dev/env.sh`.
+    pub fn from_env() -> Stack {
+        let var = |key: &str, default: &str| std::env::var(key).unwrap_or_else(|_| default.into());
+        Stack {
+            database_url: var("DATABASE_URL", "postgres://postgres@127.0.0.1:55432/fetchreward"),
+            sqs_endpoint: var("AWS_ENDPOINT_URL_SQS", "http://127.0.0.1:54566"),
+            kms_endpoint: var("AWS_ENDPOINT_URL_KMS", "http://127.0.0.1:54599"),
+        }
+    }
+
+    /// The URL of database `name` on the local cluster.
+    pub fn database_url_of(&self, name: &str) -> String {
+        let (base, query) = match self.database_url.split_once('?') {
+            Some((base, query)) => (base, Some(query)),
+            None => (self.database_url.as_str(), None),
+        };
+        let server = base.rsplit_once('/').map_or(base, |(server, _)| server);
+        match query {
+            Some(query) => format!("{server}/{name}?{query}"),
+            None => format!("{server}/{name}"),
+        }
+    }
+
+    /// AWS SDK settings pointing at an emulator, with dummy credentials.
+    pub fn aws_config(&self, endpoint: &str) -> SdkConfig {
+        SdkConfig::builder()
+            .behavior_version(BehaviorVersion::latest())
+            .region(Region::new(REGION))
+            .endpoint_url(endpoint)
+            .credentials_provider(aws_sdk_sqs::config::SharedCredentialsProvider::new(
+                aws_sdk_sqs::config::Credentials::new("test", "test", None, None, "testkit"),
+            ))
+            .build()
+    }
+
+    /// An SQS client on fauxqs.
+    pub fn sqs(&self) -> aws_sdk_sqs::Client {
+        aws_sdk_sqs::Client::new(&self.aws_config(&self.sqs_endpoint))
+    }
+
+    /// A KMS client on moto.
+    pub fn kms(&self) -> aws_sdk_kms::Client {
+        aws_sdk_kms::Client::new(&self.aws_config(&self.kms_endpoint))
+    }
+}
+
+/// A unique lowercase name with a prefix, safe as a database or queue name.
+pub fn unique_name(prefix: &str) -> String {
+    format!("{prefix}_{}", uuid::Uuid::new_v4().simple())
+}
+
+/// An empty database created for one test.
+#[derive(Debug, Clone)]
+pub struct TestDatabase {
+    /// Its name.
+    pub name: String,
+    /// Its URL.
+    pub url: String,
+}
+
+impl TestDatabase {
+    /// Creates a database with a unique name on the local cluster.
+    pub async fn create(stack: &Stack) -> TestDatabase {
+        let name = unique_name("test");
+        let mut admin = AsyncPgConnection::establish(&stack.database_url_of("postgres"))
+            .await
+            .expect("the local Postgres answers (run `make up`)");
+        diesel::sql_query(format!("CREATE DATABASE {name}"))
+            .execute(&mut admin)
+            .await
+            .expect("CREATE DATABASE");
+        TestDatabase { url: stack.database_url_of(&name), name }
+    }
+
+    /// A direct connection, for assertions.
+    pub async fn connect(&self) -> AsyncPgConnection {
+        AsyncPgConnection::establish(&self.url).await.expect("connects to the test database")
+    }
+}
+
+/// A source queue and its dead-letter queue, created for one test.
+#[derive(Debug, Clone)]
+pub struct QueuePair {
+    /// The source queue, with a redrive policy to the DLQ.
+    pub queue_url: String,
+    /// The dead-letter queue.
+    pub dlq_url: String,
+}
+
+impl QueuePair {
+    /// Creates `<unique>-dlq` and `<unique>` with `maxReceiveCount` and a visibility timeout.
+    pub async fn create(
+        sqs: &aws_sdk_sqs::Client,
+        max_receive_count: u32,
+        visibility_timeout_secs: u32,
+    ) -> QueuePair {
+        use aws_sdk_sqs::types::QueueAttributeName;
+        let name = unique_name("test").replace('_', "-");
+        let dlq_url = sqs
+            .create_queue()
+            .queue_name(format!("{name}-dlq"))
+            .send()
+            .await
+            .expect("creates the DLQ (run `make up`)")
+            .queue_url
+            .expect("a queue URL");
+        let dlq_arn = sqs
+            .get_queue_attributes()
+            .queue_url(&dlq_url)
+            .attribute_names(QueueAttributeName::QueueArn)
+            .send()
+            .await
+            .expect("DLQ attributes")
+            .attributes
+            .and_then(|mut attributes| attributes.remove(&QueueAttributeName::QueueArn))
+            .expect("the DLQ's ARN");
+        let redrive = format!(
+            r#"{{"deadLetterTargetArn":"{dlq_arn}","maxReceiveCount":"{max_receive_count}"}}"#
+        );
+        let queue_url = sqs
+            .create_queue()
+            .queue_name(&name)
+            .attributes(QueueAttributeName::RedrivePolicy, redrive)
+            .attributes(QueueAttributeName::VisibilityTimeout, visibility_timeout_secs.to_string())
+            .send()
+            .await
+            .expect("creates the queue")
+            .queue_url
+            .expect("a queue URL");
+        QueuePair { queue_url, dlq_url }
+    }
+}
+
+/// Creates a symmetric KMS key for one test and returns its id.
+pub async fn create_kms_key(kms: &aws_sdk_kms::Client) -> String {
+    kms.create_key()
+        .description("fetchreward test key")
+        .send()
+        .await
+        .expect("creates a KMS key (run `make up`)")
+        .key_metadata
+        .expect("key metadata")
+        .key_id
+}
+
+/// A task that is cancelled when the guard is dropped: a service spawned by a test.
+#[derive(Debug)]
+pub struct Spawned<T> {
+    /// Cancels the task (a graceful shutdown).
+    pub shutdown: CancellationToken,
+    task: Option<tokio::task::JoinHandle<T>>,
+}
+
+impl<T: Send + 'static> Spawned<T> {
+    /// Spawns `run(shutdown)`.
+    pub fn new<F, Fut>(run: F) -> Self
+    where
+        F: FnOnce(CancellationToken) -> Fut,
+        Fut: Future<Output = T> + Send + 'static,
+    {
+        let shutdown = CancellationToken::new();
+        let task = tokio::spawn(run(shutdown.clone()));
+        Spawned { shutdown, task: Some(task) }
+    }
+
+    /// Cancels the task and waits for its result.
+    pub async fn stop(mut self) -> T {
+        self.shutdown.cancel();
+        self.task.take().expect("not stopped yet").await.expect("the task did not panic")
+    }
+}
+
+impl<T> Drop for Spawned<T> {
+    fn drop(&mut self) {
+        self.shutdown.cancel();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn database_urls_swap_only_the_name() {
+        let stack = Stack {
+            database_url: "postgres://postgres@127.0.0.1:55432/fetchreward?sslmode=disable".into(),
+            sqs_endpoint: String::new(),
+            kms_endpoint: String::new(),
+        };
+        assert_eq!(
+            stack.database_url_of("test_1"),
+            "postgres://postgres@127.0.0.1:55432/test_1?sslmode=disable"
+        );
+    }
+
+    #[test]
+    fn unique_names_differ() {
+        assert_ne!(unique_name("t"), unique_name("t"));
+        assert!(
+            unique_name("t")
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
+        );
+    }
+}
