@@ -1,0 +1,37 @@
+# Fetchreward developer commands. The local stack (PostgreSQL, SQS and KMS emulators) runs
+# without Docker: see docs/local-stack.md.
+
+SHELL := /bin/bash
+.SHELLFLAGS := -eu -o pipefail -c
+
+# Exports the local stack's endpoints (written by dev/up.sh) into a recipe line's commands.
+STACK_ENV := set -a; . target/dev/env; set +a
+
+.PHONY: up down env test demo bench
+
+## up: start the local stack (idempotent) and print its endpoints
+up:
+	@bash dev/up.sh
+
+## down: stop the local stack and delete its throwaway data
+down:
+	@bash dev/down.sh
+
+## env: print the export lines of the running stack (eval "$$(make -s env)")
+env:
+	@if [ -f target/dev/env ]; then cat target/dev/env; \
+	else echo "the local stack is not up: run make up" >&2; exit 1; fi
+
+## test: formatting, lints and every test, against the local stack
+test: up
+	cargo fmt --all -- --check
+	cargo clippy --workspace --all-targets -- -D warnings
+	$(STACK_ENV); cargo nextest run --workspace
+
+## demo: (not yet)
+demo:
+	@echo "make demo: not yet"
+
+## bench: (not yet)
+bench:
+	@echo "make bench: not yet"

@@ -1,0 +1,62 @@
+"""Creates the vault's KMS key and its alias in the local KMS emulator (moto), idempotently.
+
+Run by dev/up.sh with the project's venv (.venv/bin/python; boto3 comes with moto) and the
+FR_* settings of dev/env.sh in the environment. If the alias already exists nothing is created.
+Prints one line, KMS_KEY_ARN=<arn of the key behind the alias>.
+
+moto keeps keys in memory only: when moto stops, the key is gone, and so is every data key it
+wrapped. That is why dev/up.sh recreates the Postgres cluster whenever it has to start moto.
+"""
+
+import os
+import sys
+import time
+
+import boto3
+from botocore.config import Config
+from botocore.exceptions import EndpointConnectionError
+
+
+def main() -> int:
+    host = os.environ.get("FR_HOST", "127.0.0.1")
+    port = os.environ.get("FR_KMS_PORT", "54599")
+    alias = os.environ.get("FR_KMS_ALIAS", "alias/fetchreward")
+
+    kms = boto3.client(
+        "kms",
+        endpoint_url=f"http://{host}:{port}",
+        region_name=os.environ.get("FR_AWS_REGION", "us-east-1"),
+        aws_access_key_id=os.environ.get("FR_AWS_ACCESS_KEY_ID", "test"),
+        aws_secret_access_key=os.environ.get("FR_AWS_SECRET_ACCESS_KEY", "test"),
+        config=Config(retries={"max_attempts": 5, "mode": "standard"}),
+    )
+
+    # up.sh already waited for the port; this only covers the server finishing its start-up.
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            aliases = [a for p in kms.get_paginator("list_aliases").paginate() for a in p["Aliases"]]
+            break
+        except EndpointConnectionError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.5)
+
+    existing = next((a for a in aliases if a["AliasName"] == alias), None)
+    if existing is None:
+        key = kms.create_key(
+            Description="fetchreward local development: wraps the vault's data keys",
+            KeyUsage="ENCRYPT_DECRYPT",
+            KeySpec="SYMMETRIC_DEFAULT",
+        )["KeyMetadata"]
+        kms.create_alias(AliasName=alias, TargetKeyId=key["KeyId"])
+
+    # Resolve the alias the way the vault will use it, and prove it can wrap a data key.
+    key_arn = kms.describe_key(KeyId=alias)["KeyMetadata"]["Arn"]
+    kms.generate_data_key(KeyId=alias, KeySpec="AES_256")
+    print(f"KMS_KEY_ARN={key_arn}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

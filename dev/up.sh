@@ -1,0 +1,414 @@
+#!/usr/bin/env bash
+# Starts the local stack without Docker: a throwaway PostgreSQL cluster, fauxqs (SQS) and moto
+# (KMS), all on FR_HOST (127.0.0.1), creates the queues and the KMS key, and prints/writes the
+# environment that services and tests need (target/dev/env). Safe to run again: what already
+# runs is reused. Stop everything with dev/down.sh. Settings: dev/env.sh; docs/local-stack.md.
+set -euo pipefail
+
+FR_SCRIPT=up
+# shellcheck source=dev/lib.sh
+. "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+
+cd "$FR_ROOT"
+take_lock
+
+# ---------------------------------------------------------------------------------------------
+# 1. The machine has what we need (fail early, saying what to do).
+# ---------------------------------------------------------------------------------------------
+problems=()
+command -v node >/dev/null 2>&1 || problems+=("node is missing: install Node.js 20 or newer (Debian 12's own nodejs package is 18, too old for fauxqs)")
+command -v npm >/dev/null 2>&1 || problems+=("npm is missing: install it with Node.js 20 or newer")
+if command -v node >/dev/null 2>&1; then
+  node_major="$(node -p 'process.versions.node.split(".")[0]')"
+  ((node_major >= 20)) || problems+=("node $(node --version) is too old: fauxqs needs Node.js 20 or newer")
+fi
+if ! command -v python3 >/dev/null 2>&1; then
+  problems+=("python3 is missing: install Python 3.9+ with venv (Debian: apt-get install python3 python3-venv)")
+elif ! python3 -c 'import venv, ensurepip' >/dev/null 2>&1; then
+  problems+=("python3 cannot create virtual environments: apt-get install python3-venv")
+fi
+command -v openssl >/dev/null 2>&1 || problems+=("openssl is missing (Postgres TLS certificates): apt-get install openssl")
+PG_BINDIR="$(fr_find_pg_bindir)"
+if [[ -z "$PG_BINDIR" || ! -x "$PG_BINDIR/initdb" || ! -x "$PG_BINDIR/pg_ctl" ]]; then
+  problems+=("PostgreSQL server binaries (initdb, pg_ctl) not found under /usr/lib/postgresql/*/bin: apt-get install postgresql (or set FR_PG_BINDIR)")
+fi
+if is_root; then
+  command -v runuser >/dev/null 2>&1 || problems+=("runuser is missing (util-linux): needed to run PostgreSQL as $FR_PG_OS_USER")
+  id -u "$FR_PG_OS_USER" >/dev/null 2>&1 ||
+    problems+=("running as root, but OS user '$FR_PG_OS_USER' (which must run the PostgreSQL server) does not exist: apt-get install postgresql creates it, or set FR_PG_OS_USER to another unprivileged user")
+fi
+if ((${#problems[@]})); then
+  for p in "${problems[@]}"; do printf '[up] error: %s\n' "$p" >&2; done
+  exit 1
+fi
+# Client tools of the same version as the server (pg_isready, psql live next to initdb on Debian).
+PG_ISREADY="$PG_BINDIR/pg_isready"
+[[ -x "$PG_ISREADY" ]] || PG_ISREADY="$(command -v pg_isready || true)"
+PSQL="$PG_BINDIR/psql"
+[[ -x "$PSQL" ]] || PSQL="$(command -v psql || true)"
+[[ -n "$PG_ISREADY" && -n "$PSQL" ]] || die "pg_isready/psql not found: apt-get install postgresql-client"
+
+mkdir -p "$FR_LOG_DIR" "$FR_RUN_DIR"
+
+# ---------------------------------------------------------------------------------------------
+# 2. Project-local packages, installed only when missing or when their pins changed.
+#    Stamps record a hash of the lock/requirements file plus the runtime version.
+# ---------------------------------------------------------------------------------------------
+npm_stamp="$FR_DEV_DIR/npm.stamp"
+npm_want="$(sha256sum package.json package-lock.json | sha256sum | cut -c1-16) node-$(node --version)"
+if [[ ! -f node_modules/fauxqs/package.json || "$(cat "$npm_stamp" 2>/dev/null)" != "$npm_want" ]]; then
+  say "installing fauxqs with npm ci (package-lock.json) ..."
+  # --ignore-scripts: nothing in this tree needs install scripts, so none may run.
+  npm ci --no-audit --no-fund --ignore-scripts --loglevel=error >"$FR_LOG_DIR/npm-ci.log" 2>&1 ||
+    { tail -30 "$FR_LOG_DIR/npm-ci.log" >&2; die "npm ci failed (full log: $FR_LOG_DIR/npm-ci.log)"; }
+  printf '%s\n' "$npm_want" >"$npm_stamp"
+fi
+
+venv_stamp="$FR_DEV_DIR/venv.stamp"
+# A venv is tied to its Python and to its own path (scripts in .venv/bin name them both), so a
+# change of either (a new Python, a copied checkout) means starting over; a change of
+# requirements.txt only means installing again.
+venv_base="$(python3 --version 2>&1 | tr ' ' '-') $FR_ROOT/.venv"
+venv_want="$(sha256sum dev/requirements.txt | cut -c1-16) $venv_base"
+if [[ ! -x .venv/bin/moto_server || "$(cat "$venv_stamp" 2>/dev/null)" != "$venv_want" ]]; then
+  if [[ -d .venv && "$(cut -d' ' -f2- "$venv_stamp" 2>/dev/null)" != "$venv_base" ]]; then
+    rm -rf .venv
+  fi
+  say "installing moto into .venv (dev/requirements.txt) ..."
+  {
+    [[ -x .venv/bin/python ]] || python3 -m venv .venv
+    .venv/bin/python -m pip install --disable-pip-version-check -q -r dev/requirements.txt
+  } >"$FR_LOG_DIR/pip-install.log" 2>&1 ||
+    { tail -30 "$FR_LOG_DIR/pip-install.log" >&2; die "installing dev/requirements.txt failed (full log: $FR_LOG_DIR/pip-install.log)"; }
+  printf '%s\n' "$venv_want" >"$venv_stamp"
+fi
+
+# ---------------------------------------------------------------------------------------------
+# 3. What already runs (reused), and ports held by something else (refused, before we start
+#    anything, so a bad environment leaves nothing half-started behind).
+# ---------------------------------------------------------------------------------------------
+sqs_pid="$(live_pid "$FR_SQS_PIDFILE" "$FR_SQS_MARKER" || true)"
+kms_pid="$(live_pid "$FR_KMS_PIDFILE" "$FR_KMS_MARKER" || true)"
+PGDATA="$(pg_data_dir || true)"
+pg_pid=""
+[[ -n "$PGDATA" ]] && pg_pid="$(pg_postmaster_pid "$PGDATA" || true)"
+
+busy=()
+check_port() { # name variable our_pid
+  local port="${!2}"
+  if [[ -z "$3" ]] && port_open "$FR_HOST" "$port"; then
+    busy+=("$1 port $FR_HOST:$port is already in use by another program: $(port_owner "$port")")
+    busy+=("  -> stop that program, or choose another port, e.g. $2=$((port + 1000)) make up")
+  fi
+}
+check_port PostgreSQL FR_PG_PORT "$pg_pid"
+check_port "SQS (fauxqs)" FR_SQS_PORT "$sqs_pid"
+check_port "KMS (moto)" FR_KMS_PORT "$kms_pid"
+if ((${#busy[@]})); then
+  for b in "${busy[@]}"; do
+    if [[ "$b" == "  ->"* ]]; then printf '[up] %s\n' "$b" >&2; else printf '[up] error: %s\n' "$b" >&2; fi
+  done
+  exit 1
+fi
+
+# Starts a program detached from this shell: its own session (setsid), so it outlives the
+# terminal or `make` that started it and gets no SIGHUP/SIGINT meant for them; stdin from
+# /dev/null and output to a log, so it holds no pipe of ours open. The pid file is written by
+# the process itself (the bash that then execs the program), so it is always the right pid.
+start_detached() { # pidfile logfile command...
+  local pidfile="$1" logfile="$2"
+  shift 2
+  printf '\n=== %s started by dev/up.sh\n' "$(date -u +%FT%TZ)" >>"$logfile"
+  # shellcheck disable=SC2016 # $$ and $1 belong to the inner bash
+  setsid bash -c 'echo $$ >"$1"; shift; exec "$@"' _ "$pidfile" "$@" </dev/null >>"$logfile" 2>&1 9>&- &
+}
+
+# Waits until `check` succeeds, the process dies, or FR_READY_TIMEOUT passes.
+wait_ready() { # name pidfile marker logfile check...
+  local name="$1" pidfile="$2" marker="$3" logfile="$4" i
+  shift 4
+  for ((i = 0; i < FR_READY_TIMEOUT * 5; i++)); do
+    if "$@"; then return 0; fi
+    if ((i > 5)) && ! live_pid "$pidfile" "$marker" >/dev/null; then
+      tail -20 "$logfile" >&2
+      die "$name exited during start-up (log above: $logfile)"
+    fi
+    sleep 0.2
+  done
+  tail -20 "$logfile" >&2
+  die "$name did not answer within ${FR_READY_TIMEOUT}s (log above: $logfile)"
+}
+
+# Environment for the emulators and setup scripts.
+export FR_HOST FR_SQS_PORT FR_KMS_PORT FR_AWS_REGION FR_AWS_ACCESS_KEY_ID FR_AWS_SECRET_ACCESS_KEY \
+  FR_SQS_QUEUE FR_SQS_DLQ FR_KMS_ALIAS
+
+# ---------------------------------------------------------------------------------------------
+# 4. KMS (moto). First, because whether it had to be started decides the fate of the cluster.
+# ---------------------------------------------------------------------------------------------
+kms_fresh=0
+if [[ -n "$kms_pid" ]]; then
+  say "KMS (moto) already running, pid $kms_pid"
+else
+  kms_fresh=1
+  say "starting KMS (moto) on $FR_HOST:$FR_KMS_PORT"
+  start_detached "$FR_KMS_PIDFILE" "$FR_LOG_DIR/moto.log" \
+    "$FR_ROOT/.venv/bin/moto_server" -H "$FR_HOST" -p "$FR_KMS_PORT"
+fi
+
+# ---------------------------------------------------------------------------------------------
+# 5. SQS (fauxqs).
+# ---------------------------------------------------------------------------------------------
+if [[ -n "$sqs_pid" ]]; then
+  say "SQS (fauxqs) already running, pid $sqs_pid"
+else
+  say "starting SQS (fauxqs) on $FR_HOST:$FR_SQS_PORT"
+  start_detached "$FR_SQS_PIDFILE" "$FR_LOG_DIR/fauxqs.log" node "$FR_SQS_MARKER"
+fi
+
+# Both emulators start in parallel; wait for them here.
+wait_ready "KMS (moto)" "$FR_KMS_PIDFILE" "$FR_KMS_MARKER" "$FR_LOG_DIR/moto.log" \
+  http_ok "$FR_HOST" "$FR_KMS_PORT" /moto-api/
+wait_ready "SQS (fauxqs)" "$FR_SQS_PIDFILE" "$FR_SQS_MARKER" "$FR_LOG_DIR/fauxqs.log" \
+  http_ok "$FR_HOST" "$FR_SQS_PORT" /health
+
+# ---------------------------------------------------------------------------------------------
+# 6. PostgreSQL: a throwaway cluster of this checkout.
+# ---------------------------------------------------------------------------------------------
+pg_major="$("$PG_BINDIR/pg_ctl" --version | sed -E 's/[^0-9]*([0-9]+).*/\1/')"
+
+remove_cluster() { # why
+  say "removing the Postgres cluster at $PGDATA: $1"
+  if [[ -n "$pg_pid" ]]; then
+    as_pg_user "$PG_BINDIR/pg_ctl" -D "$PGDATA" -m fast -w -t 30 -s stop || true
+    stop_pid "$pg_pid" "postgres" 10
+  fi
+  rm -rf "$PGDATA"
+  rm -rf "$FR_PG_LINK"
+  PGDATA=""
+  pg_pid=""
+}
+
+if [[ -n "$PGDATA" && ! -f "$PGDATA/PG_VERSION" ]]; then
+  # A dangling symlink (e.g. /tmp was cleaned) or a half-made directory.
+  remove_cluster "it is incomplete"
+elif [[ -n "$PGDATA" && "$(cat "$PGDATA/PG_VERSION")" != "$pg_major" ]]; then
+  remove_cluster "it was made by PostgreSQL $(cat "$PGDATA/PG_VERSION"), the server here is $pg_major"
+elif [[ -n "$PGDATA" && "$kms_fresh" -eq 1 ]]; then
+  # The vault stores data keys wrapped by the KMS key; moto kept that key in memory only, so a
+  # new moto means those rows can never be decrypted again. Start from an empty database.
+  remove_cluster "KMS (moto) was not running, so the keys wrapped by its old key are unusable"
+fi
+
+# Self-signed CA + server certificate for TLS tests (made once; remade if the names changed).
+ensure_tls() {
+  local san="DNS:localhost,IP:127.0.0.1,IP:::1"
+  [[ "$FR_HOST" == "127.0.0.1" || "$FR_HOST" == "localhost" ]] || {
+    if [[ "$FR_HOST" =~ ^[0-9.]+$ || "$FR_HOST" == *:* ]]; then san+=",IP:$FR_HOST"; else san+=",DNS:$FR_HOST"; fi
+  }
+  if [[ -f "$FR_PG_TLS_DIR/ca.pem" && -f "$FR_PG_TLS_DIR/server.pem" && -f "$FR_PG_TLS_DIR/server.key" &&
+    "$(cat "$FR_PG_TLS_DIR/san.txt" 2>/dev/null)" == "$san" ]]; then
+    return 0
+  fi
+  say "generating a local CA and a server certificate in $FR_PG_TLS_DIR"
+  rm -rf "$FR_PG_TLS_DIR"
+  mkdir -p "$FR_PG_TLS_DIR"
+  chmod 0755 "$FR_PG_TLS_DIR"
+  local cnf="$FR_PG_TLS_DIR/openssl.cnf"
+  # Our own minimal config, so the result does not depend on the machine's openssl.cnf.
+  # The extensions are what strict verifiers (rustls/webpki) require: a CA with
+  # basicConstraints CA:TRUE, a leaf with CA:FALSE, serverAuth and the names in subjectAltName.
+  cat >"$cnf" <<EOF
+[req]
+distinguished_name = dn
+prompt = no
+[dn]
+CN = Fetchreward local development
+[v3_ca]
+basicConstraints = critical, CA:TRUE
+keyUsage = critical, keyCertSign, cRLSign
+subjectKeyIdentifier = hash
+[v3_server]
+basicConstraints = critical, CA:FALSE
+keyUsage = critical, digitalSignature, keyEncipherment
+extendedKeyUsage = serverAuth
+subjectAltName = $san
+subjectKeyIdentifier = hash
+authorityKeyIdentifier = keyid
+EOF
+  (
+    cd "$FR_PG_TLS_DIR"
+    umask 077
+    openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 -out ca.key
+    openssl req -x509 -new -key ca.key -config openssl.cnf -extensions v3_ca \
+      -subj "/CN=Fetchreward local dev CA" -days 3650 -out ca.pem
+    openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 -out server.key
+    openssl req -new -key server.key -config openssl.cnf -subj "/CN=localhost" -out server.csr
+    openssl x509 -req -in server.csr -CA ca.pem -CAkey ca.key -set_serial "0x$(openssl rand -hex 16)" \
+      -extfile openssl.cnf -extensions v3_server -days 825 -out server.pem
+    rm -f server.csr
+    chmod 0644 ca.pem server.pem
+  ) >"$FR_LOG_DIR/openssl.log" 2>&1 || { cat "$FR_LOG_DIR/openssl.log" >&2; die "generating the TLS certificates failed"; }
+  printf '%s\n' "$san" >"$FR_PG_TLS_DIR/san.txt"
+}
+ensure_tls
+
+if [[ -z "$PGDATA" ]]; then
+  # Where the cluster lives. As root the server runs as $FR_PG_OS_USER, which must be able to
+  # reach its data directory; a checkout under /root or in a 0700 `mktemp -d` directory is out
+  # of its reach, and then the data goes to a per-checkout directory in /tmp, with
+  # target/dev/pg a symlink to it.
+  if is_root && ! as_pg_user test -x "$FR_DEV_DIR"; then
+    PGDATA="$FR_PG_FALLBACK_DIR"
+    if [[ -e "$PGDATA" || -L "$PGDATA" ]]; then
+      # Left over from an earlier run of this checkout; never reuse something we cannot vouch for.
+      [[ -d "$PGDATA" && ! -L "$PGDATA" && "$(stat -c %U "$PGDATA")" == "$FR_PG_OS_USER" ]] ||
+        die "$PGDATA exists but is not a directory owned by $FR_PG_OS_USER; remove it and run again"
+      rm -rf "$PGDATA"
+    fi
+    say "user $FR_PG_OS_USER cannot reach $FR_DEV_DIR: the cluster's data goes to $PGDATA (target/dev/pg links there)"
+    mkdir -m 0700 "$PGDATA"
+    ln -sfn "$PGDATA" "$FR_PG_LINK"
+  else
+    PGDATA="$FR_PG_LINK"
+    mkdir -m 0700 "$PGDATA"
+  fi
+  is_root && chown "$FR_PG_OS_USER:" "$PGDATA"
+
+  say "creating a PostgreSQL $pg_major cluster in $PGDATA"
+  # Superuser `postgres`, trust authentication (local throwaway cluster, loopback only),
+  # C collation so that sort order does not depend on the machine's locales.
+  as_pg_user "$PG_BINDIR/initdb" -D "$PGDATA" -U postgres --auth=trust -E UTF8 --locale=C \
+    --no-sync >"$FR_LOG_DIR/initdb.log" 2>&1 ||
+    { tail -30 "$FR_LOG_DIR/initdb.log" >&2; die "initdb failed (log above: $FR_LOG_DIR/initdb.log)"; }
+  # Only TCP from this machine; no Unix socket (its directory would need to be writable by the
+  # server user, and every client here uses -h $FR_HOST anyway).
+  as_pg_user tee "$PGDATA/pg_hba.conf" >/dev/null <<'EOF'
+# TYPE  DATABASE  USER  ADDRESS        METHOD
+host    all       all   127.0.0.1/32   trust
+host    all       all   ::1/128        trust
+host    all       all   samehost       trust
+EOF
+  printf "\n# Settings of the local stack (rewritten by dev/up.sh at every start).\ninclude 'fetchreward.conf'\n" |
+    as_pg_user tee -a "$PGDATA/postgresql.conf" >/dev/null
+fi
+
+if [[ -z "$pg_pid" ]]; then
+  # Rewritten at every start, so changed FR_* settings apply to an existing cluster.
+  as_pg_user tee "$PGDATA/fetchreward.conf" >/dev/null <<EOF
+listen_addresses = '$FR_HOST'
+port = $FR_PG_PORT
+unix_socket_directories = ''
+max_connections = $FR_PG_MAX_CONNECTIONS
+# Throwaway data: trade durability for speed.
+fsync = off
+synchronous_commit = off
+full_page_writes = off
+# TLS is offered, not required: sslmode=disable and sslmode=require/verify-full both work.
+ssl = on
+ssl_cert_file = 'server.crt'
+ssl_key_file = 'server.key'
+timezone = 'UTC'
+log_timezone = 'UTC'
+EOF
+  # The server reads its certificate from the data directory, which it can always reach
+  # (target/dev/pg-tls may be out of its reach, see above); the key must be its own and 0600.
+  install -m 0644 "$FR_PG_TLS_DIR/server.pem" "$PGDATA/server.crt"
+  install -m 0600 "$FR_PG_TLS_DIR/server.key" "$PGDATA/server.key"
+  is_root && chown "$FR_PG_OS_USER:" "$PGDATA/server.crt" "$PGDATA/server.key"
+
+  say "starting PostgreSQL on $FR_HOST:$FR_PG_PORT"
+  # The log lives in the data directory, the one place the server user can always write;
+  # target/dev/logs/postgres.log points to it (down.sh leaves a copy there).
+  rm -f "$FR_LOG_DIR/postgres.log"
+  ln -s "$PGDATA/server.log" "$FR_LOG_DIR/postgres.log"
+  # pg_ctl puts the server in its own session, so it outlives this shell.
+  if ! as_pg_user "$PG_BINDIR/pg_ctl" -D "$PGDATA" -l "$PGDATA/server.log" -w -t "$FR_READY_TIMEOUT" -s start; then
+    tail -30 "$PGDATA/server.log" >&2 || true
+    die "PostgreSQL did not start (log above: $PGDATA/server.log)"
+  fi
+else
+  say "PostgreSQL already running, pid $pg_pid, data $PGDATA"
+fi
+
+pg_ready=0
+for ((i = 0; i < FR_READY_TIMEOUT * 5; i++)); do
+  if "$PG_ISREADY" -q -h "$FR_HOST" -p "$FR_PG_PORT" -U postgres -d postgres -t 2; then
+    pg_ready=1
+    break
+  fi
+  sleep 0.2
+done
+if ((!pg_ready)); then
+  tail -30 "$PGDATA/server.log" >&2 || true
+  if [[ -n "$pg_pid" ]]; then
+    die "this checkout's cluster (pid $pg_pid) does not answer on $FR_HOST:$FR_PG_PORT; was it started with other FR_* settings? Run dev/down.sh, then dev/up.sh"
+  fi
+  die "PostgreSQL does not answer on $FR_HOST:$FR_PG_PORT (log above: $PGDATA/server.log)"
+fi
+
+psql_admin() { "$PSQL" -X -q -v ON_ERROR_STOP=1 -h "$FR_HOST" -p "$FR_PG_PORT" -U postgres "$@"; }
+if [[ "$(psql_admin -d postgres -tAc "SELECT 1 FROM pg_database WHERE datname = '$FR_PG_DB'")" != "1" ]]; then
+  say "creating database $FR_PG_DB"
+  psql_admin -d postgres -c "CREATE DATABASE \"$FR_PG_DB\""
+fi
+
+# ---------------------------------------------------------------------------------------------
+# 7. Queues and the KMS key (both idempotent).
+# ---------------------------------------------------------------------------------------------
+sqs_out="$(node dev/sqs-setup.mjs 2>"$FR_LOG_DIR/sqs-setup.log")" ||
+  { cat "$FR_LOG_DIR/sqs-setup.log" >&2; die "creating the queues failed"; }
+QUEUE_URL="$(sed -n 's/^QUEUE_URL=//p' <<<"$sqs_out")"
+DLQ_URL="$(sed -n 's/^DLQ_URL=//p' <<<"$sqs_out")"
+[[ -n "$QUEUE_URL" && -n "$DLQ_URL" ]] || die "dev/sqs-setup.mjs printed no queue URLs: $sqs_out"
+
+kms_out="$(.venv/bin/python dev/kms-setup.py 2>"$FR_LOG_DIR/kms-setup.log")" ||
+  { cat "$FR_LOG_DIR/kms-setup.log" >&2; die "creating the KMS key failed"; }
+KMS_KEY_ARN="$(sed -n 's/^KMS_KEY_ARN=//p' <<<"$kms_out")"
+
+# ---------------------------------------------------------------------------------------------
+# 8. Tell the world.
+# ---------------------------------------------------------------------------------------------
+# What down.sh needs to stop this stack even if it is called with other FR_* settings.
+cat >"$FR_STATE_FILE" <<EOF
+PGDATA=$PGDATA
+PG_BINDIR=$PG_BINDIR
+FR_PG_OS_USER=$FR_PG_OS_USER
+EOF
+
+# One `export NAME=value` per line: for `eval`, `. target/dev/env` (sh or bash) and dotenv readers.
+# Values are quoted only when they need it (a checkout path with spaces, say).
+env_line() {
+  if [[ "$2" =~ ^[A-Za-z0-9_./:@%+=,-]+$ ]]; then
+    printf 'export %s=%s\n' "$1" "$2"
+  else
+    printf "export %s='%s'\n" "$1" "${2//\'/\'\\\'\'}"
+  fi
+}
+{
+  env_line DATABASE_URL "postgres://postgres@$FR_HOST:$FR_PG_PORT/$FR_PG_DB"
+  env_line FR_PG_CA_FILE "$FR_PG_TLS_DIR/ca.pem"
+  env_line AWS_ENDPOINT_URL_SQS "http://$FR_HOST:$FR_SQS_PORT"
+  env_line AWS_ENDPOINT_URL_KMS "http://$FR_HOST:$FR_KMS_PORT"
+  env_line AWS_REGION "$FR_AWS_REGION"
+  env_line AWS_DEFAULT_REGION "$FR_AWS_REGION" # what boto3 and the aws CLI read
+  env_line AWS_ACCESS_KEY_ID "$FR_AWS_ACCESS_KEY_ID"
+  env_line AWS_SECRET_ACCESS_KEY "$FR_AWS_SECRET_ACCESS_KEY"
+  env_line QUEUE_URL "$QUEUE_URL"
+  env_line DLQ_URL "$DLQ_URL"
+  env_line KMS_KEY_ID "$FR_KMS_ALIAS"
+} >"$FR_ENV_FILE.tmp"
+mv "$FR_ENV_FILE.tmp" "$FR_ENV_FILE"
+
+cat <<EOF
+[up] local stack is up:
+  PostgreSQL  $FR_HOST:$FR_PG_PORT  database $FR_PG_DB, user postgres, trust auth, TLS optional (CA $FR_PG_TLS_DIR/ca.pem)
+              data $PGDATA, log $FR_LOG_DIR/postgres.log
+  SQS         http://$FR_HOST:$FR_SQS_PORT  (fauxqs, log $FR_LOG_DIR/fauxqs.log)
+              $QUEUE_URL
+              $DLQ_URL
+  KMS         http://$FR_HOST:$FR_KMS_PORT  (moto, log $FR_LOG_DIR/moto.log)
+              $FR_KMS_ALIAS -> $KMS_KEY_ARN
+[up] for your shell: eval "\$(make -s env)"   (or: . target/dev/env; stop everything: make down)
+EOF
+cat "$FR_ENV_FILE"
