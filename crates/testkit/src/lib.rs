@@ -23,6 +23,8 @@ pub struct Stack {
     pub sqs_endpoint: String,
     /// moto.
     pub kms_endpoint: String,
+    /// The CA that signed the local cluster's TLS certificate.
+    pub pg_ca_file: String,
 }
 
 impl Stack {
@@ -33,6 +35,10 @@ impl Stack {
             database_url: var("DATABASE_URL", "postgres://postgres@127.0.0.1:55432/fetchreward"),
             sqs_endpoint: var("AWS_ENDPOINT_URL_SQS", "http://127.0.0.1:54566"),
             kms_endpoint: var("AWS_ENDPOINT_URL_KMS", "http://127.0.0.1:54599"),
+            pg_ca_file: var(
+                "FR_PG_CA_FILE",
+                concat!(env!("CARGO_MANIFEST_DIR"), "/../../target/dev/pg-tls/ca.pem"),
+            ),
         }
     }
 
@@ -214,6 +220,7 @@ mod tests {
             database_url: "postgres://postgres@127.0.0.1:55432/fetchreward?sslmode=disable".into(),
             sqs_endpoint: String::new(),
             kms_endpoint: String::new(),
+            pg_ca_file: String::new(),
         };
         assert_eq!(
             stack.database_url_of("test_1"),

@@ -1,0 +1,60 @@
+//! The writer's errors and their gRPC status codes.
+
+use std::net::SocketAddr;
+
+use fetchreward_model::MaskedLoginError;
+use fetchreward_runtime::postgres::PgError;
+use tonic::Status;
+
+/// Why a batch was not written. Nothing of a refused batch is committed.
+#[derive(Debug, thiserror::Error)]
+pub enum WriteError {
+    /// More rows than one call may carry.
+    #[error("a batch holds at most {max} rows, this one holds {len}")]
+    TooManyRows {
+        /// The limit.
+        max: usize,
+        /// The batch's size.
+        len: usize,
+    },
+    /// A row breaks a rule; the message names the row and the rule, never a value.
+    #[error("rows[{index}]: {source}")]
+    InvalidRow {
+        /// Position of the row in the request.
+        index: usize,
+        /// The rule it breaks.
+        source: MaskedLoginError,
+    },
+    /// The database failed; nothing was committed.
+    #[error(transparent)]
+    Database(#[from] PgError),
+}
+
+impl From<WriteError> for Status {
+    fn from(err: WriteError) -> Self {
+        match &err {
+            WriteError::TooManyRows { .. } | WriteError::InvalidRow { .. } => {
+                Status::invalid_argument(err.to_string())
+            }
+            // Database messages can quote the data, so the caller gets only the category.
+            WriteError::Database(db) if db.is_transient() => {
+                Status::unavailable("database unavailable; nothing was written")
+            }
+            WriteError::Database(_) => Status::internal("database error; nothing was written"),
+        }
+    }
+}
+
+/// Why the writer could not start or stopped serving.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// Connecting or migrating failed.
+    #[error(transparent)]
+    Database(#[from] PgError),
+    /// A listener could not be bound.
+    #[error("cannot listen on {0}: {1}")]
+    Bind(SocketAddr, std::io::Error),
+    /// The gRPC server failed.
+    #[error(transparent)]
+    Serve(#[from] fetchreward_runtime::grpc::GrpcServeError),
+}
