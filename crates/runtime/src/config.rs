@@ -12,6 +12,7 @@ use std::path::PathBuf;
 use std::str::FromStr;
 use std::time::Duration;
 
+use fetchreward_telemetry::{LogFormat, LoggingConfig};
 use secrecy::SecretString;
 
 /// Where configuration values come from.
@@ -180,6 +181,43 @@ impl<'a> ConfigReader<'a> {
                 self.problem(format!("{key} is not valid: expected {expected}"));
                 None
             }
+        }
+    }
+}
+
+/// Settings every service reads: logging, the operations server, the shutdown grace period.
+#[derive(Debug, Clone)]
+pub struct CommonConfig {
+    /// Logging and trace export.
+    pub logging: LoggingConfig,
+    /// Address of the `/metrics` `/healthz` `/readyz` server (`HTTP_ADDR`).
+    pub http_addr: SocketAddr,
+    /// How long in-flight work may take after SIGTERM (`SHUTDOWN_GRACE_SECS`).
+    pub grace: Duration,
+}
+
+impl CommonConfig {
+    /// Reads `LOG_FORMAT`, `RUST_LOG`, `OTEL_EXPORTER_OTLP_ENDPOINT`, `HTTP_ADDR` and
+    /// `SHUTDOWN_GRACE_SECS`.
+    pub fn from_env(
+        reader: &mut ConfigReader<'_>,
+        service: &'static str,
+        http_default: &str,
+    ) -> Self {
+        let format = reader.or_default("LOG_FORMAT", LogFormat::Json, "`json` or `text`");
+        let filter = reader.raw("RUST_LOG").unwrap_or_else(|| "info".to_owned());
+        if fetchreward_telemetry::logging::check_filter(&filter).is_err() {
+            reader.problem("RUST_LOG is not a valid log filter");
+        }
+        CommonConfig {
+            logging: LoggingConfig {
+                service,
+                format,
+                filter,
+                otlp_endpoint: reader.raw("OTEL_EXPORTER_OTLP_ENDPOINT"),
+            },
+            http_addr: reader.addr("HTTP_ADDR", http_default),
+            grace: reader.seconds("SHUTDOWN_GRACE_SECS", 20),
         }
     }
 }

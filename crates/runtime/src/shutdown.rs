@@ -53,6 +53,26 @@ pub async fn drain(tracker: &TaskTracker, grace: Duration) -> bool {
     }
 }
 
+/// Runs `work` to completion unless `shutdown` is cancelled and `work` then takes longer than
+/// `grace`; returns `None` in that case.
+pub async fn with_grace<F: Future>(
+    work: F,
+    shutdown: &CancellationToken,
+    grace: Duration,
+) -> Option<F::Output> {
+    tokio::pin!(work);
+    tokio::select! {
+        output = &mut work => Some(output),
+        () = shutdown.cancelled() => match tokio::time::timeout(grace, work).await {
+            Ok(output) => Some(output),
+            Err(_) => {
+                tracing::warn!(grace_secs = grace.as_secs(), "in-flight work abandoned after the grace period");
+                None
+            }
+        },
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -66,6 +86,15 @@ mod tests {
         assert!(!token.is_cancelled());
         fire.send(()).expect("receiver alive");
         tokio::time::timeout(Duration::from_secs(5), token.cancelled()).await.expect("cancelled");
+    }
+
+    #[tokio::test]
+    async fn with_grace_finishes_quick_work_and_abandons_slow_work() {
+        let shutdown = CancellationToken::new();
+        assert_eq!(with_grace(async { 7 }, &shutdown, Duration::from_secs(1)).await, Some(7));
+        shutdown.cancel();
+        let slow = std::future::pending::<()>();
+        assert_eq!(with_grace(slow, &shutdown, Duration::from_millis(20)).await, None);
     }
 
     #[tokio::test]

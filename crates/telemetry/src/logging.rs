@@ -104,6 +104,12 @@ where
     Ok((subscriber, LoggingGuard { tracer_provider }))
 }
 
+/// Checks that `filter` is a valid `EnvFilter` directive list.
+pub fn check_filter(filter: &str) -> Result<(), LoggingError> {
+    EnvFilter::builder().parse(filter)?;
+    Ok(())
+}
+
 /// Builds the subscriber writing to stdout and installs it as the process's global one.
 pub fn init(config: &LoggingConfig) -> Result<LoggingGuard, LoggingError> {
     let (subscriber, guard) = subscriber(config, std::io::stdout)?;
