@@ -1,0 +1,238 @@
+//! `fetchreward`: the operator's command.
+//!
+//! Endpoints come from flags or the same environment variables the services read
+//! (`QUEUE_URL`, `DLQ_URL`, `VAULT_ENDPOINT`), so `eval "$(make -s env)"` is enough locally.
+
+mod queue;
+mod sample;
+mod vault;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use comfy_table::Table;
+use fetchreward_proto::vault::v1::KeyTarget;
+
+#[derive(Parser)]
+#[command(name = "fetchreward", version, about = "Operate a Fetchreward pipeline")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Send login messages to the queue, in batches of ten.
+    Seed(SeedArgs),
+    /// Queue depth, or wait until the queue is empty.
+    Queue {
+        #[command(subcommand)]
+        command: QueueCommand,
+    },
+    /// Read the dead-letter queue.
+    Dlq {
+        #[command(subcommand)]
+        command: DlqCommand,
+    },
+    /// Recover the original values of tokens (audited; needs a reader identity).
+    Detokenize {
+        /// Tokens such as ip_v1_… or dev_v1_…
+        #[arg(required = true)]
+        tokens: Vec<String>,
+        /// Why the values are needed, e.g. a ticket reference (stored in the audit trail).
+        #[arg(long)]
+        purpose: String,
+        #[command(flatten)]
+        vault: VaultArgs,
+    },
+    /// Destroy the stored values of tokens (audited; needs an admin identity).
+    Forget {
+        /// Tokens whose values are to be destroyed.
+        #[arg(required = true)]
+        tokens: Vec<String>,
+        /// Why, e.g. the erasure request's reference.
+        #[arg(long)]
+        purpose: String,
+        #[command(flatten)]
+        vault: VaultArgs,
+    },
+    /// Key management (needs an admin identity).
+    Keys {
+        #[command(subcommand)]
+        command: KeysCommand,
+    },
+}
+
+#[derive(Args)]
+struct SeedArgs {
+    /// The project's deterministic sample: 100 messages with duplicates and 5 malformed ones.
+    #[arg(long, conflicts_with_all = ["count", "file"])]
+    sample: bool,
+    /// This many synthetic, valid messages.
+    #[arg(long, conflicts_with = "file")]
+    count: Option<usize>,
+    /// Seed of the synthetic generator.
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    /// Distinct ip and device_id values for --count (default: one per message).
+    #[arg(long)]
+    distinct: Option<usize>,
+    /// A JSON array or JSON lines file, gzip accepted (e.g. sample_data.json.gz).
+    #[arg(long)]
+    file: Option<PathBuf>,
+    /// The queue to send to.
+    #[arg(long, env = "QUEUE_URL")]
+    queue_url: String,
+}
+
+#[derive(Subcommand)]
+enum QueueCommand {
+    /// Print the visible and in-flight message counts.
+    Status {
+        #[arg(long, env = "QUEUE_URL")]
+        queue_url: String,
+    },
+    /// Wait until the queue holds no message, visible or in flight.
+    WaitEmpty {
+        #[arg(long, env = "QUEUE_URL")]
+        queue_url: String,
+        /// Give up after this many seconds.
+        #[arg(long, default_value_t = 120)]
+        timeout: u64,
+    },
+}
+
+#[derive(Subcommand)]
+enum DlqCommand {
+    /// Show dead-lettered messages with their reasons, without consuming them.
+    List {
+        #[arg(long, env = "DLQ_URL")]
+        dlq_url: String,
+        /// At most this many messages.
+        #[arg(long, default_value_t = 20)]
+        max: usize,
+    },
+}
+
+#[derive(Subcommand)]
+enum KeysCommand {
+    /// Start a new key version: new tokens (tokenization) or new ciphertexts (data) use it.
+    Rotate {
+        /// Which key.
+        #[arg(long, value_enum, default_value_t = Target::Tokenization)]
+        target: Target,
+        /// Why (stored in the audit trail).
+        #[arg(long)]
+        purpose: String,
+        #[command(flatten)]
+        vault: VaultArgs,
+    },
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum Target {
+    Tokenization,
+    Data,
+}
+
+#[derive(Args)]
+struct VaultArgs {
+    /// The vault's gRPC endpoint.
+    #[arg(long, env = "VAULT_ENDPOINT", default_value = "http://127.0.0.1:50051")]
+    vault_endpoint: String,
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    match run(Cli::parse()).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("fetchreward: {err:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn sqs() -> aws_sdk_sqs::Client {
+    aws_sdk_sqs::Client::new(
+        &aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await,
+    )
+}
+
+async fn run(cli: Cli) -> anyhow::Result<()> {
+    match cli.command {
+        Command::Seed(args) => {
+            let bodies = if let Some(path) = &args.file {
+                sample::from_file(path)?
+            } else if let Some(count) = args.count {
+                let distinct = args.distinct.unwrap_or(count).max(1);
+                let shape = sample::Shape { distinct_ips: distinct, distinct_devices: distinct };
+                sample::synthetic(count, args.seed, shape)
+            } else {
+                sample::project_sample()
+            };
+            let sent = queue::seed(&sqs().await, &args.queue_url, bodies).await?;
+            println!("sent {sent} messages");
+        }
+        Command::Queue { command: QueueCommand::Status { queue_url } } => {
+            let (visible, in_flight) = queue::depth(&sqs().await, &queue_url).await?;
+            println!("visible {visible}, in flight {in_flight}");
+        }
+        Command::Queue { command: QueueCommand::WaitEmpty { queue_url, timeout } } => {
+            let waited =
+                queue::wait_empty(&sqs().await, &queue_url, Duration::from_secs(timeout)).await?;
+            println!("queue empty after {:.1} s", waited.as_secs_f64());
+        }
+        Command::Dlq { command: DlqCommand::List { dlq_url, max } } => {
+            let letters = queue::peek(&sqs().await, &dlq_url, max).await?;
+            let mut table = Table::new();
+            table.set_header(["dlq message_id", "receives", "reason", "body"]);
+            for letter in &letters {
+                table.add_row([
+                    letter.message_id.as_str(),
+                    letter.receive_count.as_str(),
+                    letter.reason.as_deref().unwrap_or("(redriven after repeated failures)"),
+                    letter.body.as_str(),
+                ]);
+            }
+            println!("{table}");
+            println!("{} message(s)", letters.len());
+        }
+        Command::Detokenize { tokens, purpose, vault } => {
+            let mut client = vault::connect(&vault.vault_endpoint).await?;
+            let (rows, audit_id) = vault::detokenize(&mut client, tokens, purpose).await?;
+            let mut table = Table::new();
+            table.set_header(["token", "status", "value"]);
+            for row in rows {
+                table.add_row(row);
+            }
+            println!("{table}");
+            println!("audit id {audit_id}");
+        }
+        Command::Forget { tokens, purpose, vault } => {
+            let mut client = vault::connect(&vault.vault_endpoint).await?;
+            let (rows, audit_id) = vault::forget(&mut client, tokens, purpose).await?;
+            let mut table = Table::new();
+            table.set_header(["token", "status"]);
+            for row in rows {
+                table.add_row(row);
+            }
+            println!("{table}");
+            println!("audit id {audit_id}");
+        }
+        Command::Keys { command: KeysCommand::Rotate { target, purpose, vault } } => {
+            let target = match target {
+                Target::Tokenization => KeyTarget::Tokenization,
+                Target::Data => KeyTarget::Data,
+            };
+            let mut client = vault::connect(&vault.vault_endpoint).await?;
+            let (version, audit_id) =
+                vault::rotate(&mut client, target, purpose).await.context("key rotation failed")?;
+            println!("active version {version} (audit id {audit_id})");
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,128 @@
+//! The ingestor's configuration, read from the environment.
+
+use std::time::Duration;
+
+use fetchreward_runtime::config::{CommonConfig, ConfigErrors, ConfigReader, EnvSource};
+
+/// Most messages in one batch: each has at most two personal values, and the vault takes at
+/// most 10,000 values per call.
+pub const MAX_BATCH_LIMIT: usize = 5_000;
+
+/// Everything the ingestor needs to start.
+#[derive(Debug, Clone)]
+pub struct IngestorConfig {
+    /// Logging, the operations server (`HTTP_ADDR`, default `0.0.0.0:9103`), the grace period.
+    pub common: CommonConfig,
+    /// The source queue (`QUEUE_URL`).
+    pub queue_url: String,
+    /// Its dead-letter queue (`DLQ_URL`).
+    pub dlq_url: String,
+    /// The vault's gRPC endpoint (`VAULT_ENDPOINT`).
+    pub vault_endpoint: String,
+    /// The writer's gRPC endpoint (`WRITER_ENDPOINT`).
+    pub writer_endpoint: String,
+    /// Concurrent receive loops (`POLLERS`, default 4).
+    pub pollers: usize,
+    /// Concurrent batches (`WORKERS`, default 4).
+    pub workers: usize,
+    /// Most messages per batch (`MAX_BATCH`, default 500).
+    pub max_batch: usize,
+    /// Long-polling wait (`RECEIVE_WAIT_SECS`, default 20, at most 20).
+    pub receive_wait: Duration,
+    /// Visibility timeout asked for on receive (`VISIBILITY_TIMEOUT_SECS`, default 30).
+    pub visibility: Duration,
+    /// How long a failing step is retried before its batch is left for redelivery
+    /// (`RETRY_GIVE_UP_SECS`, default 20).
+    pub retry_give_up: Duration,
+}
+
+impl IngestorConfig {
+    /// Reads the configuration; on failure, every problem found.
+    pub fn from_env(env: &dyn EnvSource) -> Result<Self, ConfigErrors> {
+        let mut reader = ConfigReader::new(env);
+        let common = CommonConfig::from_env(&mut reader, crate::SERVICE, "0.0.0.0:9103");
+        let queue_url: Option<String> = reader.required("QUEUE_URL", "the URL of the login queue");
+        let dlq_url: Option<String> =
+            reader.required("DLQ_URL", "the URL of its dead-letter queue");
+        let vault_endpoint = endpoint(&mut reader, "VAULT_ENDPOINT", "http://127.0.0.1:50051");
+        let writer_endpoint = endpoint(&mut reader, "WRITER_ENDPOINT", "http://127.0.0.1:50052");
+        let pollers = count(&mut reader, "POLLERS", 4, 64);
+        let workers = count(&mut reader, "WORKERS", 4, 64);
+        let max_batch = count(&mut reader, "MAX_BATCH", 500, MAX_BATCH_LIMIT);
+        let receive_wait = reader.seconds("RECEIVE_WAIT_SECS", 20);
+        if receive_wait > Duration::from_secs(20) {
+            reader.problem("RECEIVE_WAIT_SECS must be at most 20 (the SQS limit)");
+        }
+        let visibility = reader.seconds("VISIBILITY_TIMEOUT_SECS", 30);
+        if visibility < Duration::from_secs(3) {
+            reader.problem("VISIBILITY_TIMEOUT_SECS must be at least 3");
+        }
+        let retry_give_up = reader.seconds("RETRY_GIVE_UP_SECS", 20);
+        reader.finish()?;
+        Ok(IngestorConfig {
+            common,
+            queue_url: queue_url.expect("reported by finish"),
+            dlq_url: dlq_url.expect("reported by finish"),
+            vault_endpoint,
+            writer_endpoint,
+            pollers,
+            workers,
+            max_batch,
+            receive_wait,
+            visibility,
+            retry_give_up,
+        })
+    }
+}
+
+fn endpoint(reader: &mut ConfigReader<'_>, key: &str, default: &str) -> String {
+    let value = reader.raw(key).unwrap_or_else(|| default.to_owned());
+    if tonic::transport::Endpoint::from_shared(value.clone()).is_err()
+        || !(value.starts_with("http://") || value.starts_with("https://"))
+    {
+        reader.problem(format!("{key} must be an http:// or https:// URL"));
+    }
+    value
+}
+
+fn count(reader: &mut ConfigReader<'_>, key: &str, default: usize, max: usize) -> usize {
+    let value = reader.or_default(key, default, "a positive whole number");
+    if value == 0 || value > max {
+        reader.problem(format!("{key} must be between 1 and {max}"));
+    }
+    value
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+
+    use super::*;
+
+    #[test]
+    fn defaults_need_only_the_queues() {
+        let env: HashMap<&str, &str> =
+            HashMap::from([("QUEUE_URL", "http://q/1/login-queue"), ("DLQ_URL", "http://q/1/dlq")]);
+        let config = IngestorConfig::from_env(&env).expect("valid");
+        assert_eq!(config.pollers, 4);
+        assert_eq!(config.max_batch, 500);
+        assert_eq!(config.vault_endpoint, "http://127.0.0.1:50051");
+        assert_eq!(config.common.http_addr.port(), 9103);
+    }
+
+    #[test]
+    fn every_problem_is_listed() {
+        let env: HashMap<&str, &str> = HashMap::from([
+            ("VAULT_ENDPOINT", "vault:50051"),
+            ("MAX_BATCH", "6000"),
+            ("POLLERS", "0"),
+            ("RECEIVE_WAIT_SECS", "30"),
+        ]);
+        let text = IngestorConfig::from_env(&env).expect_err("invalid").to_string();
+        for expected in
+            ["QUEUE_URL", "DLQ_URL", "VAULT_ENDPOINT", "MAX_BATCH", "POLLERS", "RECEIVE_WAIT_SECS"]
+        {
+            assert!(text.contains(expected), "{expected} missing from: {text}");
+        }
+    }
+}

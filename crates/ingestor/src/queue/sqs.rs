@@ -1,0 +1,222 @@
+//! [`Queue`] on Amazon SQS (or any emulator speaking its API).
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use aws_sdk_sqs::Client;
+use aws_sdk_sqs::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
+use aws_sdk_sqs::types::{
+    ChangeMessageVisibilityBatchRequestEntry, DeleteMessageBatchRequestEntry, Message,
+    MessageAttributeValue, MessageSystemAttributeName, SendMessageBatchRequestEntry,
+};
+use chrono::{DateTime, Utc};
+
+use super::{BATCH_LIMIT, DeadLetter, Queue, QueueError, ReceivedMessage, dlq_attributes};
+
+/// A source queue and its dead-letter queue on SQS.
+#[derive(Debug, Clone)]
+pub struct SqsQueue {
+    client: Client,
+    queue_url: String,
+    dlq_url: String,
+}
+
+impl SqsQueue {
+    /// The queues at `queue_url` and `dlq_url`.
+    pub fn new(client: Client, queue_url: impl Into<String>, dlq_url: impl Into<String>) -> Self {
+        SqsQueue { client, queue_url: queue_url.into(), dlq_url: dlq_url.into() }
+    }
+}
+
+/// Error codes that retrying cannot fix.
+const PERMANENT_CODES: [&str; 6] = [
+    "AWS.SimpleQueueService.NonExistentQueue",
+    "QueueDoesNotExist",
+    "AccessDenied",
+    "AccessDeniedException",
+    "InvalidAddress",
+    "InvalidParameterValue",
+];
+
+fn classify<E, R>(operation: &str, err: SdkError<E, R>) -> QueueError
+where
+    E: ProvideErrorMetadata + std::error::Error + 'static,
+    R: std::fmt::Debug,
+{
+    let permanent = err.code().is_some_and(|code| PERMANENT_CODES.contains(&code));
+    let detail = format!("{operation}: {}", DisplayErrorContext(&err));
+    if permanent { QueueError::Permanent(detail) } else { QueueError::Transient(detail) }
+}
+
+fn string_attribute(value: &str) -> MessageAttributeValue {
+    MessageAttributeValue::builder()
+        .data_type("String")
+        .string_value(value)
+        .build()
+        .expect("data_type is set")
+}
+
+fn received(message: Message) -> Option<ReceivedMessage> {
+    let attributes = message.attributes.unwrap_or_default();
+    let sent_at = attributes
+        .get(&MessageSystemAttributeName::SentTimestamp)
+        .and_then(|ms| ms.parse::<i64>().ok())
+        .and_then(DateTime::<Utc>::from_timestamp_millis)
+        .unwrap_or_else(Utc::now);
+    let receive_count = attributes
+        .get(&MessageSystemAttributeName::ApproximateReceiveCount)
+        .and_then(|count| count.parse().ok())
+        .unwrap_or(1);
+    Some(ReceivedMessage {
+        message_id: message.message_id?,
+        receipt_handle: message.receipt_handle?,
+        body: message.body.unwrap_or_default(),
+        sent_at,
+        receive_count,
+    })
+}
+
+impl Queue for SqsQueue {
+    async fn receive(
+        &self,
+        wait: Duration,
+        visibility: Duration,
+    ) -> Result<Vec<ReceivedMessage>, QueueError> {
+        let output = self
+            .client
+            .receive_message()
+            .queue_url(&self.queue_url)
+            .max_number_of_messages(BATCH_LIMIT as i32)
+            .wait_time_seconds(wait.as_secs().min(20) as i32)
+            .visibility_timeout(visibility.as_secs() as i32)
+            .message_system_attribute_names(MessageSystemAttributeName::SentTimestamp)
+            .message_system_attribute_names(MessageSystemAttributeName::ApproximateReceiveCount)
+            .send()
+            .await
+            .map_err(|err| classify("ReceiveMessage", err))?;
+        Ok(output.messages.unwrap_or_default().into_iter().filter_map(received).collect())
+    }
+
+    async fn delete(&self, messages: &[&ReceivedMessage]) -> Result<Vec<String>, QueueError> {
+        let calls = messages.chunks(BATCH_LIMIT).map(|chunk| async move {
+            let entries = chunk
+                .iter()
+                .enumerate()
+                .map(|(i, message)| {
+                    DeleteMessageBatchRequestEntry::builder()
+                        .id(i.to_string())
+                        .receipt_handle(&message.receipt_handle)
+                        .build()
+                        .expect("id and receipt handle are set")
+                })
+                .collect();
+            let output = self
+                .client
+                .delete_message_batch()
+                .queue_url(&self.queue_url)
+                .set_entries(Some(entries))
+                .send()
+                .await
+                .map_err(|err| classify("DeleteMessageBatch", err))?;
+            Ok::<_, QueueError>(failed_ids(chunk, output.failed().iter().map(|f| f.id())))
+        });
+        let results = futures::future::join_all(calls).await;
+        let mut failed = Vec::new();
+        for result in results {
+            failed.extend(result?);
+        }
+        Ok(failed)
+    }
+
+    async fn dead_letter(&self, letters: &[DeadLetter<'_>]) -> Result<Vec<String>, QueueError> {
+        let mut not_moved = Vec::new();
+        let mut sent = Vec::with_capacity(letters.len());
+        for chunk in letters.chunks(BATCH_LIMIT) {
+            let entries = chunk
+                .iter()
+                .enumerate()
+                .map(|(i, letter)| {
+                    let attributes = HashMap::from([
+                        (dlq_attributes::REASON.to_owned(), string_attribute(&letter.reason)),
+                        (
+                            dlq_attributes::REASON_CODE.to_owned(),
+                            string_attribute(letter.reason_code),
+                        ),
+                        (
+                            dlq_attributes::SOURCE_MESSAGE_ID.to_owned(),
+                            string_attribute(&letter.message.message_id),
+                        ),
+                    ]);
+                    SendMessageBatchRequestEntry::builder()
+                        .id(i.to_string())
+                        .message_body(&letter.message.body)
+                        .set_message_attributes(Some(attributes))
+                        .build()
+                        .expect("id and body are set")
+                })
+                .collect();
+            let output = self
+                .client
+                .send_message_batch()
+                .queue_url(&self.dlq_url)
+                .set_entries(Some(entries))
+                .send()
+                .await
+                .map_err(|err| classify("SendMessageBatch", err))?;
+            let failed: Vec<&str> = output.failed().iter().map(|f| f.id()).collect();
+            for (i, letter) in chunk.iter().enumerate() {
+                if failed.contains(&i.to_string().as_str()) {
+                    not_moved.push(letter.message.message_id.clone());
+                } else {
+                    sent.push(letter.message);
+                }
+            }
+        }
+        // A message deleted only after its copy is in the DLQ is never lost; a failed delete
+        // means a redelivery and a second copy in the DLQ, which is the safe side.
+        not_moved.extend(self.delete(&sent).await?);
+        Ok(not_moved)
+    }
+
+    async fn set_visibility(
+        &self,
+        messages: &[&ReceivedMessage],
+        visibility: Duration,
+    ) -> Result<(), QueueError> {
+        for chunk in messages.chunks(BATCH_LIMIT) {
+            let entries = chunk
+                .iter()
+                .enumerate()
+                .map(|(i, message)| {
+                    ChangeMessageVisibilityBatchRequestEntry::builder()
+                        .id(i.to_string())
+                        .receipt_handle(&message.receipt_handle)
+                        .visibility_timeout(visibility.as_secs() as i32)
+                        .build()
+                        .expect("id and receipt handle are set")
+                })
+                .collect();
+            // Entries of messages deleted meanwhile fail individually; that is expected.
+            self.client
+                .change_message_visibility_batch()
+                .queue_url(&self.queue_url)
+                .set_entries(Some(entries))
+                .send()
+                .await
+                .map_err(|err| classify("ChangeMessageVisibilityBatch", err))?;
+        }
+        Ok(())
+    }
+}
+
+/// The message_ids of a chunk whose batch-entry ids (their positions) failed.
+fn failed_ids<'a>(
+    chunk: &[&ReceivedMessage],
+    failed: impl Iterator<Item = &'a str>,
+) -> Vec<String> {
+    failed
+        .filter_map(|id| id.parse::<usize>().ok())
+        .filter_map(|i| chunk.get(i))
+        .map(|message| message.message_id.clone())
+        .collect()
+}
