@@ -3,10 +3,6 @@
 //! Endpoints come from flags or the same environment variables the services read
 //! (`QUEUE_URL`, `DLQ_URL`, `VAULT_ENDPOINT`), so `eval "$(make -s env)"` is enough locally.
 
-mod queue;
-mod sample;
-mod vault;
-
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
@@ -14,6 +10,7 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use comfy_table::Table;
+use fetchreward_cli::{queue, sample, vault};
 use fetchreward_proto::vault::v1::KeyTarget;
 
 #[derive(Parser)]

@@ -1,0 +1,6 @@
+//! The library behind the `fetchreward` command: sample messages and queue operations, also
+//! used by the end-to-end tests and benchmarks.
+
+pub mod queue;
+pub mod sample;
+pub mod vault;
