@@ -1,0 +1,69 @@
+output "queue_url" {
+  description = "URL of login-queue (Helm: ingestor.queueUrl)."
+  value       = aws_sqs_queue.main.url
+}
+
+output "queue_arn" {
+  description = "ARN of login-queue."
+  value       = aws_sqs_queue.main.arn
+}
+
+output "dlq_url" {
+  description = "URL of login-queue-dlq (Helm: ingestor.dlqUrl)."
+  value       = aws_sqs_queue.dlq.url
+}
+
+output "dlq_arn" {
+  description = "ARN of login-queue-dlq."
+  value       = aws_sqs_queue.dlq.arn
+}
+
+output "kms_key_arn" {
+  description = "ARN of the vault key (Helm: vault.kmsKeyId)."
+  value       = aws_kms_key.vault.arn
+}
+
+output "kms_alias" {
+  description = "Alias of the vault key."
+  value       = aws_kms_alias.vault.name
+}
+
+output "ingestor_role_arn" {
+  description = "IRSA role of the ingestor (Helm: ingestor.serviceAccount.roleArn)."
+  value       = aws_iam_role.service["ingestor"].arn
+}
+
+output "vault_role_arn" {
+  description = "IRSA role of the vault (Helm: vault.serviceAccount.roleArn)."
+  value       = aws_iam_role.service["vault"].arn
+}
+
+output "writer_role_arn" {
+  description = "IRSA role of the writer, without permissions (Helm: writer.serviceAccount.roleArn)."
+  value       = aws_iam_role.service["writer"].arn
+}
+
+output "db_endpoint" {
+  description = "host:port of the PostgreSQL instance."
+  value       = aws_db_instance.this.endpoint
+}
+
+output "db_address" {
+  description = "Host name of the PostgreSQL instance."
+  value       = aws_db_instance.this.address
+}
+
+output "db_name" {
+  description = "Database name."
+  value       = aws_db_instance.this.db_name
+}
+
+output "db_master_user_secret_arn" {
+  description = "Secrets Manager secret holding the master user's credentials."
+  value       = aws_db_instance.this.master_user_secret[0].secret_arn
+}
+
+output "db_security_group_id" {
+  description = "Security group of the database."
+  value       = aws_security_group.db.id
+}
