@@ -28,9 +28,9 @@ test: up
 	cargo clippy --workspace --all-targets -- -D warnings
 	$(STACK_ENV); cargo nextest run --workspace
 
-## demo: (not yet)
+## demo: the whole pipeline on the local stack with the project's sample
 demo:
-	@echo "make demo: not yet"
+	@bash dev/demo.sh
 
 ## bench: (not yet)
 bench:

@@ -92,6 +92,11 @@ enum QueueCommand {
         #[arg(long, env = "QUEUE_URL")]
         queue_url: String,
     },
+    /// Delete every message of a queue (PurgeQueue).
+    Purge {
+        #[arg(long, env = "QUEUE_URL")]
+        queue_url: String,
+    },
     /// Wait until the queue holds no message, visible or in flight.
     WaitEmpty {
         #[arg(long, env = "QUEUE_URL")]
@@ -177,6 +182,17 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Queue { command: QueueCommand::Status { queue_url } } => {
             let (visible, in_flight) = queue::depth(&sqs().await, &queue_url).await?;
             println!("visible {visible}, in flight {in_flight}");
+        }
+        Command::Queue { command: QueueCommand::Purge { queue_url } } => {
+            sqs()
+                .await
+                .purge_queue()
+                .queue_url(&queue_url)
+                .send()
+                .await
+                .map_err(aws_sdk_sqs::Error::from)
+                .context("PurgeQueue failed")?;
+            println!("purged {queue_url}");
         }
         Command::Queue { command: QueueCommand::WaitEmpty { queue_url, timeout } } => {
             let waited =
