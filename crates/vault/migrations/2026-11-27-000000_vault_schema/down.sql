@@ -1,0 +1,3 @@
+DROP TABLE vault.audit_log;
+DROP TABLE vault.pii_tokens;
+DROP TABLE vault.keys;

@@ -1,0 +1,139 @@
+//! The vault's configuration, read from an [`EnvSource`] (the process environment in
+//! production, a map in tests). Every problem is collected and reported at once.
+//!
+//! Variables: see `docs/configuration.md`; the vault-specific ones are described on
+//! [`VaultConfig`]'s fields.
+
+use std::net::SocketAddr;
+
+use fetchreward_runtime::config::{CommonConfig, ConfigErrors, ConfigReader, EnvSource};
+use fetchreward_runtime::postgres::PgConfig;
+
+use crate::kms::KmsSettings;
+use crate::known_tokens::KnownTokensConfig;
+
+/// The service name, as logged and traced.
+pub const SERVICE: &str = "fetchreward-vault";
+
+/// Everything the vault needs to start.
+#[derive(Debug, Clone)]
+pub struct VaultConfig {
+    /// Logging, the operations server (`HTTP_ADDR`, default `0.0.0.0:9101`), the shutdown
+    /// grace period.
+    pub common: CommonConfig,
+    /// gRPC listen address (`GRPC_ADDR`, default `0.0.0.0:50051`).
+    pub grpc_addr: SocketAddr,
+    /// The database holding the `vault` schema (`DATABASE_URL`, `DATABASE_CA_FILE`,
+    /// `DATABASE_POOL_SIZE`).
+    pub database: PgConfig,
+    /// The KMS key and endpoint (`KMS_KEY_ID`, `AWS_ENDPOINT_URL_KMS`).
+    pub kms: KmsSettings,
+    /// Whether anonymous callers may Detokenize and Forget
+    /// (`VAULT_ALLOW_ANONYMOUS_DETOKENIZE`, default false). Local development only: until
+    /// mutual TLS identifies callers, this lets anyone who reaches the port read every value.
+    pub allow_anonymous_recovery: bool,
+    /// The known-tokens cache (`VAULT_TOKEN_CACHE_CAPACITY`, default 250000 tokens, 0 turns it
+    /// off; `VAULT_TOKEN_CACHE_TTL_SECS`, default 600).
+    pub known_tokens: KnownTokensConfig,
+}
+
+impl VaultConfig {
+    /// Reads the configuration, or every problem found.
+    pub fn from_env(env: &dyn EnvSource) -> Result<Self, ConfigErrors> {
+        let mut reader = ConfigReader::new(env);
+        let common = CommonConfig::from_env(&mut reader, SERVICE, "0.0.0.0:9101");
+        let grpc_addr = reader.addr("GRPC_ADDR", "0.0.0.0:50051");
+        let database = PgConfig::from_env(&mut reader);
+        let key_id: Option<String> =
+            reader.required("KMS_KEY_ID", "a KMS key id, ARN or alias such as alias/fetchreward");
+        let endpoint = reader.raw("AWS_ENDPOINT_URL_KMS");
+        let allow_anonymous_recovery = reader.flag("VAULT_ALLOW_ANONYMOUS_DETOKENIZE");
+        let defaults = KnownTokensConfig::default();
+        let known_tokens = KnownTokensConfig {
+            capacity: reader.or_default(
+                "VAULT_TOKEN_CACHE_CAPACITY",
+                defaults.capacity,
+                "a number of tokens (0 turns the cache off)",
+            ),
+            ttl: reader.seconds("VAULT_TOKEN_CACHE_TTL_SECS", defaults.ttl.as_secs()),
+        };
+        reader.finish()?;
+        Ok(VaultConfig {
+            common,
+            grpc_addr,
+            database: database.expect("finish() reports a missing DATABASE_URL"),
+            kms: KmsSettings {
+                key_id: key_id.expect("finish() reports a missing KMS_KEY_ID"),
+                endpoint,
+            },
+            allow_anonymous_recovery,
+            known_tokens,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+    use std::time::Duration;
+
+    use fetchreward_telemetry::LogFormat;
+
+    use super::*;
+
+    #[test]
+    fn defaults_fill_everything_but_the_database_and_the_key() {
+        let env: HashMap<&str, &str> = HashMap::from([
+            ("DATABASE_URL", "postgres://vault:secret@db/fetchreward"),
+            ("KMS_KEY_ID", "alias/fetchreward"),
+        ]);
+        let config = VaultConfig::from_env(&env).expect("valid");
+        assert_eq!(config.grpc_addr, "0.0.0.0:50051".parse().expect("addr"));
+        assert_eq!(config.common.http_addr, "0.0.0.0:9101".parse().expect("addr"));
+        assert_eq!(config.kms.key_id, "alias/fetchreward");
+        assert_eq!(config.kms.endpoint, None);
+        assert!(!config.allow_anonymous_recovery);
+        assert_eq!(config.known_tokens, KnownTokensConfig::default());
+        assert_eq!(config.common.logging.format, LogFormat::Json);
+        assert_eq!(config.common.grace, Duration::from_secs(20));
+        assert!(!format!("{config:?}").contains("secret"), "the database password is hidden");
+    }
+
+    #[test]
+    fn every_problem_is_listed_at_once() {
+        let env: HashMap<&str, &str> = HashMap::from([
+            ("GRPC_ADDR", "everywhere"),
+            ("VAULT_ALLOW_ANONYMOUS_DETOKENIZE", "yes please"),
+            ("VAULT_TOKEN_CACHE_CAPACITY", "lots"),
+            ("LOG_FORMAT", "xml"),
+        ]);
+        let errors = VaultConfig::from_env(&env).expect_err("invalid").to_string();
+        for variable in [
+            "GRPC_ADDR",
+            "DATABASE_URL",
+            "KMS_KEY_ID",
+            "VAULT_ALLOW_ANONYMOUS_DETOKENIZE",
+            "VAULT_TOKEN_CACHE_CAPACITY",
+            "LOG_FORMAT",
+        ] {
+            assert!(errors.contains(variable), "{variable} missing from: {errors}");
+        }
+    }
+
+    #[test]
+    fn development_settings_are_read() {
+        let env: HashMap<&str, &str> = HashMap::from([
+            ("DATABASE_URL", "postgres://postgres@127.0.0.1:55432/fetchreward"),
+            ("KMS_KEY_ID", "alias/fetchreward"),
+            ("AWS_ENDPOINT_URL_KMS", "http://127.0.0.1:54599"),
+            ("VAULT_ALLOW_ANONYMOUS_DETOKENIZE", "true"),
+            ("VAULT_TOKEN_CACHE_CAPACITY", "0"),
+            ("LOG_FORMAT", "text"),
+        ]);
+        let config = VaultConfig::from_env(&env).expect("valid");
+        assert_eq!(config.kms.endpoint.as_deref(), Some("http://127.0.0.1:54599"));
+        assert!(config.allow_anonymous_recovery);
+        assert_eq!(config.known_tokens.capacity, 0);
+        assert_eq!(config.common.logging.format, LogFormat::Text);
+    }
+}

@@ -1,0 +1,189 @@
+//! The vault's errors and their gRPC status codes.
+//!
+//! No error carries a personal value: validation messages name the index and the rule, and
+//! database or KMS messages are about connections and statements, never about bound values.
+
+use std::net::SocketAddr;
+
+use fetchreward_runtime::postgres::PgError;
+use tonic::{Code, Status};
+
+use crate::authz::Method;
+use crate::crypto::CryptoError;
+use crate::keys::KeyError;
+
+/// Why a call failed.
+#[derive(Debug, thiserror::Error)]
+pub enum VaultError {
+    /// The request breaks a rule stated on its fields; the message names the index and rule.
+    #[error("{0}")]
+    InvalidArgument(String),
+    /// The caller may not call the method.
+    #[error("caller {caller} may not call {method}")]
+    PermissionDenied {
+        /// The caller's identity.
+        caller: String,
+        /// The refused method.
+        method: Method,
+    },
+    /// A database statement failed.
+    #[error("{0}")]
+    Database(#[from] PgError),
+    /// The audit row could not be written, so nothing was returned (fail closed).
+    #[error("cannot write the audit trail: {0}")]
+    AuditUnavailable(PgError),
+    /// A key could not be loaded (a data key version unknown to this replica).
+    #[error(transparent)]
+    Keys(#[from] KeyError),
+    /// A stored row names a data key version that does not exist.
+    #[error("token {token} is sealed under data key v{version}, which the vault does not hold")]
+    UnknownDataKey {
+        /// The token (not personal data).
+        token: String,
+        /// The missing version.
+        version: i32,
+    },
+    /// Sealing or opening failed: a bug, or a stored row that was tampered with.
+    #[error("token {token}: {source}")]
+    Crypto {
+        /// The token (not personal data).
+        token: String,
+        /// What failed.
+        source: CryptoError,
+    },
+    /// A blocking task panicked or was cancelled.
+    #[error("internal task failed: {0}")]
+    Task(String),
+    /// The method is not implemented yet.
+    #[error("{0} is not implemented yet")]
+    Unimplemented(Method),
+}
+
+impl VaultError {
+    /// The gRPC code of the error.
+    pub fn code(&self) -> Code {
+        match self {
+            VaultError::InvalidArgument(_) => Code::InvalidArgument,
+            VaultError::PermissionDenied { .. } => Code::PermissionDenied,
+            VaultError::Database(err) => {
+                if err.is_transient() {
+                    Code::Unavailable
+                } else {
+                    Code::Internal
+                }
+            }
+            VaultError::AuditUnavailable(_) => Code::Unavailable,
+            VaultError::Keys(err) => {
+                if err.is_transient() {
+                    Code::Unavailable
+                } else {
+                    Code::Internal
+                }
+            }
+            VaultError::UnknownDataKey { .. } | VaultError::Crypto { .. } | VaultError::Task(_) => {
+                Code::Internal
+            }
+            VaultError::Unimplemented(_) => Code::Unimplemented,
+        }
+    }
+
+    /// The message sent to the client: precise for request errors, generic for server-side
+    /// failures (whose details go to the vault's log instead).
+    pub fn client_message(&self) -> String {
+        match self {
+            VaultError::InvalidArgument(_)
+            | VaultError::PermissionDenied { .. }
+            | VaultError::Unimplemented(_) => self.to_string(),
+            VaultError::Database(err) => {
+                if err.is_transient() {
+                    "the vault's database is unavailable; retry later".to_owned()
+                } else {
+                    "the vault's database failed; see the vault's log".to_owned()
+                }
+            }
+            VaultError::AuditUnavailable(_) => {
+                "the audit trail cannot be written, so nothing is returned; retry later".to_owned()
+            }
+            VaultError::Keys(err) => {
+                if err.is_transient() {
+                    "the vault cannot reach KMS or its database to load a key; retry later"
+                        .to_owned()
+                } else {
+                    "the vault cannot load a key; see the vault's log".to_owned()
+                }
+            }
+            VaultError::UnknownDataKey { .. } | VaultError::Crypto { .. } | VaultError::Task(_) => {
+                "internal error; see the vault's log".to_owned()
+            }
+        }
+    }
+}
+
+impl From<VaultError> for Status {
+    fn from(err: VaultError) -> Self {
+        Status::new(err.code(), err.client_message())
+    }
+}
+
+/// Why the vault could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// A listener could not be bound.
+    #[error("cannot listen for {what} on {addr}: {source}")]
+    Bind {
+        /// `gRPC` or `the operations server`.
+        what: &'static str,
+        /// The address.
+        addr: SocketAddr,
+        /// The OS error.
+        source: std::io::Error,
+    },
+    /// The pool could not be built (TLS settings).
+    #[error("cannot set up the database pool: {0}")]
+    Pool(PgError),
+    /// Migrations failed or the database is unreachable.
+    #[error("cannot migrate the vault schema: {0}")]
+    Migrate(PgError),
+    /// The keys could not be loaded or created.
+    #[error(transparent)]
+    Keys(#[from] KeyError),
+}
+
+/// Why the vault stopped serving.
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    /// The gRPC server failed.
+    #[error(transparent)]
+    Grpc(#[from] fetchreward_runtime::grpc::GrpcServeError),
+    /// The operations server failed.
+    #[error("operations server failed: {0}")]
+    Ops(std::io::Error),
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn request_errors_keep_their_message_and_server_errors_hide_details() {
+        let invalid = Status::from(VaultError::InvalidArgument(
+            "values[3]: ip is not a valid IPv4 or IPv6 address".into(),
+        ));
+        assert_eq!(invalid.code(), Code::InvalidArgument);
+        assert_eq!(invalid.message(), "values[3]: ip is not a valid IPv4 or IPv6 address");
+
+        let down = Status::from(VaultError::Database(PgError::Unavailable("timed out".into())));
+        assert_eq!(down.code(), Code::Unavailable);
+        assert!(!down.message().contains("timed out"));
+
+        let audit = Status::from(VaultError::AuditUnavailable(PgError::Migration("x".into())));
+        assert_eq!(audit.code(), Code::Unavailable);
+
+        let denied = Status::from(VaultError::PermissionDenied {
+            caller: "anonymous".into(),
+            method: Method::Detokenize,
+        });
+        assert_eq!(denied.code(), Code::PermissionDenied);
+        assert_eq!(denied.message(), "caller anonymous may not call Detokenize");
+    }
+}

@@ -1,0 +1,205 @@
+//! The gRPC face of the vault: translates `fetchreward.vault.v1` messages to and from the
+//! domain types of [`crate::vault`], takes the caller's identity from the request, and maps
+//! errors to status codes. Nothing here decides anything.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use fetchreward_model::PiiKind;
+use fetchreward_proto::vault::v1 as proto;
+use proto::vault_service_server::{VaultService, VaultServiceServer};
+use tonic::{Code, Request, Response, Status};
+
+use crate::authz::{Caller, Method};
+use crate::error::VaultError;
+use crate::metrics;
+use crate::vault::{ForgetStatus, RawPii, Recovery, Vault};
+
+/// The fully qualified gRPC service name, as reported by the health service.
+pub const SERVICE_NAME: &str = "fetchreward.vault.v1.VaultService";
+
+/// The tonic service over a [`Vault`].
+#[derive(Debug, Clone)]
+pub struct VaultGrpc {
+    vault: Arc<Vault>,
+}
+
+impl VaultGrpc {
+    /// A service answering from `vault`.
+    pub fn new(vault: Arc<Vault>) -> Self {
+        VaultGrpc { vault }
+    }
+
+    /// The tonic server, accepting requests up to `max_message_bytes`.
+    pub fn into_server(self, max_message_bytes: usize) -> VaultServiceServer<Self> {
+        VaultServiceServer::new(self)
+            .max_decoding_message_size(max_message_bytes)
+            .max_encoding_message_size(max_message_bytes)
+    }
+}
+
+/// The identity of the caller of `request`. Plaintext gRPC carries none; with mutual TLS the
+/// client certificate will name the caller.
+fn caller_of<T>(_request: &Request<T>) -> Caller {
+    Caller::anonymous()
+}
+
+/// Records the call's latency and outcome, and logs server-side failures once, here where
+/// they are handled.
+fn finish<T>(method: Method, started: Instant, result: Result<T, VaultError>) -> Result<T, Status> {
+    let result = result.map_err(|err| {
+        match err.code() {
+            Code::Internal | Code::Unavailable | Code::Unknown | Code::DataLoss => {
+                tracing::error!(method = method.as_str(), error = %err, "call failed");
+            }
+            _ => tracing::debug!(method = method.as_str(), error = %err, "call refused"),
+        }
+        Status::from(err)
+    });
+    let code = match &result {
+        Ok(_) => Code::Ok,
+        Err(status) => status.code(),
+    };
+    ::metrics::histogram!(
+        metrics::CALL_SECONDS,
+        "method" => method.as_str(),
+        "code" => code_label(code)
+    )
+    .record(started.elapsed().as_secs_f64());
+    result
+}
+
+/// A bounded label for a status code.
+fn code_label(code: Code) -> &'static str {
+    match code {
+        Code::Ok => "ok",
+        Code::InvalidArgument => "invalid_argument",
+        Code::PermissionDenied => "permission_denied",
+        Code::Unavailable => "unavailable",
+        Code::Internal => "internal",
+        Code::Unimplemented => "unimplemented",
+        Code::Cancelled
+        | Code::Unknown
+        | Code::DeadlineExceeded
+        | Code::NotFound
+        | Code::AlreadyExists
+        | Code::ResourceExhausted
+        | Code::FailedPrecondition
+        | Code::Aborted
+        | Code::OutOfRange
+        | Code::DataLoss
+        | Code::Unauthenticated => "other",
+    }
+}
+
+/// The domain kind of a proto kind; UNSPECIFIED and unknown numbers are refused.
+fn pii_kind(index: usize, kind: i32) -> Result<PiiKind, VaultError> {
+    match proto::PiiKind::try_from(kind) {
+        Ok(proto::PiiKind::Ip) => Ok(PiiKind::Ip),
+        Ok(proto::PiiKind::DeviceId) => Ok(PiiKind::DeviceId),
+        Ok(proto::PiiKind::Unspecified) | Err(_) => Err(VaultError::InvalidArgument(format!(
+            "values[{index}]: kind must be PII_KIND_IP or PII_KIND_DEVICE_ID"
+        ))),
+    }
+}
+
+#[tonic::async_trait]
+impl VaultService for VaultGrpc {
+    async fn tokenize(
+        &self,
+        request: Request<proto::TokenizeRequest>,
+    ) -> Result<Response<proto::TokenizeResponse>, Status> {
+        let started = Instant::now();
+        let caller = caller_of(&request);
+        let result = async {
+            let values = request
+                .into_inner()
+                .values
+                .into_iter()
+                .enumerate()
+                .map(|(index, value)| {
+                    Ok(RawPii { kind: pii_kind(index, value.kind)?, value: value.value })
+                })
+                .collect::<Result<Vec<_>, VaultError>>()?;
+            let tokens = self.vault.tokenize(&caller, values).await?;
+            Ok(proto::TokenizeResponse { tokens: tokens.iter().map(ToString::to_string).collect() })
+        }
+        .await;
+        finish(Method::Tokenize, started, result).map(Response::new)
+    }
+
+    async fn detokenize(
+        &self,
+        request: Request<proto::DetokenizeRequest>,
+    ) -> Result<Response<proto::DetokenizeResponse>, Status> {
+        let started = Instant::now();
+        let caller = caller_of(&request);
+        let proto::DetokenizeRequest { tokens, purpose } = request.into_inner();
+        let result = self.vault.detokenize(&caller, tokens, purpose).await.map(|answer| {
+            let results = answer
+                .results
+                .into_iter()
+                .map(|(token, recovery)| {
+                    let (status, value) = match recovery {
+                        Recovery::Found(value) => (proto::TokenStatus::Found, value.into_exposed()),
+                        Recovery::NotFound => (proto::TokenStatus::NotFound, String::new()),
+                        Recovery::Forgotten => (proto::TokenStatus::Forgotten, String::new()),
+                    };
+                    proto::DetokenizeResult { token, status: status.into(), value }
+                })
+                .collect();
+            proto::DetokenizeResponse { results, audit_id: answer.audit_id }
+        });
+        finish(Method::Detokenize, started, result).map(Response::new)
+    }
+
+    async fn forget(
+        &self,
+        request: Request<proto::ForgetRequest>,
+    ) -> Result<Response<proto::ForgetResponse>, Status> {
+        let started = Instant::now();
+        let caller = caller_of(&request);
+        let proto::ForgetRequest { tokens, purpose } = request.into_inner();
+        let result = self.vault.forget(&caller, tokens, purpose).await.map(|answer| {
+            let results = answer
+                .results
+                .into_iter()
+                .map(|(token, status)| {
+                    let status = match status {
+                        ForgetStatus::Forgotten => proto::TokenStatus::Forgotten,
+                        ForgetStatus::NotFound => proto::TokenStatus::NotFound,
+                    };
+                    proto::ForgetResult { token, status: status.into() }
+                })
+                .collect();
+            proto::ForgetResponse { results, audit_id: answer.audit_id }
+        });
+        finish(Method::Forget, started, result).map(Response::new)
+    }
+
+    async fn rotate_keys(
+        &self,
+        _request: Request<proto::RotateKeysRequest>,
+    ) -> Result<Response<proto::RotateKeysResponse>, Status> {
+        let started = Instant::now();
+        finish(Method::RotateKeys, started, Err(VaultError::Unimplemented(Method::RotateKeys)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unspecified_and_unknown_kinds_are_refused_with_the_index() {
+        assert_eq!(pii_kind(0, proto::PiiKind::Ip.into()).ok(), Some(PiiKind::Ip));
+        assert_eq!(pii_kind(0, proto::PiiKind::DeviceId.into()).ok(), Some(PiiKind::DeviceId));
+        for kind in [proto::PiiKind::Unspecified as i32, 42] {
+            let err = pii_kind(7, kind).expect_err("refused");
+            assert_eq!(
+                err.to_string(),
+                "values[7]: kind must be PII_KIND_IP or PII_KIND_DEVICE_ID"
+            );
+        }
+    }
+}

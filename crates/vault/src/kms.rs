@@ -1,0 +1,237 @@
+//! [`KeyProvider`] on AWS KMS: `GenerateDataKey` (AES_256) makes keys, `Decrypt` unwraps them.
+//!
+//! Each wrapped key is bound to its purpose and version through the KMS encryption context,
+//! so a blob copied to another row of `vault.keys` does not unwrap; and `Decrypt` names the
+//! expected key id, so a blob wrapped under another KMS key is refused rather than tried.
+//!
+//! The client fails fast: the vault needs KMS only at start-up and on key reloads, and an
+//! unreachable KMS must stop a start with a clear message rather than stall it in retries.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::time::Duration;
+
+use aws_config::{BehaviorVersion, SdkConfig};
+use aws_sdk_kms::error::SdkError;
+use aws_sdk_kms::primitives::Blob;
+use aws_sdk_kms::types::DataKeySpec;
+use futures::future::BoxFuture;
+use zeroize::Zeroizing;
+
+use crate::crypto::KEY_LEN;
+use crate::keys::{GeneratedKey, KeyLabel, KeyProvider, KeyProviderError};
+
+/// Time to open a connection to KMS.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// Time for one KMS call, retries included.
+const OPERATION_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Attempts per KMS call (the first included).
+const MAX_ATTEMPTS: u32 = 3;
+
+/// How KMS is found: the key and an optional endpoint override.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KmsSettings {
+    /// Key id, ARN or alias of the KMS key that wraps the vault's keys (`KMS_KEY_ID`).
+    pub key_id: String,
+    /// Endpoint override (`AWS_ENDPOINT_URL_KMS`), e.g. moto locally; `None` in AWS.
+    pub endpoint: Option<String>,
+}
+
+/// The KMS-backed key provider.
+#[derive(Clone)]
+pub struct KmsKeyProvider {
+    client: aws_sdk_kms::Client,
+    key_id: String,
+    /// Where KMS is, for error messages.
+    endpoint: String,
+}
+
+impl fmt::Debug for KmsKeyProvider {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("KmsKeyProvider")
+            .field("key_id", &self.key_id)
+            .field("endpoint", &self.endpoint)
+            .finish_non_exhaustive()
+    }
+}
+
+impl KmsKeyProvider {
+    /// A provider with region and credentials from the standard AWS chain (environment,
+    /// profile, IRSA / EKS Pod Identity, instance metadata).
+    pub async fn from_environment(settings: KmsSettings) -> Self {
+        let sdk = aws_config::defaults(BehaviorVersion::latest()).load().await;
+        Self::from_sdk_config(&sdk, settings)
+    }
+
+    /// A provider from explicit SDK settings (tests pass an emulator's).
+    pub fn from_sdk_config(sdk: &SdkConfig, settings: KmsSettings) -> Self {
+        let mut builder = aws_sdk_kms::config::Builder::from(sdk)
+            .timeout_config(
+                aws_sdk_kms::config::timeout::TimeoutConfig::builder()
+                    .connect_timeout(CONNECT_TIMEOUT)
+                    .operation_timeout(OPERATION_TIMEOUT)
+                    .build(),
+            )
+            .retry_config(
+                aws_sdk_kms::config::retry::RetryConfig::standard().with_max_attempts(MAX_ATTEMPTS),
+            );
+        let endpoint = match settings.endpoint.or_else(|| sdk.endpoint_url().map(String::from)) {
+            Some(endpoint) => {
+                builder = builder.endpoint_url(&endpoint);
+                endpoint
+            }
+            None => match sdk.region() {
+                Some(region) => format!("the AWS endpoint of {region}"),
+                None => "the AWS endpoint (no region configured)".to_owned(),
+            },
+        };
+        KmsKeyProvider {
+            client: aws_sdk_kms::Client::from_conf(builder.build()),
+            key_id: settings.key_id,
+            endpoint,
+        }
+    }
+
+    fn context(label: KeyLabel) -> HashMap<String, String> {
+        HashMap::from([
+            ("fetchreward:service".to_owned(), "vault".to_owned()),
+            ("fetchreward:purpose".to_owned(), label.purpose.as_str().to_owned()),
+            ("fetchreward:version".to_owned(), label.version.to_string()),
+        ])
+    }
+
+    fn error<E, R>(&self, err: SdkError<E, R>) -> KeyProviderError
+    where
+        E: std::error::Error + Send + Sync + 'static,
+        R: fmt::Debug + Send + Sync + 'static,
+    {
+        let endpoint = self.endpoint.clone();
+        match &err {
+            SdkError::ConstructionFailure(_)
+            | SdkError::TimeoutError(_)
+            | SdkError::DispatchFailure(_)
+            | SdkError::ResponseError(_) => {
+                KeyProviderError::Unreachable { endpoint, detail: error_chain(&err) }
+            }
+            SdkError::ServiceError(service) => {
+                KeyProviderError::Refused { endpoint, detail: error_chain(service.err()) }
+            }
+            // SdkError is non-exhaustive; a future variant is reported as it describes itself.
+            _ => KeyProviderError::Unreachable { endpoint, detail: error_chain(&err) },
+        }
+    }
+
+    fn plaintext(&self, blob: Option<Blob>) -> Result<Zeroizing<[u8; KEY_LEN]>, KeyProviderError> {
+        // The SDK's own buffers are beyond reach; ours are wiped from here on.
+        let bytes = Zeroizing::new(blob.map(Blob::into_inner).unwrap_or_default());
+        let key: [u8; KEY_LEN] =
+            bytes.as_slice().try_into().map_err(|_| KeyProviderError::Malformed {
+                endpoint: self.endpoint.clone(),
+                detail: format!("expected {KEY_LEN} bytes of plaintext, got {}", bytes.len()),
+            })?;
+        Ok(Zeroizing::new(key))
+    }
+}
+
+/// An error and its sources on one line, `outer: inner: root`, without the `Debug` dumps the
+/// SDK's own formatter appends.
+fn error_chain(err: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = err.to_string();
+    let mut source = err.source();
+    while let Some(cause) = source {
+        let cause_text = cause.to_string();
+        // Some layers repeat their source's message in their own.
+        if !text.ends_with(&cause_text) {
+            text.push_str(": ");
+            text.push_str(&cause_text);
+        }
+        source = cause.source();
+    }
+    text
+}
+
+impl KeyProvider for KmsKeyProvider {
+    fn master_key_id(&self) -> &str {
+        &self.key_id
+    }
+
+    fn generate(&self, label: KeyLabel) -> BoxFuture<'_, Result<GeneratedKey, KeyProviderError>> {
+        Box::pin(async move {
+            let output = self
+                .client
+                .generate_data_key()
+                .key_id(&self.key_id)
+                .key_spec(DataKeySpec::Aes256)
+                .set_encryption_context(Some(Self::context(label)))
+                .send()
+                .await
+                .map_err(|err| self.error(err))?;
+            let plaintext = self.plaintext(output.plaintext)?;
+            let wrapped = output
+                .ciphertext_blob
+                .map(Blob::into_inner)
+                .filter(|blob| !blob.is_empty())
+                .ok_or_else(|| KeyProviderError::Malformed {
+                    endpoint: self.endpoint.clone(),
+                    detail: "GenerateDataKey returned no ciphertext".to_owned(),
+                })?;
+            Ok(GeneratedKey { plaintext, wrapped })
+        })
+    }
+
+    fn unwrap_key<'a>(
+        &'a self,
+        label: KeyLabel,
+        wrapped: &'a [u8],
+    ) -> BoxFuture<'a, Result<Zeroizing<[u8; KEY_LEN]>, KeyProviderError>> {
+        Box::pin(async move {
+            let output = self
+                .client
+                .decrypt()
+                .key_id(&self.key_id)
+                .ciphertext_blob(Blob::new(wrapped))
+                .set_encryption_context(Some(Self::context(label)))
+                .send()
+                .await
+                .map_err(|err| self.error(err))?;
+            self.plaintext(output.plaintext)
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Debug, thiserror::Error)]
+    #[error("outer")]
+    struct Outer(#[source] Inner);
+
+    #[derive(Debug, thiserror::Error)]
+    #[error("inner")]
+    struct Inner(#[source] std::io::Error);
+
+    #[test]
+    fn error_chains_read_on_one_line() {
+        let err = Outer(Inner(std::io::Error::other("connection refused")));
+        assert_eq!(error_chain(&err), "outer: inner: connection refused");
+    }
+
+    #[tokio::test]
+    async fn the_endpoint_named_in_errors_is_the_one_used() {
+        let sdk = aws_config::SdkConfig::builder()
+            .behavior_version(BehaviorVersion::latest())
+            .region(aws_config::Region::new("eu-west-1"))
+            .build();
+        let settings = |endpoint: Option<&str>| KmsSettings {
+            key_id: "alias/fetchreward".into(),
+            endpoint: endpoint.map(String::from),
+        };
+        let regional = KmsKeyProvider::from_sdk_config(&sdk, settings(None));
+        assert_eq!(regional.endpoint, "the AWS endpoint of eu-west-1");
+        let local = KmsKeyProvider::from_sdk_config(&sdk, settings(Some("http://127.0.0.1:1")));
+        assert_eq!(local.endpoint, "http://127.0.0.1:1");
+    }
+}

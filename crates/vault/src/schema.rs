@@ -1,0 +1,63 @@
+//! Diesel's view of the `vault` schema (see `migrations/`).
+
+diesel::table! {
+    /// Wrapped keys, one row per purpose and version.
+    vault.keys (purpose, version) {
+        /// `tokenization` or `data`.
+        purpose -> Text,
+        /// From 1.
+        version -> Integer,
+        /// The key encrypted by KMS.
+        wrapped -> Binary,
+        /// The KMS key that wrapped it.
+        kms_key_id -> Text,
+        /// When it was created.
+        created_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
+    /// Issued tokens and their encrypted originals.
+    vault.pii_tokens (token) {
+        /// The token text.
+        token -> Text,
+        /// `ip` or `dev`.
+        kind -> Text,
+        /// The data key version of the ciphertext.
+        data_key_version -> Integer,
+        /// AES-GCM nonce; NULL once forgotten.
+        nonce -> Nullable<Binary>,
+        /// AES-GCM ciphertext and tag; NULL once forgotten.
+        ciphertext -> Nullable<Binary>,
+        /// When the token was first stored.
+        created_at -> Timestamptz,
+        /// When its value was destroyed, if it was.
+        forgotten_at -> Nullable<Timestamptz>,
+    }
+}
+
+diesel::table! {
+    /// The audit trail of Detokenize and Forget.
+    vault.audit_log (id) {
+        /// Sequence number, returned to the caller.
+        id -> BigInt,
+        /// When the call was answered.
+        at -> Timestamptz,
+        /// The caller's identity.
+        caller -> Text,
+        /// `Detokenize` or `Forget`.
+        method -> Text,
+        /// The purpose the caller gave.
+        purpose -> Text,
+        /// Tokens in the request.
+        token_count -> Integer,
+        /// `allowed`, `denied`, `invalid` or `failed`.
+        outcome -> Text,
+        /// Tokens found.
+        found -> Integer,
+        /// Tokens never stored.
+        not_found -> Integer,
+        /// Tokens whose value was forgotten.
+        forgotten -> Integer,
+    }
+}
