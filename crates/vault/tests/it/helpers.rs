@@ -1,0 +1,218 @@
+//! Spawning vaults and reading what they stored.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use diesel::QueryableByName;
+use diesel::sql_types::{BigInt, Binary, Integer, Nullable, Text};
+use diesel_async::RunQueryDsl;
+use fetchreward_proto::vault::v1::vault_service_client::VaultServiceClient;
+use fetchreward_proto::vault::v1::{
+    DetokenizeRequest, DetokenizeResponse, PiiKind, PiiValue, TokenizeRequest,
+};
+use fetchreward_testkit::{Spawned, Stack, TestDatabase, create_kms_key};
+use fetchreward_vault::keys::KeyProvider;
+use fetchreward_vault::kms::{KmsKeyProvider, KmsSettings};
+use fetchreward_vault::{Application, ServeError, VaultConfig};
+use tonic::transport::Channel;
+
+/// A database and a KMS key made for one test.
+#[derive(Debug, Clone)]
+pub struct Resources {
+    pub stack: Stack,
+    pub db: TestDatabase,
+    pub kms_key_id: String,
+}
+
+impl Resources {
+    /// A new database and KMS key on the local stack.
+    pub async fn create() -> Resources {
+        let stack = Stack::from_env();
+        let db = TestDatabase::create(&stack).await;
+        let kms_key_id = create_kms_key(&stack.kms()).await;
+        Resources { stack, db, kms_key_id }
+    }
+
+    /// The vault's configuration on these resources, on free ports.
+    pub fn config(&self, extra: &[(&str, &str)]) -> VaultConfig {
+        let mut env: HashMap<&str, &str> = HashMap::from([
+            ("DATABASE_URL", self.db.url.as_str()),
+            ("DATABASE_POOL_SIZE", "4"),
+            ("KMS_KEY_ID", self.kms_key_id.as_str()),
+            ("GRPC_ADDR", "127.0.0.1:0"),
+            ("HTTP_ADDR", "127.0.0.1:0"),
+            ("LOG_FORMAT", "text"),
+            ("SHUTDOWN_GRACE_SECS", "5"),
+        ]);
+        env.extend(extra.iter().copied());
+        VaultConfig::from_env(&env).expect("a valid test configuration")
+    }
+
+    /// A KMS key provider on moto.
+    pub fn kms(&self) -> Arc<dyn KeyProvider> {
+        kms_at(&self.stack, &self.stack.kms_endpoint, &self.kms_key_id)
+    }
+}
+
+/// A KMS key provider for `key_id` at `endpoint`, with the vault's timeouts.
+pub fn kms_at(stack: &Stack, endpoint: &str, key_id: &str) -> Arc<dyn KeyProvider> {
+    Arc::new(KmsKeyProvider::from_sdk_config(
+        &stack.aws_config(endpoint),
+        KmsSettings { key_id: key_id.to_owned(), endpoint: None },
+    ))
+}
+
+/// A running vault and a client to it.
+pub struct TestVault {
+    pub client: VaultServiceClient<Channel>,
+    pub grpc_addr: SocketAddr,
+    pub http_addr: SocketAddr,
+    pub running: Spawned<Result<(), ServeError>>,
+}
+
+/// Settings that let the anonymous test client detokenize and forget.
+pub const ALLOW_ANONYMOUS: (&str, &str) = ("VAULT_ALLOW_ANONYMOUS_DETOKENIZE", "true");
+
+/// Starts a vault on new resources, anonymous recovery allowed.
+pub async fn spawn_vault() -> (TestVault, Resources) {
+    let resources = Resources::create().await;
+    let vault = spawn_vault_on(&resources, &[ALLOW_ANONYMOUS]).await;
+    (vault, resources)
+}
+
+/// Starts a vault on `resources` with extra settings.
+pub async fn spawn_vault_on(resources: &Resources, extra: &[(&str, &str)]) -> TestVault {
+    let app = Application::build_with(resources.config(extra), resources.kms())
+        .await
+        .expect("the vault starts");
+    serve(app).await
+}
+
+/// Serves a built vault and connects a client.
+pub async fn serve(app: Application) -> TestVault {
+    let grpc_addr = app.grpc_addr();
+    let http_addr = app.http_addr();
+    let running = Spawned::new(|shutdown| app.run_until_stopped(shutdown));
+    let client = VaultServiceClient::connect(format!("http://{grpc_addr}"))
+        .await
+        .expect("connects to the vault");
+    TestVault { client, grpc_addr, http_addr, running }
+}
+
+/// An ip value.
+pub fn ip(value: &str) -> PiiValue {
+    PiiValue { kind: PiiKind::Ip.into(), value: value.to_owned() }
+}
+
+/// A device_id value.
+pub fn device(value: &str) -> PiiValue {
+    PiiValue { kind: PiiKind::DeviceId.into(), value: value.to_owned() }
+}
+
+impl TestVault {
+    /// The tokens of `values`.
+    pub async fn tokenize(&mut self, values: Vec<PiiValue>) -> Vec<String> {
+        self.client
+            .tokenize(TokenizeRequest { values })
+            .await
+            .expect("tokenized")
+            .into_inner()
+            .tokens
+    }
+
+    /// Detokenizes `tokens` for a test purpose.
+    pub async fn detokenize(
+        &mut self,
+        tokens: &[String],
+    ) -> Result<DetokenizeResponse, tonic::Status> {
+        self.client
+            .detokenize(DetokenizeRequest {
+                tokens: tokens.to_vec(),
+                purpose: "integration test".into(),
+            })
+            .await
+            .map(tonic::Response::into_inner)
+    }
+}
+
+/// One row of `vault.pii_tokens`.
+#[derive(Debug, Clone, QueryableByName)]
+pub struct StoredToken {
+    #[diesel(sql_type = Text)]
+    pub token: String,
+    #[diesel(sql_type = Text)]
+    pub kind: String,
+    #[diesel(sql_type = Integer)]
+    pub data_key_version: i32,
+    #[diesel(sql_type = Nullable<Binary>)]
+    pub nonce: Option<Vec<u8>>,
+    #[diesel(sql_type = Nullable<Binary>)]
+    pub ciphertext: Option<Vec<u8>>,
+}
+
+/// Every row of `vault.pii_tokens`.
+pub async fn stored_tokens(db: &TestDatabase) -> Vec<StoredToken> {
+    let mut conn = db.connect().await;
+    diesel::sql_query(
+        "SELECT token, kind, data_key_version, nonce, ciphertext FROM vault.pii_tokens \
+         ORDER BY token",
+    )
+    .load(&mut conn)
+    .await
+    .expect("reads vault.pii_tokens")
+}
+
+/// One row of `vault.audit_log`.
+#[derive(Debug, Clone, PartialEq, Eq, QueryableByName)]
+pub struct AuditRow {
+    #[diesel(sql_type = BigInt)]
+    pub id: i64,
+    #[diesel(sql_type = Text)]
+    pub caller: String,
+    #[diesel(sql_type = Text)]
+    pub method: String,
+    #[diesel(sql_type = Text)]
+    pub purpose: String,
+    #[diesel(sql_type = Integer)]
+    pub token_count: i32,
+    #[diesel(sql_type = Text)]
+    pub outcome: String,
+    #[diesel(sql_type = Integer)]
+    pub found: i32,
+    #[diesel(sql_type = Integer)]
+    pub not_found: i32,
+    #[diesel(sql_type = Integer)]
+    pub forgotten: i32,
+}
+
+/// Every row of `vault.audit_log`, oldest first.
+pub async fn audit_rows(db: &TestDatabase) -> Vec<AuditRow> {
+    let mut conn = db.connect().await;
+    diesel::sql_query(
+        "SELECT id, caller, method, purpose, token_count, outcome, found, not_found, forgotten \
+         FROM vault.audit_log ORDER BY id",
+    )
+    .load(&mut conn)
+    .await
+    .expect("reads vault.audit_log")
+}
+
+/// Rows of `vault.keys` per purpose.
+pub async fn key_counts(db: &TestDatabase) -> Vec<(String, i64)> {
+    #[derive(QueryableByName)]
+    struct Count {
+        #[diesel(sql_type = Text)]
+        purpose: String,
+        #[diesel(sql_type = BigInt)]
+        n: i64,
+    }
+    let mut conn = db.connect().await;
+    let counts: Vec<Count> = diesel::sql_query(
+        "SELECT purpose, count(*) AS n FROM vault.keys GROUP BY purpose ORDER BY purpose",
+    )
+    .load(&mut conn)
+    .await
+    .expect("reads vault.keys");
+    counts.into_iter().map(|c| (c.purpose, c.n)).collect()
+}

@@ -1,0 +1,7 @@
+//! The vault against a real Postgres and moto KMS: a fresh database and KMS key per test, the
+//! service on port 0, a tonic client.
+
+mod helpers;
+mod recovery;
+mod startup;
+mod tokenize;

@@ -1,0 +1,180 @@
+//! Start-up: keys created once, KMS failures that say what is wrong, configuration errors,
+//! and the service around the vault (health, readiness, metrics, shutdown).
+
+use std::process::{Command, Output};
+use std::time::Duration;
+
+use fetchreward_vault::Application;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tonic_health::pb::HealthCheckRequest;
+use tonic_health::pb::health_check_response::ServingStatus;
+use tonic_health::pb::health_client::HealthClient;
+
+use crate::helpers::{Resources, ip, key_counts, kms_at, serve, spawn_vault, spawn_vault_on};
+
+/// Longest a start-up with KMS down may take: the client must fail fast, not retry for minutes.
+const FAIL_FAST: Duration = Duration::from_secs(30);
+
+/// The URL of a local port nothing listens on.
+async fn closed_endpoint() -> String {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("binds");
+    let addr = listener.local_addr().expect("bound");
+    drop(listener);
+    format!("http://{addr}")
+}
+
+#[tokio::test]
+async fn two_instances_starting_together_on_an_empty_schema_end_with_one_key_set() {
+    let resources = Resources::create().await;
+    let (first, second) = tokio::join!(
+        Application::build_with(resources.config(&[]), resources.kms()),
+        Application::build_with(resources.config(&[]), resources.kms()),
+    );
+    let mut first = serve(first.expect("the first starts")).await;
+    let mut second = serve(second.expect("the second starts")).await;
+    assert_eq!(
+        key_counts(&resources.db).await,
+        [("data".to_owned(), 1), ("tokenization".to_owned(), 1)]
+    );
+    let a = first.tokenize(vec![ip("192.0.2.200")]).await;
+    let b = second.tokenize(vec![ip("192.0.2.200")]).await;
+    assert_eq!(a, b);
+}
+
+#[tokio::test]
+async fn kms_unreachable_on_the_first_start_is_a_clear_error() {
+    let resources = Resources::create().await;
+    let endpoint = closed_endpoint().await;
+    let kms = kms_at(&resources.stack, &endpoint, &resources.kms_key_id);
+    let started =
+        tokio::time::timeout(FAIL_FAST, Application::build_with(resources.config(&[]), kms))
+            .await
+            .expect("fails fast");
+    let message = started.expect_err("cannot start").to_string();
+    assert!(
+        message.starts_with(&format!("cannot reach KMS at {endpoint} to create the vault keys: ")),
+        "{message}"
+    );
+    assert!(key_counts(&resources.db).await.is_empty());
+}
+
+#[tokio::test]
+async fn kms_unreachable_on_a_restart_is_a_clear_error() {
+    let resources = Resources::create().await;
+    spawn_vault_on(&resources, &[]).await.running.stop().await.expect("stops cleanly");
+    let endpoint = closed_endpoint().await;
+    let kms = kms_at(&resources.stack, &endpoint, &resources.kms_key_id);
+    let started =
+        tokio::time::timeout(FAIL_FAST, Application::build_with(resources.config(&[]), kms))
+            .await
+            .expect("fails fast");
+    let message = started.expect_err("cannot start").to_string();
+    assert!(
+        message.starts_with(&format!("cannot reach KMS at {endpoint} to unwrap the vault keys: ")),
+        "{message}"
+    );
+}
+
+#[tokio::test]
+async fn keys_wrapped_under_another_kms_key_are_refused() {
+    let resources = Resources::create().await;
+    spawn_vault_on(&resources, &[]).await.running.stop().await.expect("stops cleanly");
+    let other_key = fetchreward_testkit::create_kms_key(&resources.stack.kms()).await;
+    let kms = kms_at(&resources.stack, &resources.stack.kms_endpoint, &other_key);
+    let message = Application::build_with(resources.config(&[]), kms)
+        .await
+        .expect_err("cannot unwrap")
+        .to_string();
+    assert!(message.starts_with("KMS cannot provide the "), "{message}");
+    assert!(message.contains("refused"), "{message}");
+}
+
+async fn http_get(addr: std::net::SocketAddr, path: &str) -> String {
+    let mut stream = tokio::net::TcpStream::connect(addr).await.expect("connects");
+    let request = format!("GET {path} HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n");
+    stream.write_all(request.as_bytes()).await.expect("sends");
+    let mut response = String::new();
+    stream.read_to_string(&mut response).await.expect("reads");
+    response
+}
+
+#[tokio::test]
+async fn serves_health_readiness_and_metrics_then_stops_cleanly() {
+    let (mut vault, _resources) = spawn_vault().await;
+    let channel = tonic::transport::Endpoint::from_shared(format!("http://{}", vault.grpc_addr))
+        .expect("a valid URI")
+        .connect()
+        .await
+        .expect("connects");
+    let mut health = HealthClient::new(channel);
+    let status = health
+        .check(HealthCheckRequest { service: "fetchreward.vault.v1.VaultService".into() })
+        .await
+        .expect("answers")
+        .into_inner()
+        .status();
+    assert_eq!(status, ServingStatus::Serving);
+    assert!(http_get(vault.http_addr, "/healthz").await.starts_with("HTTP/1.1 200"));
+    assert!(http_get(vault.http_addr, "/readyz").await.starts_with("HTTP/1.1 200"));
+
+    vault.tokenize(vec![ip("192.0.2.31")]).await;
+    let metrics = http_get(vault.http_addr, "/metrics").await;
+    assert!(metrics.contains(r#"fetchreward_vault_tokenize_values_total{kind="ip"}"#), "{metrics}");
+    assert!(metrics.contains("fetchreward_vault_call_duration_seconds_bucket"), "{metrics}");
+    assert!(!metrics.contains("192.0.2.31"));
+
+    vault.running.stop().await.expect("stops cleanly");
+}
+
+/// Runs the vault binary with exactly `env`, off the async runtime.
+async fn run_binary(env: Vec<(&'static str, String)>) -> Output {
+    tokio::task::spawn_blocking(move || {
+        Command::new(env!("CARGO_BIN_EXE_fetchreward-vault"))
+            .env_clear()
+            .envs(env)
+            .output()
+            .expect("runs the binary")
+    })
+    .await
+    .expect("joins")
+}
+
+#[tokio::test]
+async fn the_binary_lists_every_configuration_problem_and_exits_non_zero() {
+    let output = run_binary(vec![
+        ("GRPC_ADDR", "nowhere".into()),
+        ("VAULT_TOKEN_CACHE_TTL_SECS", "soon".into()),
+    ])
+    .await;
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    for variable in ["GRPC_ADDR", "DATABASE_URL", "KMS_KEY_ID", "VAULT_TOKEN_CACHE_TTL_SECS"] {
+        assert!(stderr.contains(variable), "{variable} missing from: {stderr}");
+    }
+}
+
+#[tokio::test]
+async fn the_binary_names_kms_and_its_endpoint_when_kms_is_down() {
+    let resources = Resources::create().await;
+    let endpoint = closed_endpoint().await;
+    let output = tokio::time::timeout(
+        FAIL_FAST,
+        run_binary(vec![
+            ("DATABASE_URL", resources.db.url.clone()),
+            ("KMS_KEY_ID", resources.kms_key_id.clone()),
+            ("AWS_ENDPOINT_URL_KMS", endpoint.clone()),
+            ("AWS_REGION", "us-east-1".into()),
+            ("AWS_ACCESS_KEY_ID", "test".into()),
+            ("AWS_SECRET_ACCESS_KEY", "test".into()),
+            ("GRPC_ADDR", "127.0.0.1:0".into()),
+            ("HTTP_ADDR", "127.0.0.1:0".into()),
+            ("LOG_FORMAT", "json".into()),
+        ]),
+    )
+    .await
+    .expect("fails fast");
+    assert!(!output.status.success());
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(stdout.contains(&format!("cannot reach KMS at {endpoint}")), "{stdout}");
+    assert!(stdout.contains("the vault cannot start"), "{stdout}");
+}
