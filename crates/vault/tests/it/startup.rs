@@ -2,13 +2,21 @@
 //! and the service around the vault (health, readiness, metrics, shutdown).
 
 use std::process::{Command, Output};
+use std::sync::Arc;
 use std::time::Duration;
 
+use fetchreward_model::{PiiKind, canonical_ip};
+use fetchreward_runtime::postgres::{self, PgConfig};
 use fetchreward_vault::Application;
+use fetchreward_vault::keys::{self, GeneratedKey, KeyLabel, KeyProvider, KeyProviderError};
+use fetchreward_vault::store::VaultStore;
+use futures::future::BoxFuture;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::sync::Barrier;
 use tonic_health::pb::HealthCheckRequest;
 use tonic_health::pb::health_check_response::ServingStatus;
 use tonic_health::pb::health_client::HealthClient;
+use zeroize::Zeroizing;
 
 use crate::helpers::{Resources, ip, key_counts, kms_at, serve, spawn_vault, spawn_vault_on};
 
@@ -39,6 +47,62 @@ async fn two_instances_starting_together_on_an_empty_schema_end_with_one_key_set
     let a = first.tokenize(vec![ip("192.0.2.200")]).await;
     let b = second.tokenize(vec![ip("192.0.2.200")]).await;
     assert_eq!(a, b);
+}
+
+/// A provider whose `generate` waits until every racer has generated its candidate, so that
+/// all of them reach the insert with a key of their own.
+#[derive(Debug)]
+struct Racing {
+    inner: Arc<dyn KeyProvider>,
+    barrier: Arc<Barrier>,
+}
+
+impl KeyProvider for Racing {
+    fn master_key_id(&self) -> &str {
+        self.inner.master_key_id()
+    }
+
+    fn generate(&self, label: KeyLabel) -> BoxFuture<'_, Result<GeneratedKey, KeyProviderError>> {
+        Box::pin(async move {
+            let generated = self.inner.generate(label).await;
+            self.barrier.wait().await;
+            generated
+        })
+    }
+
+    fn unwrap_key<'a>(
+        &'a self,
+        label: KeyLabel,
+        wrapped: &'a [u8],
+    ) -> BoxFuture<'a, Result<Zeroizing<[u8; 32]>, KeyProviderError>> {
+        self.inner.unwrap_key(label, wrapped)
+    }
+}
+
+#[tokio::test]
+async fn racing_key_loads_on_an_empty_schema_all_use_the_one_key_set_that_won() {
+    const RACERS: usize = 4;
+    let resources = Resources::create().await;
+    let store = VaultStore::new(postgres::pool(&PgConfig::plain(&resources.db.url)).expect("pool"));
+    store.migrate().await.expect("migrates");
+    let barrier = Arc::new(Barrier::new(RACERS));
+    let provider: Arc<dyn KeyProvider> = Arc::new(Racing { inner: resources.kms(), barrier });
+
+    let rings =
+        futures::future::join_all((0..RACERS).map(|_| keys::load_or_create(&store, &provider)))
+            .await;
+    let value = canonical_ip("192.0.2.250").expect("valid");
+    let tokens: Vec<String> = rings
+        .into_iter()
+        .map(|ring| {
+            ring.expect("loads").active_tokenization().token(PiiKind::Ip, &value).to_string()
+        })
+        .collect();
+    assert!(tokens.windows(2).all(|pair| pair[0] == pair[1]), "{tokens:?}");
+    assert_eq!(
+        key_counts(&resources.db).await,
+        [("data".to_owned(), 1), ("tokenization".to_owned(), 1)]
+    );
 }
 
 #[tokio::test]
