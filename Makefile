@@ -32,6 +32,8 @@ test: up
 demo:
 	@bash dev/demo.sh
 
-## bench: (not yet)
-bench:
-	@echo "make bench: not yet"
+## bench: micro-benchmarks of the vault and the writer, then the whole pipeline (BENCH_MESSAGES=100000)
+bench: up
+	cargo build --release --bins
+	$(STACK_ENV); cargo bench -p fetchreward-writer -p fetchreward-vault
+	$(STACK_ENV); cargo bench -p fetchreward-ingestor --bench pipeline

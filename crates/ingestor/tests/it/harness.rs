@@ -1,0 +1,281 @@
+//! Starting the three services on fresh resources, and reading what they produced.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use aws_sdk_sqs::types::MessageSystemAttributeName;
+use diesel::QueryableByName;
+use diesel::sql_types::{Nullable, Text};
+use diesel_async::RunQueryDsl;
+use fetchreward_ingestor::{Application as Ingestor, IngestorConfig};
+use fetchreward_testkit::{QueuePair, Spawned, Stack, TestDatabase, create_kms_key};
+use fetchreward_vault::kms::{KmsKeyProvider, KmsSettings};
+use fetchreward_vault::{Application as Vault, VaultConfig};
+use fetchreward_writer::{Application as Writer, WriterConfig};
+
+/// Redeliveries allowed before SQS moves a message to the DLQ: high, so that outages in tests
+/// never redrive a valid message.
+const MAX_RECEIVE_COUNT: u32 = 50;
+
+/// Everything one end-to-end test runs.
+pub struct Pipeline {
+    pub stack: Stack,
+    pub sqs: aws_sdk_sqs::Client,
+    pub db: TestDatabase,
+    pub queues: QueuePair,
+    pub kms_key: String,
+    pub vault_addr: SocketAddr,
+    pub writer_addr: SocketAddr,
+    pub vault: Option<Spawned<()>>,
+    pub writer: Option<Spawned<()>>,
+    pub ingestor: Option<Spawned<()>>,
+}
+
+fn env_of<'a>(pairs: &'a [(&'a str, &'a str)]) -> HashMap<&'a str, &'a str> {
+    let mut env: HashMap<&str, &str> = HashMap::from([
+        ("LOG_FORMAT", "text"),
+        ("HTTP_ADDR", "127.0.0.1:0"),
+        ("SHUTDOWN_GRACE_SECS", "5"),
+    ]);
+    env.extend(pairs.iter().copied());
+    env
+}
+
+impl Pipeline {
+    /// Fresh resources and the vault and writer started; the ingestor is started separately.
+    pub async fn start() -> Pipeline {
+        let stack = Stack::from_env();
+        let sqs = stack.sqs();
+        let db = TestDatabase::create(&stack).await;
+        let queues = QueuePair::create(&sqs, MAX_RECEIVE_COUNT, 5).await;
+        let kms_key = create_kms_key(&stack.kms()).await;
+        let mut pipeline = Pipeline {
+            stack,
+            sqs,
+            db,
+            queues,
+            kms_key,
+            vault_addr: "127.0.0.1:0".parse().expect("addr"),
+            writer_addr: "127.0.0.1:0".parse().expect("addr"),
+            vault: None,
+            writer: None,
+            ingestor: None,
+        };
+        pipeline.start_vault().await;
+        pipeline.start_writer().await;
+        pipeline
+    }
+
+    /// Starts the vault (again on its previous port, if it ran before).
+    pub async fn start_vault(&mut self) {
+        let addr = self.vault_addr.to_string();
+        let config = VaultConfig::from_env(&env_of(&[
+            ("DATABASE_URL", &self.db.url),
+            ("GRPC_ADDR", &addr),
+            ("KMS_KEY_ID", &self.kms_key),
+            ("VAULT_ALLOW_ANONYMOUS_DETOKENIZE", "true"),
+        ]))
+        .expect("vault configuration");
+        let provider = KmsKeyProvider::from_sdk_config(
+            &self.stack.aws_config(&self.stack.kms_endpoint),
+            KmsSettings { key_id: self.kms_key.clone(), endpoint: None },
+        );
+        let app = Vault::build_with(config, Arc::new(provider)).await.expect("the vault starts");
+        self.vault_addr = app.grpc_addr();
+        self.vault = Some(Spawned::new(|shutdown| async move {
+            app.run_until_stopped(shutdown).await.expect("the vault serves");
+        }));
+    }
+
+    /// Starts the writer (again on its previous port, if it ran before).
+    pub async fn start_writer(&mut self) {
+        let addr = self.writer_addr.to_string();
+        let config = WriterConfig::from_env(&env_of(&[
+            ("DATABASE_URL", &self.db.url),
+            ("GRPC_ADDR", &addr),
+        ]))
+        .expect("writer configuration");
+        let app = Writer::build(config).await.expect("the writer starts");
+        self.writer_addr = app.grpc_addr();
+        self.writer = Some(Spawned::new(|shutdown| async move {
+            app.run_until_stopped(shutdown).await.expect("the writer serves");
+        }));
+    }
+
+    /// Starts the ingestor with extra settings (e.g. a short visibility timeout).
+    pub async fn start_ingestor(&mut self, extra: &[(&str, &str)]) {
+        let vault = format!("http://{}", self.vault_addr);
+        let writer = format!("http://{}", self.writer_addr);
+        let mut pairs = vec![
+            ("QUEUE_URL", self.queues.queue_url.as_str()),
+            ("DLQ_URL", self.queues.dlq_url.as_str()),
+            ("VAULT_ENDPOINT", vault.as_str()),
+            ("WRITER_ENDPOINT", writer.as_str()),
+            ("RECEIVE_WAIT_SECS", "1"),
+            ("VISIBILITY_TIMEOUT_SECS", "5"),
+            ("RETRY_GIVE_UP_SECS", "2"),
+        ];
+        pairs.extend_from_slice(extra);
+        let config = IngestorConfig::from_env(&env_of(&pairs)).expect("ingestor configuration");
+        let aws = self.stack.aws_config(&self.stack.sqs_endpoint);
+        let app = Ingestor::build(config, &aws).await.expect("the ingestor starts");
+        self.ingestor = Some(Spawned::new(|shutdown| async move {
+            app.run_until_stopped(shutdown).await.expect("the ingestor runs");
+        }));
+    }
+
+    /// Stops the vault gracefully.
+    pub async fn stop_vault(&mut self) {
+        self.vault.take().expect("the vault runs").stop().await;
+    }
+
+    /// Stops the writer gracefully.
+    pub async fn stop_writer(&mut self) {
+        self.writer.take().expect("the writer runs").stop().await;
+    }
+
+    /// Stops the ingestor gracefully.
+    pub async fn stop_ingestor(&mut self) {
+        self.ingestor.take().expect("the ingestor runs").stop().await;
+    }
+
+    /// Sends bodies to the source queue, ten per call; returns their message ids in order.
+    pub async fn send(&self, bodies: &[String]) -> Vec<String> {
+        let mut ids = Vec::with_capacity(bodies.len());
+        for chunk in bodies.chunks(10) {
+            let entries = chunk
+                .iter()
+                .enumerate()
+                .map(|(i, body)| {
+                    aws_sdk_sqs::types::SendMessageBatchRequestEntry::builder()
+                        .id(i.to_string())
+                        .message_body(body)
+                        .build()
+                        .expect("entry")
+                })
+                .collect();
+            let output = self
+                .sqs
+                .send_message_batch()
+                .queue_url(&self.queues.queue_url)
+                .set_entries(Some(entries))
+                .send()
+                .await
+                .expect("sends");
+            assert!(output.failed().is_empty(), "every message is accepted");
+            let mut sent: Vec<_> = output.successful().to_vec();
+            sent.sort_by_key(|entry| entry.id().parse::<usize>().expect("numeric id"));
+            ids.extend(sent.into_iter().map(|entry| entry.message_id().to_owned()));
+        }
+        ids
+    }
+
+    /// Waits until the source queue holds no message, visible or in flight.
+    pub async fn wait_drained(&self, timeout: Duration) {
+        use aws_sdk_sqs::types::QueueAttributeName as Name;
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            let attributes = self
+                .sqs
+                .get_queue_attributes()
+                .queue_url(&self.queues.queue_url)
+                .attribute_names(Name::ApproximateNumberOfMessages)
+                .attribute_names(Name::ApproximateNumberOfMessagesNotVisible)
+                .send()
+                .await
+                .expect("queue attributes")
+                .attributes
+                .unwrap_or_default();
+            let count =
+                |name: Name| attributes.get(&name).map_or(0, |v| v.parse::<u64>().unwrap_or(0));
+            let (visible, in_flight) = (
+                count(Name::ApproximateNumberOfMessages),
+                count(Name::ApproximateNumberOfMessagesNotVisible),
+            );
+            if visible == 0 && in_flight == 0 {
+                return;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "not drained after {timeout:?}: {visible} visible, {in_flight} in flight"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// Every row of user_logins.
+    pub async fn rows(&self) -> Vec<Row> {
+        let mut conn = self.db.connect().await;
+        diesel::sql_query(
+            "SELECT message_id, user_id, masked_ip, masked_device_id FROM user_logins ORDER BY message_id",
+        )
+        .load(&mut conn)
+        .await
+        .expect("reads user_logins")
+    }
+
+    /// Every message of the DLQ (consumed).
+    pub async fn dead_letters(&self) -> Vec<DeadLetter> {
+        let mut letters = Vec::new();
+        loop {
+            let output = self
+                .sqs
+                .receive_message()
+                .queue_url(&self.queues.dlq_url)
+                .max_number_of_messages(10)
+                .message_attribute_names("All")
+                .message_system_attribute_names(MessageSystemAttributeName::All)
+                .send()
+                .await
+                .expect("receives from the DLQ");
+            let messages = output.messages.unwrap_or_default();
+            if messages.is_empty() {
+                return letters;
+            }
+            for message in messages {
+                let attribute = |name: &str| {
+                    message
+                        .message_attributes
+                        .as_ref()
+                        .and_then(|a| a.get(name))
+                        .and_then(|v| v.string_value.clone())
+                };
+                letters.push(DeadLetter {
+                    body: message.body.clone().unwrap_or_default(),
+                    reason: attribute("fetchreward-reason"),
+                    reason_code: attribute("fetchreward-reason-code"),
+                });
+                self.sqs
+                    .delete_message()
+                    .queue_url(&self.queues.dlq_url)
+                    .receipt_handle(message.receipt_handle.clone().unwrap_or_default())
+                    .send()
+                    .await
+                    .expect("deletes from the DLQ");
+            }
+        }
+    }
+}
+
+/// A row of user_logins, as far as these tests look.
+#[derive(Debug, Clone, QueryableByName)]
+pub struct Row {
+    #[diesel(sql_type = Nullable<Text>)]
+    pub message_id: Option<String>,
+    #[diesel(sql_type = Nullable<Text>)]
+    pub user_id: Option<String>,
+    #[diesel(sql_type = Nullable<Text>)]
+    pub masked_ip: Option<String>,
+    #[diesel(sql_type = Nullable<Text>)]
+    pub masked_device_id: Option<String>,
+}
+
+/// A dead-lettered message.
+#[derive(Debug, Clone)]
+pub struct DeadLetter {
+    pub body: String,
+    pub reason: Option<String>,
+    pub reason_code: Option<String>,
+}

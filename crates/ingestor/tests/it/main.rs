@@ -1,0 +1,6 @@
+//! The whole pipeline end to end: fauxqs, the vault on moto KMS, the writer, one fresh
+//! database and queue pair per test, every service on port 0.
+
+mod delivery;
+mod harness;
+mod samples;
