@@ -22,7 +22,9 @@ fn batch(rows: usize) -> Vec<MaskedLogin> {
                 user_id: format!("user-{}", id % 10_000),
                 device_type: Some("android".into()),
                 masked_ip: Some(Token::new(PiiKind::Ip, 1, [seed; MAC_LEN]).to_string()),
-                masked_device_id: Some(Token::new(PiiKind::DeviceId, 1, [seed; MAC_LEN]).to_string()),
+                masked_device_id: Some(
+                    Token::new(PiiKind::DeviceId, 1, [seed; MAC_LEN]).to_string(),
+                ),
                 locale: Some("RU".into()),
                 app_version: Some("2.3.0".into()),
                 sent_timestamp_ms: 1_709_208_000_000,
@@ -44,7 +46,8 @@ fn write_logins(c: &mut Criterion) {
         let app = Application::build(config).await.expect("the writer starts");
         let addr = app.grpc_addr();
         let running = Spawned::new(|shutdown| app.run_until_stopped(shutdown));
-        let client = WriterServiceClient::connect(format!("http://{addr}")).await.expect("connects");
+        let client =
+            WriterServiceClient::connect(format!("http://{addr}")).await.expect("connects");
         (client, running)
     });
 
