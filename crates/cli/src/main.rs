@@ -61,6 +61,15 @@ enum Command {
         #[command(subcommand)]
         command: KeysCommand,
     },
+    /// Create a development CA and a certificate per identity (local use only).
+    DevCerts {
+        /// Directory to write ca.pem, <name>.pem and <name>.key into.
+        #[arg(long)]
+        out: PathBuf,
+        /// Identities, each certified as spiffe://fetchreward/<name>.
+        #[arg(long, value_delimiter = ',', default_value = "vault,writer,ingestor,reader,admin")]
+        names: Vec<String>,
+    },
 }
 
 #[derive(Args)]
@@ -235,6 +244,14 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             }
             println!("{table}");
             println!("audit id {audit_id}");
+        }
+        Command::DevCerts { out, names } => {
+            let ca = fetchreward_runtime::tls::dev::DevCa::new("Fetchreward development CA")
+                .context("cannot create the CA")?;
+            let names: Vec<&str> = names.iter().map(String::as_str).collect();
+            ca.write_all(&out, &names)
+                .with_context(|| format!("cannot write certificates into {}", out.display()))?;
+            println!("wrote ca.pem and {} certificate(s) into {}", names.len(), out.display());
         }
         Command::Keys { command: KeysCommand::Rotate { target, purpose, vault } } => {
             let target = match target {

@@ -217,6 +217,7 @@ async fn main() {
         &aws(vec![
             ("DATABASE_URL", db.url.clone()),
             ("GRPC_ADDR", format!("127.0.0.1:{writer_grpc}")),
+            ("AUTHZ_WRITE", "anonymous".into()),
             ("HTTP_ADDR", format!("127.0.0.1:{writer_http}")),
         ]),
         &logs.join("writer.log"),

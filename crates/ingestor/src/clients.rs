@@ -11,7 +11,7 @@ use fetchreward_proto::vault::v1::vault_service_client::VaultServiceClient;
 use fetchreward_proto::writer::v1 as writer;
 use fetchreward_proto::writer::v1::writer_service_client::WriterServiceClient;
 use fetchreward_runtime::grpc::MAX_MESSAGE_BYTES;
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::{Channel, ClientTlsConfig, Endpoint};
 use tonic::{Code, Status};
 
 /// A failed call to the vault or the writer.
@@ -105,13 +105,21 @@ pub trait RowSink: Send + Sync + 'static {
 const CALL_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// A lazily connected channel: the ingestor starts while its dependencies are still down.
-pub fn channel(endpoint: Endpoint) -> Channel {
-    endpoint
+/// With `tls`, the server is verified and the ingestor's certificate presented.
+pub fn channel(
+    endpoint: Endpoint,
+    tls: Option<ClientTlsConfig>,
+) -> Result<Channel, tonic::transport::Error> {
+    let endpoint = match tls {
+        Some(tls) => endpoint.tls_config(tls)?,
+        None => endpoint,
+    };
+    Ok(endpoint
         .connect_timeout(Duration::from_secs(2))
         .timeout(CALL_TIMEOUT)
         .tcp_nodelay(true)
         .http2_keep_alive_interval(Duration::from_secs(30))
-        .connect_lazy()
+        .connect_lazy())
 }
 
 /// The vault over gRPC.

@@ -3,6 +3,7 @@
 use std::time::Duration;
 
 use fetchreward_runtime::config::{CommonConfig, ConfigErrors, ConfigReader, EnvSource};
+use fetchreward_runtime::tls::TlsFiles;
 
 /// Most messages in one batch: each has at most two personal values, and the vault takes at
 /// most 10,000 values per call.
@@ -34,6 +35,9 @@ pub struct IngestorConfig {
     /// How long a failing step is retried before its batch is left for redelivery
     /// (`RETRY_GIVE_UP_SECS`, default 20).
     pub retry_give_up: Duration,
+    /// Mutual TLS to the vault and the writer (`TLS_CA_FILE`, `TLS_CERT_FILE`,
+    /// `TLS_KEY_FILE`); the endpoints are then `https://`.
+    pub tls: Option<TlsFiles>,
 }
 
 impl IngestorConfig {
@@ -58,6 +62,18 @@ impl IngestorConfig {
             reader.problem("VISIBILITY_TIMEOUT_SECS must be at least 3");
         }
         let retry_give_up = reader.seconds("RETRY_GIVE_UP_SECS", 20);
+        let tls = TlsFiles::from_env(&mut reader);
+        let scheme = if tls.is_some() { "https://" } else { "http://" };
+        for (key, endpoint) in
+            [("VAULT_ENDPOINT", &vault_endpoint), ("WRITER_ENDPOINT", &writer_endpoint)]
+        {
+            if !endpoint.starts_with(scheme) {
+                reader.problem(format!(
+                    "{key} must start with {scheme} when TLS is {}",
+                    if tls.is_some() { "configured" } else { "not configured" }
+                ));
+            }
+        }
         reader.finish()?;
         Ok(IngestorConfig {
             common,
@@ -71,6 +87,7 @@ impl IngestorConfig {
             receive_wait,
             visibility,
             retry_give_up,
+            tls,
         })
     }
 }

@@ -36,9 +36,12 @@ pub enum StartError {
     /// The operations listener could not be bound.
     #[error("cannot listen on {0}: {1}")]
     Bind(SocketAddr, std::io::Error),
-    /// An endpoint is not a valid URI.
+    /// An endpoint is not a valid URI, or its TLS settings are unusable.
     #[error("invalid endpoint: {0}")]
     Endpoint(#[from] tonic::transport::Error),
+    /// The TLS files cannot be read.
+    #[error(transparent)]
+    Tls(#[from] fetchreward_runtime::tls::TlsError),
 }
 
 /// An ingestor with its listener bound, ready to consume.
@@ -56,9 +59,11 @@ impl Application {
     pub async fn build(config: IngestorConfig, aws: &SdkConfig) -> Result<Self, StartError> {
         let queue =
             SqsQueue::new(aws_sdk_sqs::Client::new(aws), &config.queue_url, &config.dlq_url);
-        let vault = GrpcVault::new(channel(Endpoint::from_shared(config.vault_endpoint.clone())?));
-        let writer =
-            GrpcWriter::new(channel(Endpoint::from_shared(config.writer_endpoint.clone())?));
+        let tls = config.tls.as_ref().map(|files| files.client_config()).transpose()?;
+        let vault_endpoint = Endpoint::from_shared(config.vault_endpoint.clone())?;
+        let vault = GrpcVault::new(channel(vault_endpoint, tls.clone())?);
+        let writer_endpoint = Endpoint::from_shared(config.writer_endpoint.clone())?;
+        let writer = GrpcWriter::new(channel(writer_endpoint, tls)?);
         let retry = RetryPolicy { give_up_after: config.retry_give_up, ..RetryPolicy::default() };
         let shutdown = CancellationToken::new();
         let pipeline = Arc::new(Pipeline::new(

@@ -210,6 +210,85 @@ impl<T> Drop for Spawned<T> {
     }
 }
 
+/// A throwaway PKI for one test: a CA and certificates for `spiffe://fetchreward/<name>`
+/// identities, as files (the services read files) in a directory of the test's own.
+pub struct TestPki {
+    /// Where the files are.
+    pub dir: std::path::PathBuf,
+    ca: fetchreward_runtime::tls::dev::DevCa,
+}
+
+/// The three files of one TLS identity.
+#[derive(Debug, Clone)]
+pub struct TlsPaths {
+    /// The CA that verifies peers.
+    pub ca: String,
+    /// The certificate.
+    pub cert: String,
+    /// The private key.
+    pub key: String,
+}
+
+impl TlsPaths {
+    /// The `TLS_*` settings of a service using this identity.
+    pub fn env(&self) -> [(&'static str, &str); 3] {
+        [("TLS_CA_FILE", &self.ca), ("TLS_CERT_FILE", &self.cert), ("TLS_KEY_FILE", &self.key)]
+    }
+
+    /// A client configuration presenting this identity and verifying servers against the CA.
+    pub fn client_tls(&self) -> tonic::transport::ClientTlsConfig {
+        let read = |path: &str| std::fs::read(path).expect("reads a TLS file");
+        tonic::transport::ClientTlsConfig::new()
+            .ca_certificate(tonic::transport::Certificate::from_pem(read(&self.ca)))
+            .identity(tonic::transport::Identity::from_pem(read(&self.cert), read(&self.key)))
+    }
+}
+
+impl TestPki {
+    /// A new CA, in a new directory.
+    pub fn new() -> TestPki {
+        let dir = std::env::temp_dir().join(unique_name("fr_pki"));
+        std::fs::create_dir_all(&dir).expect("creates the PKI directory");
+        let ca = fetchreward_runtime::tls::dev::DevCa::new("test CA").expect("creates a CA");
+        std::fs::write(dir.join("ca.pem"), &ca.cert_pem).expect("writes the CA");
+        TestPki { dir, ca }
+    }
+
+    /// The path of the CA certificate.
+    pub fn ca_path(&self) -> String {
+        self.dir.join("ca.pem").display().to_string()
+    }
+
+    /// A currently valid identity `spiffe://fetchreward/<name>`.
+    pub fn identity(&self, name: &str) -> TlsPaths {
+        self.issue(name, fetchreward_runtime::tls::dev::Validity::Current)
+    }
+
+    /// An identity whose certificate expired yesterday.
+    pub fn expired(&self, name: &str) -> TlsPaths {
+        self.issue(&format!("{name}-expired"), fetchreward_runtime::tls::dev::Validity::Expired)
+    }
+
+    fn issue(&self, name: &str, validity: fetchreward_runtime::tls::dev::Validity) -> TlsPaths {
+        let issued = self.ca.issue(name.trim_end_matches("-expired"), validity).expect("issues");
+        let cert = self.dir.join(format!("{name}.pem"));
+        let key = self.dir.join(format!("{name}.key"));
+        std::fs::write(&cert, issued.cert).expect("writes the certificate");
+        std::fs::write(&key, issued.key).expect("writes the key");
+        TlsPaths {
+            ca: self.ca_path(),
+            cert: cert.display().to_string(),
+            key: key.display().to_string(),
+        }
+    }
+}
+
+impl Default for TestPki {
+    fn default() -> Self {
+        TestPki::new()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

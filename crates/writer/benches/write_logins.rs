@@ -41,6 +41,7 @@ fn write_logins(c: &mut Criterion) {
             ("DATABASE_URL", db.url.as_str()),
             ("GRPC_ADDR", "127.0.0.1:0"),
             ("HTTP_ADDR", "127.0.0.1:0"),
+            ("AUTHZ_WRITE", "anonymous"),
         ]);
         let config = WriterConfig::from_env(&env).expect("valid");
         let app = Application::build(config).await.expect("the writer starts");

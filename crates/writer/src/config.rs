@@ -2,8 +2,13 @@
 
 use std::net::SocketAddr;
 
+use fetchreward_runtime::authz::Policy;
 use fetchreward_runtime::config::{CommonConfig, ConfigErrors, ConfigReader, EnvSource};
 use fetchreward_runtime::postgres::PgConfig;
+use fetchreward_runtime::tls::TlsFiles;
+
+/// The policy group of WriteLogins.
+pub(crate) const WRITE: &str = "write";
 
 /// Everything the writer needs to start.
 #[derive(Debug, Clone)]
@@ -14,6 +19,10 @@ pub struct WriterConfig {
     pub grpc_addr: SocketAddr,
     /// The database holding `user_logins`.
     pub database: PgConfig,
+    /// Mutual TLS (`TLS_CA_FILE`, `TLS_CERT_FILE`, `TLS_KEY_FILE`); plaintext when absent.
+    pub tls: Option<TlsFiles>,
+    /// Who may call WriteLogins (`AUTHZ_WRITE`); nobody when unset.
+    pub policy: Policy,
 }
 
 impl WriterConfig {
@@ -23,11 +32,15 @@ impl WriterConfig {
         let common = CommonConfig::from_env(&mut reader, crate::SERVICE, "0.0.0.0:9102");
         let grpc_addr = reader.addr("GRPC_ADDR", "0.0.0.0:50052");
         let database = PgConfig::from_env(&mut reader);
+        let tls = TlsFiles::from_env(&mut reader);
+        let policy = Policy::from_env(&mut reader, &[(WRITE, "AUTHZ_WRITE")], tls.is_some());
         reader.finish()?;
         Ok(WriterConfig {
             common,
             grpc_addr,
             database: database.expect("a missing DATABASE_URL is reported by finish"),
+            tls,
+            policy,
         })
     }
 }

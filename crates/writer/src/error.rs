@@ -57,4 +57,7 @@ pub enum StartError {
     /// The gRPC server failed.
     #[error(transparent)]
     Serve(#[from] fetchreward_runtime::grpc::GrpcServeError),
+    /// The TLS files cannot be loaded.
+    #[error(transparent)]
+    Tls(#[from] fetchreward_runtime::tls::TlsError),
 }

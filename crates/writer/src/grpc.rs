@@ -3,17 +3,20 @@
 use fetchreward_model::MaskedLoginFields;
 use fetchreward_proto::writer::v1::writer_service_server::{WriterService, WriterServiceServer};
 use fetchreward_proto::writer::v1::{MaskedLogin, WriteLoginsRequest, WriteLoginsResponse};
+use fetchreward_runtime::authz::{self, Policy};
 use fetchreward_runtime::grpc::MAX_MESSAGE_BYTES;
+use fetchreward_runtime::tls;
 use tonic::{Request, Response, Status};
 
+use crate::config::WRITE;
 use crate::{LoginStore, WriteError};
 
 /// The name the health service reports.
 pub(crate) const SERVICE_NAME: &str = "fetchreward.writer.v1.WriterService";
 
 /// The tonic service of the writer.
-pub(crate) fn service(store: LoginStore) -> WriterServiceServer<WriterGrpc> {
-    WriterServiceServer::new(WriterGrpc { store })
+pub(crate) fn service(store: LoginStore, policy: Policy) -> WriterServiceServer<WriterGrpc> {
+    WriterServiceServer::new(WriterGrpc { store, policy })
         .max_decoding_message_size(MAX_MESSAGE_BYTES)
         .max_encoding_message_size(MAX_MESSAGE_BYTES)
 }
@@ -21,6 +24,7 @@ pub(crate) fn service(store: LoginStore) -> WriterServiceServer<WriterGrpc> {
 /// Implements `fetchreward.writer.v1.WriterService`.
 pub(crate) struct WriterGrpc {
     store: LoginStore,
+    policy: Policy,
 }
 
 #[tonic::async_trait]
@@ -30,6 +34,12 @@ impl WriterService for WriterGrpc {
         &self,
         request: Request<WriteLoginsRequest>,
     ) -> Result<Response<WriteLoginsResponse>, Status> {
+        let caller = tls::caller_identity(&request);
+        if !self.policy.allows(WRITE, &caller) {
+            authz::count_denial("writer", "WriteLogins");
+            tracing::warn!(caller, "WriteLogins refused");
+            return Err(Status::permission_denied(format!("{caller} may not call WriteLogins")));
+        }
         let rows = request.into_inner().rows;
         tracing::Span::current().record("rows", rows.len());
         let outcome = async {

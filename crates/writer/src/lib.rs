@@ -69,14 +69,20 @@ impl Application {
     pub async fn run_until_stopped(self, shutdown: CancellationToken) -> Result<(), StartError> {
         let Application { grpc_listener, ops, store, config } = self;
         let ops = tokio::spawn(ops.serve(shutdown.clone()));
-        let routes = tonic::service::Routes::new(grpc::service(store));
-        tracing::info!(grpc_addr = %config.grpc_addr, "writer serving");
+        let routes = tonic::service::Routes::new(grpc::service(store, config.policy.clone()));
+        let tls = config.tls.as_ref().map(|files| files.server_config()).transpose()?;
+        if tls.is_none() {
+            tracing::warn!(
+                "serving gRPC without TLS: callers are anonymous (local development only)"
+            );
+        }
+        tracing::info!(grpc_addr = %config.grpc_addr, tls = tls.is_some(), "writer serving");
         let served = fetchreward_runtime::shutdown::with_grace(
             fetchreward_runtime::grpc::serve(
                 grpc_listener,
                 grpc::SERVICE_NAME,
                 routes,
-                None,
+                tls,
                 shutdown.clone(),
             ),
             &shutdown,

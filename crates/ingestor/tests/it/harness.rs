@@ -95,6 +95,7 @@ impl Pipeline {
         let config = WriterConfig::from_env(&env_of(&[
             ("DATABASE_URL", &self.db.url),
             ("GRPC_ADDR", &addr),
+            ("AUTHZ_WRITE", "anonymous"),
         ]))
         .expect("writer configuration");
         let app = Writer::build(config).await.expect("the writer starts");

@@ -28,6 +28,7 @@ pub fn config(database_url: &str, extra: &[(&str, &str)]) -> WriterConfig {
         ("HTTP_ADDR", "127.0.0.1:0"),
         ("LOG_FORMAT", "text"),
         ("SHUTDOWN_GRACE_SECS", "5"),
+        ("AUTHZ_WRITE", "anonymous"),
     ]);
     env.extend(extra.iter().copied());
     WriterConfig::from_env(&env).expect("a valid test configuration")
@@ -41,14 +42,21 @@ pub async fn spawn_writer() -> TestWriter {
 
 /// Starts a writer on `db`, with extra settings.
 pub async fn spawn_writer_on(db: TestDatabase, extra: &[(&str, &str)]) -> TestWriter {
-    let app = Application::build(config(&db.url, extra)).await.expect("the writer starts");
-    let grpc_addr = app.grpc_addr();
-    let http_addr = app.http_addr();
-    let running = Spawned::new(|shutdown| app.run_until_stopped(shutdown));
+    let (grpc_addr, http_addr, running) = start_writer(&db, extra).await;
     let client = WriterServiceClient::connect(format!("http://{grpc_addr}"))
         .await
         .expect("connects to the writer");
     TestWriter { client, http_addr, db, running }
+}
+
+/// Starts a writer on `db` without connecting to it: its gRPC and HTTP addresses.
+pub async fn start_writer(
+    db: &TestDatabase,
+    extra: &[(&str, &str)],
+) -> (std::net::SocketAddr, std::net::SocketAddr, Spawned<Result<(), StartError>>) {
+    let app = Application::build(config(&db.url, extra)).await.expect("the writer starts");
+    let (grpc_addr, http_addr) = (app.grpc_addr(), app.http_addr());
+    (grpc_addr, http_addr, Spawned::new(|shutdown| app.run_until_stopped(shutdown)))
 }
 
 /// A token of `kind` whose MAC is derived from `seed`.

@@ -1,5 +1,6 @@
 //! The writer against a real Postgres: one fresh database per test, the service on port 0.
 
+mod authz;
 mod helpers;
 mod migrations;
 mod service;
