@@ -55,7 +55,7 @@ LOG_FORMAT=text DATABASE_URL=$demo_db_url GRPC_ADDR=127.0.0.1:$FR_DEMO_VAULT_POR
   "$bin/fetchreward-vault" >"$logs/demo-vault.log" 2>&1 &
 pids+=($!)
 LOG_FORMAT=text DATABASE_URL=$demo_db_url GRPC_ADDR=127.0.0.1:$FR_DEMO_WRITER_PORT \
-  HTTP_ADDR=127.0.0.1:$writer_http \
+  HTTP_ADDR=127.0.0.1:$writer_http AUTHZ_WRITE=anonymous \
   "$bin/fetchreward-writer" >"$logs/demo-writer.log" 2>&1 &
 pids+=($!)
 
