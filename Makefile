@@ -7,7 +7,7 @@ SHELL := /bin/bash
 # Exports the local stack's endpoints (written by dev/up.sh) into a recipe line's commands.
 STACK_ENV := set -a; . target/dev/env; set +a
 
-.PHONY: up down env test demo bench
+.PHONY: up down env test demo bench fuzz certs
 
 ## up: start the local stack (idempotent) and print its endpoints
 up:
@@ -22,10 +22,15 @@ env:
 	@if [ -f target/dev/env ]; then cat target/dev/env; \
 	else echo "the local stack is not up: run make up" >&2; exit 1; fi
 
+## certs: a development CA and a certificate per identity under target/dev/certs
+certs:
+	cargo run --quiet -p fetchreward-cli -- dev-certs --out target/dev/certs
+
 ## test: formatting, lints and every test, against the local stack
 test: up
 	cargo fmt --all -- --check
 	cargo clippy --workspace --all-targets -- -D warnings
+	python3 helm/check.py
 	$(STACK_ENV); cargo nextest run --workspace
 
 ## demo: the whole pipeline on the local stack with the project's sample
@@ -37,3 +42,8 @@ bench: up
 	cargo build --release --bins
 	$(STACK_ENV); cargo bench -p fetchreward-writer -p fetchreward-vault
 	$(STACK_ENV); cargo bench -p fetchreward-ingestor --bench pipeline
+
+## fuzz: the parsing properties (message bodies, tokens) with many generated cases (FUZZ_CASES)
+FUZZ_CASES ?= 1000000
+fuzz:
+	PROPTEST_CASES=$(FUZZ_CASES) cargo test --release -p fetchreward-model --test it
