@@ -15,6 +15,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         root.join("fetchreward/writer/v1/writer.proto"),
     ];
     let out_dir = PathBuf::from(std::env::var("OUT_DIR")?);
+    // The protos live outside this crate, where Cargo does not look for changes by itself.
+    for proto in &protos {
+        println!("cargo:rerun-if-changed={}", proto.display());
+    }
 
     let mut config = prost_build::Config::new();
     config.protoc_executable(protoc_bin_vendored::protoc_bin_path()?);
