@@ -1,5 +1,6 @@
-//! What the audit trail records about a Detokenize or Forget call: who, what, why, how many
-//! and how it ended. Never a value, never a token: the trail must be safe to hand to auditors.
+//! What the audit trail records about a Detokenize, Forget, RotateKeys or Rewrap call: who,
+//! what, why, how many and how it ended. Never a value, never a token: the trail must be safe
+//! to hand to auditors.
 
 use std::fmt;
 
@@ -63,4 +64,7 @@ pub struct AuditEntry {
     pub outcome: AuditOutcome,
     /// Per-status counts when allowed.
     pub counts: StatusCounts,
+    /// What an admin call did or tried, e.g. `tokenization key v2, activates 30 s after this
+    /// row`; `None` for Detokenize and Forget.
+    pub detail: Option<String>,
 }

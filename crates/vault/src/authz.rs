@@ -52,8 +52,10 @@ pub enum Method {
     Detokenize,
     /// Forget.
     Forget,
-    /// RotateKeys.
+    /// RotateKeys (admin).
     RotateKeys,
+    /// Rewrap (admin).
+    Rewrap,
 }
 
 impl Method {
@@ -64,6 +66,7 @@ impl Method {
             Method::Detokenize => "Detokenize",
             Method::Forget => "Forget",
             Method::RotateKeys => "RotateKeys",
+            Method::Rewrap => "Rewrap",
         }
     }
 }
@@ -96,7 +99,7 @@ impl Authorizer for DevelopmentPolicy {
             Method::Detokenize | Method::Forget => {
                 caller.is_anonymous() && self.allow_anonymous_recovery
             }
-            Method::RotateKeys => false,
+            Method::RotateKeys | Method::Rewrap => false,
         }
     }
 }
@@ -118,6 +121,7 @@ mod tests {
         assert!(development.allows(&anonymous, Method::Detokenize));
         assert!(development.allows(&anonymous, Method::Forget));
         assert!(!development.allows(&anonymous, Method::RotateKeys));
+        assert!(!development.allows(&anonymous, Method::Rewrap));
     }
 
     #[test]

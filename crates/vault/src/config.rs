@@ -9,6 +9,7 @@ use std::net::SocketAddr;
 use fetchreward_runtime::config::{CommonConfig, ConfigErrors, ConfigReader, EnvSource};
 use fetchreward_runtime::postgres::PgConfig;
 
+use crate::keys::KeyTiming;
 use crate::kms::KmsSettings;
 use crate::known_tokens::KnownTokensConfig;
 
@@ -35,6 +36,10 @@ pub struct VaultConfig {
     /// The known-tokens cache (`VAULT_TOKEN_CACHE_CAPACITY`, default 250000 tokens, 0 turns it
     /// off; `VAULT_TOKEN_CACHE_TTL_SECS`, default 600).
     pub known_tokens: KnownTokensConfig,
+    /// Key rotation timing (`VAULT_ROTATION_DELAY_SECS`, default 30, 0 switches at once;
+    /// `VAULT_KEY_REFRESH_SECS`, default 10, at least 1 and shorter than the delay unless the
+    /// delay is 0).
+    pub keys: KeyTiming,
 }
 
 impl VaultConfig {
@@ -57,6 +62,7 @@ impl VaultConfig {
             ),
             ttl: reader.seconds("VAULT_TOKEN_CACHE_TTL_SECS", defaults.ttl.as_secs()),
         };
+        let keys = key_timing(&mut reader);
         reader.finish()?;
         Ok(VaultConfig {
             common,
@@ -68,8 +74,31 @@ impl VaultConfig {
             },
             allow_anonymous_recovery,
             known_tokens,
+            keys,
         })
     }
+}
+
+/// The rotation delay and refresh interval, and the rule between them: a replica that reloads
+/// the keys less often than a rotation's delay could miss the new version when it takes over,
+/// and go on issuing tokens of the old one while the others issue the new one.
+fn key_timing(reader: &mut ConfigReader<'_>) -> KeyTiming {
+    let defaults = KeyTiming::default();
+    let rotation_delay =
+        reader.seconds("VAULT_ROTATION_DELAY_SECS", defaults.rotation_delay.as_secs());
+    let refresh_interval =
+        reader.seconds("VAULT_KEY_REFRESH_SECS", defaults.refresh_interval.as_secs());
+    if refresh_interval.is_zero() {
+        reader.problem("VAULT_KEY_REFRESH_SECS must be at least 1");
+    } else if !rotation_delay.is_zero() && refresh_interval >= rotation_delay {
+        reader.problem(format!(
+            "VAULT_KEY_REFRESH_SECS ({}) must be shorter than VAULT_ROTATION_DELAY_SECS ({}), \
+             or a replica may not hold a new key version when it takes over",
+            refresh_interval.as_secs(),
+            rotation_delay.as_secs()
+        ));
+    }
+    KeyTiming { rotation_delay, refresh_interval }
 }
 
 #[cfg(test)]
@@ -94,6 +123,8 @@ mod tests {
         assert_eq!(config.kms.endpoint, None);
         assert!(!config.allow_anonymous_recovery);
         assert_eq!(config.known_tokens, KnownTokensConfig::default());
+        assert_eq!(config.keys.rotation_delay, Duration::from_secs(30));
+        assert_eq!(config.keys.refresh_interval, Duration::from_secs(10));
         assert_eq!(config.common.logging.format, LogFormat::Json);
         assert_eq!(config.common.grace, Duration::from_secs(20));
         assert!(!format!("{config:?}").contains("secret"), "the database password is hidden");
@@ -135,5 +166,38 @@ mod tests {
         assert!(config.allow_anonymous_recovery);
         assert_eq!(config.known_tokens.capacity, 0);
         assert_eq!(config.common.logging.format, LogFormat::Text);
+    }
+
+    fn timing(delay: &str, refresh: &str) -> Result<KeyTiming, String> {
+        let env: HashMap<&str, &str> = HashMap::from([
+            ("DATABASE_URL", "postgres://postgres@127.0.0.1:55432/fetchreward"),
+            ("KMS_KEY_ID", "alias/fetchreward"),
+            ("VAULT_ROTATION_DELAY_SECS", delay),
+            ("VAULT_KEY_REFRESH_SECS", refresh),
+        ]);
+        VaultConfig::from_env(&env).map(|config| config.keys).map_err(|err| err.to_string())
+    }
+
+    #[test]
+    fn the_refresh_interval_must_be_shorter_than_the_rotation_delay() {
+        let ok = timing("60", "20").expect("valid");
+        assert_eq!(ok.rotation_delay, Duration::from_secs(60));
+        assert_eq!(ok.refresh_interval, Duration::from_secs(20));
+        for (delay, refresh) in [("30", "30"), ("5", "10")] {
+            let err = timing(delay, refresh).expect_err("refused");
+            assert!(
+                err.contains("VAULT_KEY_REFRESH_SECS") && err.contains("VAULT_ROTATION_DELAY_SECS"),
+                "{err}"
+            );
+        }
+        assert!(timing("30", "0").expect_err("refused").contains("at least 1"));
+        assert!(timing("soon", "10").expect_err("refused").contains("VAULT_ROTATION_DELAY_SECS"));
+    }
+
+    #[test]
+    fn a_zero_delay_switches_at_once_with_any_refresh_interval() {
+        let keys = timing("0", "10").expect("valid");
+        assert_eq!(keys.rotation_delay, Duration::ZERO);
+        assert_eq!(keys.refresh_interval, Duration::from_secs(10));
     }
 }

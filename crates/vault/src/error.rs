@@ -10,7 +10,7 @@ use tonic::{Code, Status};
 
 use crate::authz::Method;
 use crate::crypto::CryptoError;
-use crate::keys::KeyError;
+use crate::keys::{KeyError, KeyPurpose};
 
 /// Why a call failed.
 #[derive(Debug, thiserror::Error)]
@@ -54,9 +54,22 @@ pub enum VaultError {
     /// A blocking task panicked or was cancelled.
     #[error("internal task failed: {0}")]
     Task(String),
-    /// The method is not implemented yet.
-    #[error("{0} is not implemented yet")]
-    Unimplemented(Method),
+    /// The request is well-formed but cannot be served in the vault's current state; the
+    /// message says what to wait for.
+    #[error("{0}")]
+    FailedPrecondition(String),
+    /// A concurrent rotation of the same key created the version this one was making; this
+    /// call created nothing.
+    #[error(
+        "another rotation of the {purpose} key created v{version} at the same time; this call \
+         created nothing (check the key versions before rotating again)"
+    )]
+    RotationConflict {
+        /// The rotated key.
+        purpose: KeyPurpose,
+        /// The version both rotations made.
+        version: u32,
+    },
 }
 
 impl VaultError {
@@ -83,7 +96,8 @@ impl VaultError {
             VaultError::UnknownDataKey { .. } | VaultError::Crypto { .. } | VaultError::Task(_) => {
                 Code::Internal
             }
-            VaultError::Unimplemented(_) => Code::Unimplemented,
+            VaultError::FailedPrecondition(_) => Code::FailedPrecondition,
+            VaultError::RotationConflict { .. } => Code::Aborted,
         }
     }
 
@@ -93,7 +107,8 @@ impl VaultError {
         match self {
             VaultError::InvalidArgument(_)
             | VaultError::PermissionDenied { .. }
-            | VaultError::Unimplemented(_) => self.to_string(),
+            | VaultError::FailedPrecondition(_)
+            | VaultError::RotationConflict { .. } => self.to_string(),
             VaultError::Database(err) => {
                 if err.is_transient() {
                     "the vault's database is unavailable; retry later".to_owned()
@@ -185,5 +200,14 @@ mod tests {
         });
         assert_eq!(denied.code(), Code::PermissionDenied);
         assert_eq!(denied.message(), "caller anonymous may not call Detokenize");
+
+        let conflict = Status::from(VaultError::RotationConflict {
+            purpose: KeyPurpose::Tokenization,
+            version: 3,
+        });
+        assert_eq!(conflict.code(), Code::Aborted);
+        assert!(
+            conflict.message().starts_with("another rotation of the tokenization key created v3")
+        );
     }
 }

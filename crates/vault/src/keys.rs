@@ -11,10 +11,16 @@
 //! against an empty schema creates version 1 of each purpose; replicas racing to do so each
 //! generate a candidate and `INSERT ... ON CONFLICT DO NOTHING`, then all read back and use the
 //! one row that won, so they end with one key set.
+//!
+//! Rotation adds version N+1 of a purpose with an activation time a little in the future
+//! ([`KeyTiming`]); every replica reloads `vault.keys` more often than that delay, so all of
+//! them hold the new version before it takes over and switch to it at the same moment of the
+//! database clock. See `docs/vault.md`, "Key rotation".
 
 use std::collections::BTreeMap;
 use std::fmt;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use futures::future::BoxFuture;
 use zeroize::Zeroizing;
@@ -201,48 +207,170 @@ impl KeyError {
     }
 }
 
-/// Every unwrapped key version the vault holds. New tokens and ciphertexts use the highest
-/// version of each purpose; older data keys stay for reading what they encrypted.
+/// When a rotated key version takes over, and how often replicas look for new versions.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct KeyTiming {
+    /// How long after a rotation its new version starts being used
+    /// (`VAULT_ROTATION_DELAY_SECS`, default 30 s). Every replica must have loaded the new
+    /// version by then, so that all of them switch at the same moment.
+    pub rotation_delay: Duration,
+    /// How often each replica reloads `vault.keys` (`VAULT_KEY_REFRESH_SECS`, default 10 s).
+    /// Shorter than the delay, unless the delay is zero.
+    pub refresh_interval: Duration,
+}
+
+impl Default for KeyTiming {
+    fn default() -> Self {
+        // Two refreshes fit in one delay, so one failed refresh still leaves time to load a new
+        // version before it takes over.
+        KeyTiming {
+            rotation_delay: Duration::from_secs(30),
+            refresh_interval: Duration::from_secs(10),
+        }
+    }
+}
+
+/// One key version held in memory and the moment it takes over.
+struct Scheduled<K> {
+    key: Arc<K>,
+    /// When new tokens or ciphertexts start using it, on this process's monotonic clock
+    /// (translated from the database clock when the ring was loaded).
+    activates: Instant,
+}
+
+impl<K> Clone for Scheduled<K> {
+    fn clone(&self) -> Self {
+        Scheduled { key: self.key.clone(), activates: self.activates }
+    }
+}
+
+/// Every unwrapped key version the vault holds, each with its activation time.
+///
+/// New tokens and ciphertexts use the *active* version of each purpose: the highest one whose
+/// activation time has passed. Older versions stay for reading what they made (a token names
+/// its tokenization version; a stored row names its data key version); newer ones wait for
+/// their activation time.
 pub struct KeyRing {
-    tokenization: BTreeMap<u32, TokenizationKey>,
-    data: BTreeMap<u32, DataKey>,
+    tokenization: BTreeMap<u32, Scheduled<TokenizationKey>>,
+    data: BTreeMap<u32, Scheduled<DataKey>>,
+    /// When the rows behind this ring were read.
+    loaded_at: Instant,
+}
+
+/// The active key among `versions` at `now`: the highest version already activated.
+fn active_at<K>(versions: &BTreeMap<u32, Scheduled<K>>, now: Instant) -> &K {
+    let scheduled = versions
+        .values()
+        .rev()
+        .find(|scheduled| scheduled.activates <= now)
+        // Version 1 activates when it is created, so some version is always active; were the
+        // clocks ever to say otherwise, the oldest version is the one every replica had.
+        .or_else(|| versions.values().next())
+        .expect("a ring holds at least one version of each purpose");
+    &scheduled.key
 }
 
 impl KeyRing {
-    /// A ring of the given keys; `None` unless each purpose has at least one version.
+    /// A ring of keys that are all active now; `None` unless each purpose has a version.
     pub fn new(
         tokenization: impl IntoIterator<Item = TokenizationKey>,
         data: impl IntoIterator<Item = DataKey>,
     ) -> Option<Self> {
-        let tokenization: BTreeMap<_, _> =
-            tokenization.into_iter().map(|key| (key.version(), key)).collect();
-        let data: BTreeMap<_, _> = data.into_iter().map(|key| (key.version(), key)).collect();
-        (!tokenization.is_empty() && !data.is_empty()).then_some(KeyRing { tokenization, data })
+        let now = Instant::now();
+        Self::scheduled(
+            tokenization.into_iter().map(|key| (key, now)),
+            data.into_iter().map(|key| (key, now)),
+            now,
+        )
     }
 
-    /// The tokenization key new tokens are made with.
+    /// A ring of keys with their activation times, read at `loaded_at`; `None` unless each
+    /// purpose has a version.
+    pub fn scheduled(
+        tokenization: impl IntoIterator<Item = (TokenizationKey, Instant)>,
+        data: impl IntoIterator<Item = (DataKey, Instant)>,
+        loaded_at: Instant,
+    ) -> Option<Self> {
+        let tokenization = tokenization
+            .into_iter()
+            .map(|(key, activates)| (key.version(), Scheduled { key: Arc::new(key), activates }))
+            .collect();
+        let data = data
+            .into_iter()
+            .map(|(key, activates)| (key.version(), Scheduled { key: Arc::new(key), activates }))
+            .collect();
+        Self::from_versions(tokenization, data, loaded_at)
+    }
+
+    fn from_versions(
+        tokenization: BTreeMap<u32, Scheduled<TokenizationKey>>,
+        data: BTreeMap<u32, Scheduled<DataKey>>,
+        loaded_at: Instant,
+    ) -> Option<Self> {
+        (!tokenization.is_empty() && !data.is_empty()).then_some(KeyRing {
+            tokenization,
+            data,
+            loaded_at,
+        })
+    }
+
+    /// The tokenization key new tokens are made with now.
     pub fn active_tokenization(&self) -> &TokenizationKey {
-        self.tokenization.values().next_back().expect("a ring holds at least one tokenization key")
+        self.active_tokenization_at(Instant::now())
     }
 
-    /// The data key new ciphertexts are made with.
+    /// The tokenization key new tokens are made with at `now`.
+    pub fn active_tokenization_at(&self, now: Instant) -> &TokenizationKey {
+        active_at(&self.tokenization, now)
+    }
+
+    /// The data key new ciphertexts are made with now.
     pub fn active_data(&self) -> &DataKey {
-        self.data.values().next_back().expect("a ring holds at least one data key")
+        self.active_data_at(Instant::now())
+    }
+
+    /// The data key new ciphertexts are made with at `now`.
+    pub fn active_data_at(&self, now: Instant) -> &DataKey {
+        active_at(&self.data, now)
     }
 
     /// The data key of `version`, if held.
     pub fn data_key(&self, version: u32) -> Option<&DataKey> {
-        self.data.get(&version)
+        self.data.get(&version).map(|scheduled| &*scheduled.key)
+    }
+
+    /// The versions held of `purpose`, oldest first.
+    pub fn versions(&self, purpose: KeyPurpose) -> Vec<u32> {
+        match purpose {
+            KeyPurpose::Tokenization => self.tokenization.keys().copied().collect(),
+            KeyPurpose::Data => self.data.keys().copied().collect(),
+        }
+    }
+
+    /// When the rows behind this ring were read from the database.
+    pub fn loaded_at(&self) -> Instant {
+        self.loaded_at
     }
 }
 
 impl fmt::Debug for KeyRing {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("KeyRing")
-            .field("tokenization_versions", &self.tokenization.keys().collect::<Vec<_>>())
-            .field("data_versions", &self.data.keys().collect::<Vec<_>>())
+            .field("tokenization_versions", &self.versions(KeyPurpose::Tokenization))
+            .field("active_tokenization", &self.active_tokenization().version())
+            .field("data_versions", &self.versions(KeyPurpose::Data))
+            .field("active_data", &self.active_data().version())
             .finish()
     }
+}
+
+/// Makes a new key version with the provider (KMS `GenerateDataKey`, bound to `label`). The
+/// first key set and every rotation make their keys here.
+pub async fn generate(
+    provider: &Arc<dyn KeyProvider>,
+    label: KeyLabel,
+) -> Result<GeneratedKey, KeyError> {
+    provider.generate(label).await.map_err(|err| KeyError::creating(label, err))
 }
 
 /// Loads every stored key, creating version 1 of a purpose that has none, and unwraps them.
@@ -251,6 +379,7 @@ pub async fn load_or_create(
     store: &VaultStore,
     provider: &Arc<dyn KeyProvider>,
 ) -> Result<KeyRing, KeyError> {
+    let mut loaded_at = Instant::now();
     let mut rows = store.key_rows().await?;
     let mut created = false;
     for purpose in KeyPurpose::ALL {
@@ -258,40 +387,49 @@ pub async fn load_or_create(
             continue;
         }
         let label = KeyLabel { purpose, version: 1 };
-        let generated =
-            provider.generate(label).await.map_err(|err| KeyError::creating(label, err))?;
+        let generated = generate(provider, label).await?;
         let inserted = store
-            .insert_key_if_absent(purpose, 1, &generated.wrapped, provider.master_key_id())
+            .insert_key(purpose, 1, &generated.wrapped, provider.master_key_id(), Duration::ZERO)
             .await?;
-        if inserted {
+        if inserted.is_some() {
             tracing::info!(purpose = purpose.as_str(), version = 1, "vault key created");
         }
         created = true;
     }
     if created {
         // Another replica may have won the insert: use whatever is stored now.
+        loaded_at = Instant::now();
         rows = store.key_rows().await?;
     }
-    unwrap_rows(&rows, provider).await
+    let ring = build_ring(&rows, loaded_at, provider, None).await?;
+    tracing::info!(keys = ?ring, "vault keys unwrapped");
+    Ok(ring)
 }
 
-/// Loads and unwraps every stored key, creating none: picks up versions that another replica
-/// added since this one started.
+/// Reads `vault.keys` again and returns the ring it describes now, creating none: picks up
+/// versions that a rotation added (on any replica) and drops versions deleted from the table.
+/// Only versions `held` lacks are unwrapped, so a refresh without news costs no KMS call.
 #[tracing::instrument(skip_all)]
-pub async fn reload(
+pub async fn refresh(
     store: &VaultStore,
     provider: &Arc<dyn KeyProvider>,
+    held: &KeyRing,
 ) -> Result<KeyRing, KeyError> {
-    unwrap_rows(&store.key_rows().await?, provider).await
+    let loaded_at = Instant::now();
+    let rows = store.key_rows().await?;
+    build_ring(&rows, loaded_at, provider, Some(held)).await
 }
 
-/// Unwraps every stored key into a ring.
-async fn unwrap_rows(
+/// The ring of `rows`, read at `loaded_at`; keys already in `held` are reused, others
+/// unwrapped.
+async fn build_ring(
     rows: &[KeyRow],
+    loaded_at: Instant,
     provider: &Arc<dyn KeyProvider>,
+    held: Option<&KeyRing>,
 ) -> Result<KeyRing, KeyError> {
-    let mut tokenization = Vec::new();
-    let mut data = Vec::new();
+    let mut tokenization = BTreeMap::new();
+    let mut data = BTreeMap::new();
     for row in rows {
         let purpose = KeyPurpose::from_name(&row.purpose)
             .ok_or_else(|| KeyError::BadRow(format!("unknown purpose {:?}", row.purpose)))?;
@@ -299,21 +437,54 @@ async fn unwrap_rows(
             KeyError::BadRow(format!("{purpose} key has version {}", row.version))
         })?;
         let label = KeyLabel { purpose, version };
-        let plaintext = provider
-            .unwrap_key(label, &row.wrapped)
-            .await
-            .map_err(|err| KeyError::unwrapping(label, err))?;
+        // The database said how far in the future the activation is; counting that from the
+        // moment of the query puts every replica's switch at the same instant of the database
+        // clock, whatever the replicas' own clocks say.
+        let activates =
+            loaded_at + Duration::from_millis(u64::try_from(row.activates_in_ms).unwrap_or(0));
         match purpose {
             KeyPurpose::Tokenization => {
-                tokenization.push(TokenizationKey::derive(version, &plaintext));
+                let key = match held.and_then(|ring| ring.tokenization.get(&version)) {
+                    Some(scheduled) => scheduled.key.clone(),
+                    None => {
+                        let root = unwrap(provider, label, &row.wrapped).await?;
+                        Arc::new(TokenizationKey::derive(version, &root))
+                    }
+                };
+                tokenization.insert(version, Scheduled { key, activates });
             }
-            KeyPurpose::Data => data.push(DataKey::new(version, &plaintext)),
+            KeyPurpose::Data => {
+                let key = match held.and_then(|ring| ring.data.get(&version)) {
+                    Some(scheduled) => scheduled.key.clone(),
+                    None => {
+                        let bytes = unwrap(provider, label, &row.wrapped).await?;
+                        Arc::new(DataKey::new(version, &bytes))
+                    }
+                };
+                data.insert(version, Scheduled { key, activates });
+            }
         }
     }
-    let ring = KeyRing::new(tokenization, data)
-        .ok_or_else(|| KeyError::BadRow("a purpose has no key".to_owned()))?;
-    tracing::info!(keys = ?ring, "vault keys unwrapped");
-    Ok(ring)
+    KeyRing::from_versions(tokenization, data, loaded_at)
+        .ok_or_else(|| KeyError::BadRow("a purpose has no key".to_owned()))
+}
+
+/// The plaintext of one stored key.
+async fn unwrap(
+    provider: &Arc<dyn KeyProvider>,
+    label: KeyLabel,
+    wrapped: &[u8],
+) -> Result<Zeroizing<[u8; KEY_LEN]>, KeyError> {
+    let plaintext = provider
+        .unwrap_key(label, wrapped)
+        .await
+        .map_err(|err| KeyError::unwrapping(label, err))?;
+    tracing::debug!(
+        purpose = label.purpose.as_str(),
+        version = label.version,
+        "vault key unwrapped"
+    );
+    Ok(plaintext)
 }
 
 #[cfg(test)]
@@ -400,6 +571,8 @@ pub(crate) mod fake {
 
 #[cfg(test)]
 mod tests {
+    use std::sync::atomic::Ordering;
+
     use fetchreward_model::{PiiKind, canonical_ip};
 
     use super::fake::FakeKeyProvider;
@@ -407,6 +580,26 @@ mod tests {
 
     fn label(purpose: KeyPurpose, version: u32) -> KeyLabel {
         KeyLabel { purpose, version }
+    }
+
+    /// A stored row of a freshly generated key that activates `activates_in_ms` after the read.
+    async fn row(
+        provider: &Arc<dyn KeyProvider>,
+        purpose: KeyPurpose,
+        version: u32,
+        activates_in_ms: i64,
+    ) -> KeyRow {
+        let generated = provider.generate(label(purpose, version)).await.expect("generates");
+        KeyRow {
+            purpose: purpose.as_str().into(),
+            version: version as i32,
+            wrapped: generated.wrapped,
+            activates_in_ms,
+        }
+    }
+
+    fn key_bytes(fill: u8) -> Zeroizing<[u8; KEY_LEN]> {
+        Zeroizing::new([fill; KEY_LEN])
     }
 
     #[tokio::test]
@@ -427,17 +620,12 @@ mod tests {
     #[tokio::test]
     async fn unwrapped_keys_rebuild_the_same_ring() {
         let provider: Arc<dyn KeyProvider> = Arc::new(FakeKeyProvider::default());
-        let mut rows = Vec::new();
-        for purpose in KeyPurpose::ALL {
-            let generated = provider.generate(label(purpose, 1)).await.expect("generates");
-            rows.push(KeyRow {
-                purpose: purpose.as_str().into(),
-                version: 1,
-                wrapped: generated.wrapped,
-            });
-        }
-        let first = unwrap_rows(&rows, &provider).await.expect("unwraps");
-        let second = unwrap_rows(&rows, &provider).await.expect("unwraps");
+        let rows = vec![
+            row(&provider, KeyPurpose::Tokenization, 1, -5).await,
+            row(&provider, KeyPurpose::Data, 1, -5).await,
+        ];
+        let first = build_ring(&rows, Instant::now(), &provider, None).await.expect("unwraps");
+        let second = build_ring(&rows, Instant::now(), &provider, None).await.expect("unwraps");
         let value = canonical_ip("192.0.2.44").expect("valid");
         assert_eq!(
             first.active_tokenization().token(PiiKind::Ip, &value),
@@ -449,30 +637,112 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_ring_uses_the_highest_versions_and_keeps_the_older_data_keys() {
+    async fn a_ring_uses_the_highest_activated_versions_and_keeps_the_older_data_keys() {
         let provider: Arc<dyn KeyProvider> = Arc::new(FakeKeyProvider::default());
-        let mut rows = Vec::new();
-        for (purpose, version) in [
-            (KeyPurpose::Tokenization, 1),
-            (KeyPurpose::Tokenization, 2),
-            (KeyPurpose::Data, 1),
-            (KeyPurpose::Data, 2),
-        ] {
-            let generated = provider.generate(label(purpose, version)).await.expect("generates");
-            rows.push(KeyRow {
-                purpose: purpose.as_str().into(),
-                version: version as i32,
-                wrapped: generated.wrapped,
-            });
-        }
-        let ring = unwrap_rows(&rows, &provider).await.expect("unwraps");
+        let rows = vec![
+            row(&provider, KeyPurpose::Tokenization, 1, -60_000).await,
+            row(&provider, KeyPurpose::Tokenization, 2, -1).await,
+            row(&provider, KeyPurpose::Data, 1, -60_000).await,
+            row(&provider, KeyPurpose::Data, 2, 0).await,
+        ];
+        let ring = build_ring(&rows, Instant::now(), &provider, None).await.expect("unwraps");
         assert_eq!(ring.active_tokenization().version(), 2);
         assert_eq!(ring.active_data().version(), 2);
         assert!(ring.data_key(1).is_some());
         assert_eq!(
             format!("{ring:?}"),
-            "KeyRing { tokenization_versions: [1, 2], data_versions: [1, 2] }"
+            "KeyRing { tokenization_versions: [1, 2], active_tokenization: 2, \
+             data_versions: [1, 2], active_data: 2 }"
         );
+    }
+
+    #[tokio::test]
+    async fn a_version_activating_later_waits_for_its_time_and_is_loaded_meanwhile() {
+        let provider: Arc<dyn KeyProvider> = Arc::new(FakeKeyProvider::default());
+        let rows = vec![
+            row(&provider, KeyPurpose::Tokenization, 1, -60_000).await,
+            row(&provider, KeyPurpose::Tokenization, 2, 30_000).await,
+            row(&provider, KeyPurpose::Data, 1, -60_000).await,
+            row(&provider, KeyPurpose::Data, 2, 30_000).await,
+        ];
+        let loaded_at = Instant::now();
+        let ring = build_ring(&rows, loaded_at, &provider, None).await.expect("unwraps");
+        for (elapsed, expected) in [(0, 1), (29_999, 1), (30_000, 2), (90_000, 2)] {
+            let now = loaded_at + Duration::from_millis(elapsed);
+            assert_eq!(ring.active_tokenization_at(now).version(), expected, "at +{elapsed} ms");
+            assert_eq!(ring.active_data_at(now).version(), expected, "at +{elapsed} ms");
+        }
+        // The pending data key is held already: rows another replica seals under it at the
+        // switch can be read here.
+        assert!(ring.data_key(2).is_some());
+    }
+
+    #[test]
+    fn the_active_version_is_the_highest_whose_time_has_come_not_the_latest_activating() {
+        let start = Instant::now();
+        let at = |secs: u64| start + Duration::from_secs(secs);
+        let ring = KeyRing::scheduled(
+            [
+                (TokenizationKey::derive(1, &key_bytes(1)), at(0)),
+                (TokenizationKey::derive(2, &key_bytes(2)), at(10)),
+                (TokenizationKey::derive(3, &key_bytes(3)), at(20)),
+            ],
+            [(DataKey::new(1, &key_bytes(4)), at(0)), (DataKey::new(2, &key_bytes(5)), at(5))],
+            start,
+        )
+        .expect("ring");
+        let versions = |secs| {
+            (
+                ring.active_tokenization_at(at(secs)).version(),
+                ring.active_data_at(at(secs)).version(),
+            )
+        };
+        assert_eq!(versions(0), (1, 1));
+        assert_eq!(versions(5), (1, 2));
+        assert_eq!(versions(10), (2, 2));
+        assert_eq!(versions(19), (2, 2));
+        assert_eq!(versions(20), (3, 2));
+    }
+
+    #[test]
+    fn when_no_version_has_activated_the_oldest_is_used() {
+        let start = Instant::now();
+        let later = start + Duration::from_secs(60);
+        let ring = KeyRing::scheduled(
+            [
+                (TokenizationKey::derive(2, &key_bytes(2)), later),
+                (TokenizationKey::derive(1, &key_bytes(1)), later),
+            ],
+            [(DataKey::new(1, &key_bytes(3)), later)],
+            start,
+        )
+        .expect("ring");
+        assert_eq!(ring.active_tokenization_at(start).version(), 1);
+    }
+
+    #[tokio::test]
+    async fn a_refresh_unwraps_only_new_versions_and_drops_deleted_ones() {
+        let fake = Arc::new(FakeKeyProvider::default());
+        let provider: Arc<dyn KeyProvider> = fake.clone();
+        let tokenization_v1 = row(&provider, KeyPurpose::Tokenization, 1, -1).await;
+        let data_v1 = row(&provider, KeyPurpose::Data, 1, -1).await;
+        let data_v2 = row(&provider, KeyPurpose::Data, 2, -1).await;
+        let rows = vec![tokenization_v1.clone(), data_v1.clone()];
+        let first = build_ring(&rows, Instant::now(), &provider, None).await.expect("unwraps");
+        assert_eq!(fake.unwrapped.load(Ordering::SeqCst), 2);
+
+        let rows = vec![tokenization_v1.clone(), data_v1, data_v2.clone()];
+        let second =
+            build_ring(&rows, Instant::now(), &provider, Some(&first)).await.expect("unwraps");
+        assert_eq!(fake.unwrapped.load(Ordering::SeqCst), 3, "only data v2 was unwrapped");
+        assert_eq!(second.versions(KeyPurpose::Data), [1, 2]);
+        assert!(Arc::ptr_eq(&first.data[&1].key, &second.data[&1].key));
+
+        let rows = vec![tokenization_v1, data_v2];
+        let third =
+            build_ring(&rows, Instant::now(), &provider, Some(&second)).await.expect("unwraps");
+        assert_eq!(fake.unwrapped.load(Ordering::SeqCst), 3);
+        assert_eq!(third.versions(KeyPurpose::Data), [2], "a deleted version leaves memory");
     }
 
     #[tokio::test]
@@ -481,10 +751,20 @@ mod tests {
         let data = provider.generate(label(KeyPurpose::Data, 1)).await.expect("generates");
         // The data key's blob stored as the tokenization key: refused, not silently used.
         let rows = vec![
-            KeyRow { purpose: "tokenization".into(), version: 1, wrapped: data.wrapped.clone() },
-            KeyRow { purpose: "data".into(), version: 1, wrapped: data.wrapped },
+            KeyRow {
+                purpose: "tokenization".into(),
+                version: 1,
+                wrapped: data.wrapped.clone(),
+                activates_in_ms: -1,
+            },
+            KeyRow {
+                purpose: "data".into(),
+                version: 1,
+                wrapped: data.wrapped,
+                activates_in_ms: -1,
+            },
         ];
-        let err = unwrap_rows(&rows, &provider).await.expect_err("refused");
+        let err = build_ring(&rows, Instant::now(), &provider, None).await.expect_err("refused");
         assert!(
             matches!(err, KeyError::Provider { purpose: KeyPurpose::Tokenization, .. }),
             "{err}"
@@ -493,7 +773,7 @@ mod tests {
 
     #[test]
     fn a_ring_needs_both_purposes() {
-        let root = Zeroizing::new([1u8; KEY_LEN]);
+        let root = key_bytes(1);
         assert!(KeyRing::new([TokenizationKey::derive(1, &root)], []).is_none());
         assert!(KeyRing::new([], [DataKey::new(1, &root)]).is_none());
     }

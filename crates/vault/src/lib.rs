@@ -7,6 +7,8 @@
 //! - [`Application`]: builds the service from a [`VaultConfig`] (migrations, keys, listeners)
 //!   and serves gRPC and the operations server until shut down.
 //! - [`vault::Vault`]: the operations, free of gRPC; [`grpc`] only translates.
+//! - Key rotation: [`keys::KeyTiming`] and [`vault::Vault::refresh_keys_every`], a background
+//!   task of [`Application::run_until_stopped`].
 //! - [`keys`], [`crypto`], [`kms`]: the key hierarchy and the cryptography.
 //! - [`store`]: the `vault` schema in Postgres.
 
@@ -35,7 +37,7 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tonic::service::Routes;
 
-use crate::authz::DevelopmentPolicy;
+use crate::authz::{Authorizer, DevelopmentPolicy};
 pub use crate::config::VaultConfig;
 pub use crate::error::{ServeError, StartError, VaultError};
 use crate::grpc::{SERVICE_NAME, VaultGrpc};
@@ -80,6 +82,19 @@ impl Application {
         config: VaultConfig,
         provider: Arc<dyn KeyProvider>,
     ) -> Result<Self, StartError> {
+        let authorizer = Arc::new(DevelopmentPolicy {
+            allow_anonymous_recovery: config.allow_anonymous_recovery,
+        });
+        Self::build_with_authorizer(config, provider, authorizer).await
+    }
+
+    /// Starts the vault with a given key provider and authorization policy (tests of the admin
+    /// methods pass a policy that allows them).
+    pub async fn build_with_authorizer(
+        config: VaultConfig,
+        provider: Arc<dyn KeyProvider>,
+        authorizer: Arc<dyn Authorizer>,
+    ) -> Result<Self, StartError> {
         if config.allow_anonymous_recovery {
             tracing::warn!(
                 "VAULT_ALLOW_ANONYMOUS_DETOKENIZE is on: anyone who reaches the grpc port can \
@@ -89,10 +104,9 @@ impl Application {
         let pool = postgres::pool(&config.database).map_err(StartError::Pool)?;
         let store = VaultStore::new(pool);
         store.migrate().await.map_err(StartError::Migrate)?;
-        let authorizer = Arc::new(DevelopmentPolicy {
-            allow_anonymous_recovery: config.allow_anonymous_recovery,
-        });
-        let vault = Arc::new(Vault::open(store, provider, authorizer, config.known_tokens).await?);
+        let vault = Arc::new(
+            Vault::open(store, provider, authorizer, config.known_tokens, config.keys).await?,
+        );
 
         let grpc_listener = TcpListener::bind(config.grpc_addr)
             .await
@@ -122,8 +136,17 @@ impl Application {
     }
 
     /// Serves until `shutdown` is cancelled, then lets in-flight calls finish for at most the
-    /// grace period. Returns early with an error if the gRPC server fails.
+    /// grace period. Returns early with an error if the gRPC server fails. Meanwhile the key
+    /// ring is reloaded every `VAULT_KEY_REFRESH_SECS`, to pick up rotations.
     pub async fn run_until_stopped(self, shutdown: CancellationToken) -> Result<(), ServeError> {
+        let refresh = tokio::spawn({
+            let vault = self.vault.clone();
+            let shutdown = shutdown.clone();
+            async move {
+                let interval = vault.key_timing().refresh_interval;
+                vault.refresh_keys_every(interval, shutdown).await;
+            }
+        });
         let routes = Routes::new(VaultGrpc::new(self.vault).into_server(MAX_MESSAGE_BYTES));
         let grpc = fetchreward_runtime::grpc::serve(
             self.grpc_listener,
@@ -137,6 +160,9 @@ impl Application {
         tracing::info!("vault serving");
         let served = fetchreward_runtime::shutdown::with_grace(grpc, &shutdown, self.grace).await;
         shutdown.cancel();
+        if let Err(err) = refresh.await {
+            tracing::error!(error = %err, "the key refresh task failed");
+        }
         let ops = ops.await.map_err(|err| ServeError::Ops(std::io::Error::other(err)))?;
         match served {
             Some(result) => result?,

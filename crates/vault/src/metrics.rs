@@ -13,7 +13,8 @@ pub const TOKEN_CACHE_HITS: &str = "fetchreward_vault_token_cache_hits_total";
 /// Counter: distinct tokens of a Tokenize batch that went to the database.
 pub const TOKEN_CACHE_MISSES: &str = "fetchreward_vault_token_cache_misses_total";
 
-/// Counter: audited calls, by `method` (`Detokenize`, `Forget`) and `outcome`.
+/// Counter: audited calls, by `method` (`Detokenize`, `Forget`, `RotateKeys`, `Rewrap`) and
+/// `outcome`.
 pub const AUDITED_CALLS: &str = "fetchreward_vault_audited_calls_total";
 
 /// Counter: tokens answered by Detokenize and Forget, by `method` and `status`.
@@ -24,3 +25,14 @@ pub const CALL_SECONDS: &str = "fetchreward_vault_call_duration_seconds";
 
 /// Histogram (seconds): the database statement that stores a Tokenize batch.
 pub const STORE_SECONDS: &str = "fetchreward_vault_store_duration_seconds";
+
+/// Gauge: the key version new tokens (`purpose="tokenization"`) or ciphertexts
+/// (`purpose="data"`) use, updated at every key refresh. All replicas show the same value a
+/// refresh interval after a rotation takes over.
+pub const ACTIVE_KEY_VERSION: &str = "fetchreward_vault_active_key_version";
+
+/// Counter: background key reloads that failed (database or KMS unreachable, a bad row).
+pub const KEY_REFRESH_FAILURES: &str = "fetchreward_vault_key_refresh_failures_total";
+
+/// Counter: stored originals re-encrypted under the active data key by Rewrap.
+pub const REWRAPPED_ROWS: &str = "fetchreward_vault_rewrapped_rows_total";

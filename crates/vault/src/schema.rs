@@ -13,6 +13,8 @@ diesel::table! {
         kms_key_id -> Text,
         /// When it was created.
         created_at -> Timestamptz,
+        /// From when new tokens or ciphertexts use it (database clock).
+        activates_at -> Timestamptz,
     }
 }
 
@@ -37,7 +39,7 @@ diesel::table! {
 }
 
 diesel::table! {
-    /// The audit trail of Detokenize and Forget.
+    /// The audit trail of Detokenize, Forget, RotateKeys and Rewrap.
     vault.audit_log (id) {
         /// Sequence number, returned to the caller.
         id -> BigInt,
@@ -45,7 +47,7 @@ diesel::table! {
         at -> Timestamptz,
         /// The caller's identity.
         caller -> Text,
-        /// `Detokenize` or `Forget`.
+        /// `Detokenize`, `Forget`, `RotateKeys` or `Rewrap`.
         method -> Text,
         /// The purpose the caller gave.
         purpose -> Text,
@@ -59,5 +61,7 @@ diesel::table! {
         not_found -> Integer,
         /// Tokens whose value was forgotten.
         forgotten -> Integer,
+        /// What an admin call did, e.g. the key version it created.
+        detail -> Nullable<Text>,
     }
 }

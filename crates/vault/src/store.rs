@@ -2,9 +2,13 @@
 //!
 //! Each method is one round trip (or one transaction) on a pooled connection. Batches go in
 //! as arrays (`UNNEST`, `= ANY`), so a Tokenize of 10,000 values is still one statement.
+//! Times that matter across replicas (key activation) are computed by the database, on its
+//! clock.
+
+use std::time::Duration;
 
 use diesel::prelude::*;
-use diesel::sql_types::{Array, Binary, Integer, Text};
+use diesel::sql_types::{Array, BigInt, Binary, Integer, Text};
 use diesel_async::{AsyncConnection, RunQueryDsl};
 use diesel_migrations::{EmbeddedMigrations, embed_migrations};
 use fetchreward_runtime::postgres::{self, PgError, PgPool};
@@ -12,7 +16,7 @@ use fetchreward_runtime::postgres::{self, PgError, PgPool};
 use crate::audit::AuditEntry;
 use crate::crypto::Sealed;
 use crate::keys::KeyPurpose;
-use crate::schema::{audit_log, keys, pii_tokens};
+use crate::schema::{audit_log, pii_tokens};
 
 /// The vault's migrations, compiled into the binary.
 pub const MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations");
@@ -24,14 +28,38 @@ pub const SCHEMA: &str = "vault";
 pub const MIGRATION_LOCK_KEY: i64 = 0x0076_6175_6c74;
 
 /// A stored wrapped key.
-#[derive(Debug, Clone, PartialEq, Eq, Queryable)]
+#[derive(Debug, Clone, PartialEq, Eq, QueryableByName)]
 pub struct KeyRow {
     /// `tokenization` or `data`.
+    #[diesel(sql_type = Text)]
     pub purpose: String,
     /// From 1.
+    #[diesel(sql_type = Integer)]
     pub version: i32,
     /// The key as wrapped by KMS.
+    #[diesel(sql_type = Binary)]
     pub wrapped: Vec<u8>,
+    /// Milliseconds from the moment of the read until the key takes over, by the database
+    /// clock; zero or negative once it has.
+    #[diesel(sql_type = BigInt)]
+    pub activates_in_ms: i64,
+}
+
+/// A stored original still sealed, as Rewrap reads it.
+#[derive(Debug, Clone, PartialEq, Eq, QueryableByName)]
+pub struct SealedRow {
+    /// The token text, the associated data of the ciphertext.
+    #[diesel(sql_type = Text)]
+    pub token: String,
+    /// The data key version of the ciphertext.
+    #[diesel(sql_type = Integer)]
+    pub data_key_version: i32,
+    /// AES-GCM nonce.
+    #[diesel(sql_type = Binary)]
+    pub nonce: Vec<u8>,
+    /// AES-GCM ciphertext and tag.
+    #[diesel(sql_type = Binary)]
+    pub ciphertext: Vec<u8>,
 }
 
 /// A new token and its sealed original, ready to store.
@@ -72,6 +100,61 @@ struct TokenText {
     token: String,
 }
 
+/// One row of `INSERT INTO vault.keys ... RETURNING`.
+#[derive(QueryableByName)]
+struct InsertedKey {
+    #[diesel(sql_type = BigInt)]
+    activates_at_unix_ms: i64,
+}
+
+/// One row of a `SELECT` of one number.
+#[derive(QueryableByName)]
+struct Number {
+    #[diesel(sql_type = BigInt)]
+    n: i64,
+}
+
+/// Every stored key, with how long until each takes over by the database clock.
+const KEY_ROWS: &str = "\
+SELECT purpose, version, wrapped,
+       (extract(epoch FROM activates_at - now()) * 1000)::bigint AS activates_in_ms
+FROM vault.keys
+ORDER BY purpose, version";
+
+/// Store a wrapped key that takes over `$5` milliseconds from now (database clock), unless that
+/// purpose and version exist. The first key set and every rotation insert through here.
+const INSERT_KEY: &str = "\
+INSERT INTO vault.keys (purpose, version, wrapped, kms_key_id, activates_at)
+VALUES ($1, $2, $3, $4, now() + $5 * interval '1 millisecond')
+ON CONFLICT (purpose, version) DO NOTHING
+RETURNING (extract(epoch FROM activates_at) * 1000)::bigint AS activates_at_unix_ms";
+
+/// The version a rotation of purpose `$1` creates.
+const NEXT_KEY_VERSION: &str = "\
+SELECT COALESCE(max(version), 0)::bigint + 1 AS n FROM vault.keys WHERE purpose = $1";
+
+/// Up to `$2` stored originals sealed under data keys older than `$1`, locked for this
+/// transaction. Rows another transaction holds (a concurrent Rewrap, Tokenize or Forget) are
+/// skipped rather than waited for, so parallel rewraps share the work and never deadlock.
+const SELECT_TO_REWRAP: &str = "\
+SELECT token, data_key_version, nonce, ciphertext
+FROM vault.pii_tokens
+WHERE data_key_version < $1 AND ciphertext IS NOT NULL
+LIMIT $2
+FOR UPDATE SKIP LOCKED";
+
+/// Replace the ciphertexts of locked rows with ones sealed under data key `$1`.
+const UPDATE_REWRAPPED: &str = "\
+UPDATE vault.pii_tokens AS p
+SET data_key_version = $1, nonce = t.nonce, ciphertext = t.ciphertext
+FROM UNNEST($2::text[], $3::bytea[], $4::bytea[]) AS t(token, nonce, ciphertext)
+WHERE p.token = t.token";
+
+/// Stored originals still sealed under data keys older than `$1`.
+const COUNT_TO_REWRAP: &str = "\
+SELECT count(*) AS n FROM vault.pii_tokens
+WHERE data_key_version < $1 AND ciphertext IS NOT NULL";
+
 /// Insert new tokens in one statement. A token already stored keeps its ciphertext; one whose
 /// value was forgotten takes the new ciphertext, so a value that comes back is recoverable
 /// again under the same token.
@@ -93,20 +176,39 @@ SET nonce = NULL, ciphertext = NULL, forgotten_at = COALESCE(forgotten_at, now()
 WHERE token = ANY($1)
 RETURNING token";
 
-/// Which step of [`VaultStore::forget_and_audit`] failed; either way nothing was changed.
+/// Which step of a change made together with its audit row failed
+/// ([`VaultStore::forget_and_audit`], [`VaultStore::insert_key_and_audit`]); either way
+/// nothing was changed.
 #[derive(Debug, thiserror::Error)]
-pub enum ForgetFailure {
-    /// Destroying the values (or committing) failed.
+pub enum AuditedWriteFailure {
+    /// The change itself (or the commit) failed.
     #[error("{0}")]
-    Destroy(PgError),
+    Write(PgError),
     /// Writing the audit row failed.
     #[error("{0}")]
     Audit(PgError),
 }
 
-impl From<diesel::result::Error> for ForgetFailure {
+impl From<diesel::result::Error> for AuditedWriteFailure {
     fn from(err: diesel::result::Error) -> Self {
-        ForgetFailure::Destroy(PgError::Query(err))
+        AuditedWriteFailure::Write(PgError::Query(err))
+    }
+}
+
+/// Why a chunk of [`VaultStore::rewrap_chunk`] was rolled back.
+#[derive(Debug, thiserror::Error)]
+pub enum RewrapFailure<E> {
+    /// A statement (or the commit) failed.
+    #[error("{0}")]
+    Database(PgError),
+    /// Re-encrypting a row failed.
+    #[error("{0}")]
+    Reseal(E),
+}
+
+impl<E> From<diesel::result::Error> for RewrapFailure<E> {
+    fn from(err: diesel::result::Error) -> Self {
+        RewrapFailure::Database(PgError::Query(err))
     }
 }
 
@@ -138,37 +240,64 @@ impl VaultStore {
         postgres::migrate(&self.pool, MIGRATIONS, SCHEMA, MIGRATION_LOCK_KEY).await
     }
 
-    /// Every stored key, in purpose and version order.
+    /// Every stored key, in purpose and version order, with its activation time relative to
+    /// the moment of the read.
     pub async fn key_rows(&self) -> Result<Vec<KeyRow>, PgError> {
         let mut conn = postgres::conn(&self.pool).await?;
-        Ok(keys::table
-            .select((keys::purpose, keys::version, keys::wrapped))
-            .order((keys::purpose, keys::version))
-            .load(&mut conn)
-            .await?)
+        Ok(diesel::sql_query(KEY_ROWS).load(&mut conn).await?)
     }
 
-    /// Stores a wrapped key unless that purpose and version exist; returns whether it did.
-    pub async fn insert_key_if_absent(
+    /// Stores a wrapped key that takes over `delay` from now, unless that purpose and version
+    /// exist; returns its activation time (Unix milliseconds) if it was stored.
+    pub async fn insert_key(
         &self,
         purpose: KeyPurpose,
         version: u32,
         wrapped: &[u8],
         kms_key_id: &str,
-    ) -> Result<bool, PgError> {
-        let version = i32::try_from(version).expect("key versions stay far below 2^31");
+        delay: Duration,
+    ) -> Result<Option<i64>, PgError> {
         let mut conn = postgres::conn(&self.pool).await?;
-        let inserted = diesel::insert_into(keys::table)
-            .values((
-                keys::purpose.eq(purpose.as_str()),
-                keys::version.eq(version),
-                keys::wrapped.eq(wrapped),
-                keys::kms_key_id.eq(kms_key_id),
-            ))
-            .on_conflict_do_nothing()
-            .execute(&mut conn)
+        insert_key(&mut conn, purpose, version, wrapped, kms_key_id, delay).await
+    }
+
+    /// The version a rotation of `purpose` would create now: one above the highest stored.
+    pub async fn next_key_version(&self, purpose: KeyPurpose) -> Result<u32, PgError> {
+        let mut conn = postgres::conn(&self.pool).await?;
+        let next: Number = diesel::sql_query(NEXT_KEY_VERSION)
+            .bind::<Text, _>(purpose.as_str())
+            .get_result(&mut conn)
             .await?;
-        Ok(inserted == 1)
+        Ok(u32::try_from(next.n).expect("key versions stay far below 2^31"))
+    }
+
+    /// Stores a rotated key and the audit row that `audit` builds from its activation time
+    /// (Unix milliseconds), in one transaction: a key version never exists unaudited. Returns
+    /// `None`, and writes nothing, when that purpose and version exist already (a concurrent
+    /// rotation took the version).
+    pub async fn insert_key_and_audit(
+        &self,
+        purpose: KeyPurpose,
+        version: u32,
+        wrapped: &[u8],
+        kms_key_id: &str,
+        delay: Duration,
+        audit: impl FnOnce(i64) -> AuditEntry + Send,
+    ) -> Result<Option<(i64, i64)>, AuditedWriteFailure> {
+        let mut conn = postgres::conn(&self.pool).await.map_err(AuditedWriteFailure::Write)?;
+        conn.transaction::<_, AuditedWriteFailure, _>(async |conn| {
+            let inserted = insert_key(conn, purpose, version, wrapped, kms_key_id, delay)
+                .await
+                .map_err(AuditedWriteFailure::Write)?;
+            let Some(activates_at_unix_ms) = inserted else {
+                return Ok(None);
+            };
+            let id = insert_audit(conn, &audit(activates_at_unix_ms))
+                .await
+                .map_err(AuditedWriteFailure::Audit)?;
+            Ok(Some((activates_at_unix_ms, id)))
+        })
+        .await
     }
 
     /// Stores new tokens sealed under data key `data_key_version`; returns how many rows were
@@ -234,16 +363,72 @@ impl VaultStore {
         &self,
         tokens: &[String],
         audit: impl FnOnce(&[String]) -> AuditEntry + Send,
-    ) -> Result<(Vec<String>, i64), ForgetFailure> {
-        let mut conn = postgres::conn(&self.pool).await.map_err(ForgetFailure::Destroy)?;
-        conn.transaction::<_, ForgetFailure, _>(async |conn| {
+    ) -> Result<(Vec<String>, i64), AuditedWriteFailure> {
+        let mut conn = postgres::conn(&self.pool).await.map_err(AuditedWriteFailure::Write)?;
+        conn.transaction::<_, AuditedWriteFailure, _>(async |conn| {
             let forgotten: Vec<TokenText> =
                 diesel::sql_query(FORGET_TOKENS).bind::<Array<Text>, _>(tokens).load(conn).await?;
             let forgotten: Vec<String> = forgotten.into_iter().map(|row| row.token).collect();
-            let id = insert_audit(conn, &audit(&forgotten)).await.map_err(ForgetFailure::Audit)?;
+            let id =
+                insert_audit(conn, &audit(&forgotten)).await.map_err(AuditedWriteFailure::Audit)?;
             Ok((forgotten, id))
         })
         .await
+    }
+
+    /// Re-encrypts up to `limit` stored originals sealed under data keys older than
+    /// `active_version`, in one transaction: locks them (skipping rows other transactions
+    /// hold), asks `reseal` for each new ciphertext, writes them all under `active_version`.
+    /// Any failure rolls the whole chunk back. Returns how many rows were rewrapped; fewer than
+    /// `limit` means no unlocked row was left.
+    pub async fn rewrap_chunk<E: Send>(
+        &self,
+        active_version: u32,
+        limit: u32,
+        reseal: impl Fn(&SealedRow) -> Result<Sealed, E> + Send + Sync,
+    ) -> Result<usize, RewrapFailure<E>> {
+        let version = i32::try_from(active_version).expect("key versions stay far below 2^31");
+        let mut conn = postgres::conn(&self.pool).await.map_err(RewrapFailure::Database)?;
+        conn.transaction::<_, RewrapFailure<E>, _>(async |conn| {
+            let rows: Vec<SealedRow> = diesel::sql_query(SELECT_TO_REWRAP)
+                .bind::<Integer, _>(version)
+                .bind::<BigInt, _>(i64::from(limit))
+                .load(conn)
+                .await?;
+            if rows.is_empty() {
+                return Ok(0);
+            }
+            let mut tokens = Vec::with_capacity(rows.len());
+            let mut nonces = Vec::with_capacity(rows.len());
+            let mut ciphertexts = Vec::with_capacity(rows.len());
+            for row in &rows {
+                let sealed = reseal(row).map_err(RewrapFailure::Reseal)?;
+                tokens.push(row.token.as_str());
+                nonces.push(sealed.nonce.to_vec());
+                ciphertexts.push(sealed.ciphertext);
+            }
+            let updated = diesel::sql_query(UPDATE_REWRAPPED)
+                .bind::<Integer, _>(version)
+                .bind::<Array<Text>, _>(tokens)
+                .bind::<Array<Binary>, _>(nonces)
+                .bind::<Array<Binary>, _>(ciphertexts)
+                .execute(conn)
+                .await?;
+            Ok(updated)
+        })
+        .await
+    }
+
+    /// How many stored originals are still sealed under data keys older than `active_version`
+    /// (forgotten rows hold none and are not counted).
+    pub async fn count_to_rewrap(&self, active_version: u32) -> Result<u64, PgError> {
+        let version = i32::try_from(active_version).expect("key versions stay far below 2^31");
+        let mut conn = postgres::conn(&self.pool).await?;
+        let count: Number = diesel::sql_query(COUNT_TO_REWRAP)
+            .bind::<Integer, _>(version)
+            .get_result(&mut conn)
+            .await?;
+        Ok(u64::try_from(count.n).unwrap_or(0))
     }
 
     /// Writes an audit row and returns its id once committed.
@@ -251,6 +436,28 @@ impl VaultStore {
         let mut conn = postgres::conn(&self.pool).await?;
         insert_audit(&mut conn, entry).await
     }
+}
+
+/// The one statement that stores a key version; see [`INSERT_KEY`].
+async fn insert_key(
+    conn: &mut diesel_async::AsyncPgConnection,
+    purpose: KeyPurpose,
+    version: u32,
+    wrapped: &[u8],
+    kms_key_id: &str,
+    delay: Duration,
+) -> Result<Option<i64>, PgError> {
+    let version = i32::try_from(version).expect("key versions stay far below 2^31");
+    let delay_ms = i64::try_from(delay.as_millis()).unwrap_or(i64::MAX);
+    let inserted: Vec<InsertedKey> = diesel::sql_query(INSERT_KEY)
+        .bind::<Text, _>(purpose.as_str())
+        .bind::<Integer, _>(version)
+        .bind::<Binary, _>(wrapped)
+        .bind::<Text, _>(kms_key_id)
+        .bind::<BigInt, _>(delay_ms)
+        .load(conn)
+        .await?;
+    Ok(inserted.into_iter().next().map(|row| row.activates_at_unix_ms))
 }
 
 async fn insert_audit(
@@ -268,6 +475,7 @@ async fn insert_audit(
             audit_log::found.eq(count(entry.counts.found)),
             audit_log::not_found.eq(count(entry.counts.not_found)),
             audit_log::forgotten.eq(count(entry.counts.forgotten)),
+            audit_log::detail.eq(entry.detail.as_deref()),
         ))
         .returning(audit_log::id)
         .get_result(conn)

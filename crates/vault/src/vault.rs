@@ -1,4 +1,4 @@
-//! The vault's operations, free of gRPC: tokenize, detokenize, forget.
+//! The vault's operations, free of gRPC: tokenize, detokenize, forget, rotate keys, rewrap.
 //!
 //! - Tokenize canonicalizes each value, computes its token with the active tokenization key,
 //!   and stores the originals of tokens not known to be stored yet, encrypted under the active
@@ -6,22 +6,32 @@
 //! - Detokenize and Forget are authorized per caller and always audited: the audit row is
 //!   committed before the answer, and a call whose audit row cannot be written fails without
 //!   returning anything.
+//! - RotateKeys (admin) adds a key version that takes over after the rotation delay; Rewrap
+//!   (admin) re-encrypts stored originals under the active data key. Both are audited the same
+//!   way, and neither changes anything without its audit row.
+//! - Every replica reloads the key ring in the background ([`Vault::refresh_keys_every`]), and
+//!   Tokenize refuses to use a ring older than the rotation delay: all replicas issue tokens of
+//!   a new version from the same moment, or a lagging one fails instead of issuing old ones.
 
 use std::collections::{HashMap, HashSet};
 use std::fmt;
 use std::sync::{Arc, RwLock};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use fetchreward_model::{Pii, PiiKind, Token};
+use tokio_util::sync::CancellationToken;
 use tracing::instrument;
 
 use crate::audit::{AuditEntry, AuditOutcome, StatusCounts};
 use crate::authz::{Authorizer, Caller, Method};
+use crate::crypto::{DataKey, Sealed};
 use crate::error::VaultError;
-use crate::keys::{self, KeyError, KeyProvider, KeyRing};
+use crate::keys::{self, KeyError, KeyLabel, KeyProvider, KeyPurpose, KeyRing, KeyTiming};
 use crate::known_tokens::{KnownTokens, KnownTokensConfig};
 use crate::metrics;
-use crate::store::{ForgetFailure, NewToken, StoredToken, VaultStore};
+use crate::store::{
+    AuditedWriteFailure, NewToken, RewrapFailure, SealedRow, StoredToken, VaultStore,
+};
 
 /// Most values in one Tokenize call.
 pub const MAX_TOKENIZE_VALUES: usize = 10_000;
@@ -29,8 +39,18 @@ pub const MAX_TOKENIZE_VALUES: usize = 10_000;
 /// Most tokens in one Detokenize or Forget call.
 pub const MAX_RECOVERY_TOKENS: usize = 1_000;
 
-/// Longest purpose of a Detokenize or Forget call, in characters.
+/// Longest purpose of an audited call, in characters.
 pub const MAX_PURPOSE_CHARS: usize = 512;
+
+/// Rows one Rewrap call re-encrypts when the request names no number.
+pub const DEFAULT_REWRAP_ROWS: u32 = 1_000;
+
+/// Most rows one Rewrap call re-encrypts.
+pub const MAX_REWRAP_ROWS: u32 = 10_000;
+
+/// Rows re-encrypted per transaction: short transactions hold few row locks for little time,
+/// so Tokenize and Forget on the same rows wait at most one chunk.
+const REWRAP_CHUNK_ROWS: u32 = 500;
 
 /// Batches up to this size are hashed and sealed on the calling task; larger ones on a
 /// blocking thread, so a 10,000-value batch does not stall other calls on the same worker.
@@ -89,6 +109,32 @@ pub struct Forgotten {
     pub audit_id: i64,
 }
 
+/// The answer to a RotateKeys call.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Rotated {
+    /// The rotated key.
+    pub purpose: KeyPurpose,
+    /// The new version.
+    pub version: u32,
+    /// When it takes over, in Unix milliseconds (database clock).
+    pub activates_at_unix_ms: i64,
+    /// The audit row of the call.
+    pub audit_id: i64,
+}
+
+/// The answer to a Rewrap call.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Rewrapped {
+    /// The data key version the rows were re-encrypted under (the active one).
+    pub data_key_version: u32,
+    /// Rows re-encrypted by this call.
+    pub rewrapped: u32,
+    /// Stored originals still under older data key versions after this call.
+    pub remaining: u64,
+    /// The audit row of the call.
+    pub audit_id: i64,
+}
+
 /// The vault: keys in memory, originals in Postgres.
 pub struct Vault {
     store: VaultStore,
@@ -98,6 +144,7 @@ pub struct Vault {
     reload: tokio::sync::Mutex<()>,
     known: KnownTokens,
     authorizer: Arc<dyn Authorizer>,
+    timing: KeyTiming,
 }
 
 impl fmt::Debug for Vault {
@@ -106,6 +153,7 @@ impl fmt::Debug for Vault {
             .field("keys", &self.ring())
             .field("known", &self.known)
             .field("authorizer", &self.authorizer)
+            .field("timing", &self.timing)
             .finish_non_exhaustive()
     }
 }
@@ -126,8 +174,10 @@ impl Vault {
         provider: Arc<dyn KeyProvider>,
         authorizer: Arc<dyn Authorizer>,
         known: KnownTokensConfig,
+        timing: KeyTiming,
     ) -> Result<Self, KeyError> {
         let ring = keys::load_or_create(&store, &provider).await?;
+        record_active_versions(&ring);
         Ok(Vault {
             store,
             provider,
@@ -135,7 +185,13 @@ impl Vault {
             reload: tokio::sync::Mutex::new(()),
             known: KnownTokens::new(known),
             authorizer,
+            timing,
         })
+    }
+
+    /// The rotation delay and the refresh interval.
+    pub fn key_timing(&self) -> KeyTiming {
+        self.timing
     }
 
     /// The store, for readiness checks.
@@ -164,7 +220,7 @@ impl Vault {
                 values.len()
             )));
         }
-        let ring = self.ring();
+        let ring = self.ring_for_new_tokens().await?;
         let batch = if values.len() <= INLINE_BATCH_MAX {
             prepare_batch(&ring, &self.known, values)?
         } else {
@@ -268,10 +324,7 @@ impl Vault {
             Ok(done) => done,
             Err(err) => {
                 self.audit_failure(&audit(AuditOutcome::Failed, StatusCounts::default())).await;
-                return Err(match err {
-                    ForgetFailure::Destroy(err) => VaultError::Database(err),
-                    ForgetFailure::Audit(err) => VaultError::AuditUnavailable(err),
-                });
+                return Err(audited_write_error(err));
             }
         };
         self.known.remove_all(&parsed);
@@ -340,13 +393,290 @@ impl Vault {
         if current.data_key(wanted).is_some() {
             return Ok(current);
         }
-        let fresh = Arc::new(keys::reload(&self.store, &self.provider).await?);
-        *self.ring.write().expect("the key ring lock is never poisoned") = fresh.clone();
+        let fresh = self.refresh_locked().await?;
         if fresh.data_key(wanted).is_none() {
             return Err(unknown());
         }
-        tracing::info!(keys = ?fresh, "vault keys reloaded");
         Ok(fresh)
+    }
+
+    /// The key ring to make new tokens and ciphertexts with.
+    ///
+    /// A rotation takes over one rotation delay after it was made, and every replica reloads
+    /// the ring more often than that. A ring read longer ago than the delay may therefore miss
+    /// a version that has taken over on the other replicas (this replica's refreshes failed):
+    /// it is reloaded first, and if that fails the call fails, rather than issuing tokens of a
+    /// version the others no longer issue. With a zero delay there is no such promise to keep.
+    async fn ring_for_new_tokens(&self) -> Result<Arc<KeyRing>, VaultError> {
+        let ring = self.ring();
+        let max_age = self.timing.rotation_delay;
+        if max_age.is_zero() || ring.loaded_at().elapsed() < max_age {
+            return Ok(ring);
+        }
+        let _reloading = self.reload.lock().await;
+        let current = self.ring();
+        if current.loaded_at().elapsed() < max_age {
+            // Another call reloaded it while this one waited.
+            return Ok(current);
+        }
+        tracing::warn!(
+            age_ms = current.loaded_at().elapsed().as_millis() as u64,
+            "vault keys older than the rotation delay; reloading before tokenizing"
+        );
+        Ok(self.refresh_locked().await?)
+    }
+
+    /// Reloads the key ring from `vault.keys` and uses it from now on: new versions are
+    /// unwrapped, versions deleted from the table are dropped.
+    pub async fn refresh_keys(&self) -> Result<Arc<KeyRing>, KeyError> {
+        let _reloading = self.reload.lock().await;
+        self.refresh_locked().await
+    }
+
+    /// [`Vault::refresh_keys`], with the reload lock held by the caller.
+    async fn refresh_locked(&self) -> Result<Arc<KeyRing>, KeyError> {
+        let current = self.ring();
+        let fresh = Arc::new(keys::refresh(&self.store, &self.provider, &current).await?);
+        let changed = KeyPurpose::ALL
+            .into_iter()
+            .any(|purpose| fresh.versions(purpose) != current.versions(purpose));
+        if changed {
+            tracing::info!(keys = ?fresh, "vault keys reloaded");
+        }
+        *self.ring.write().expect("the key ring lock is never poisoned") = fresh.clone();
+        Ok(fresh)
+    }
+
+    /// Reloads the key ring every `interval` until `shutdown` is cancelled, so that a rotation
+    /// made through any replica is held here before it takes over. A failed reload is logged
+    /// and counted; the ring in use stays, and Tokenize stops using it once it is older than
+    /// the rotation delay.
+    pub async fn refresh_keys_every(&self, interval: Duration, shutdown: CancellationToken) {
+        let mut ticks = tokio::time::interval_at(tokio::time::Instant::now() + interval, interval);
+        ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut active = active_versions(&self.ring());
+        loop {
+            tokio::select! {
+                () = shutdown.cancelled() => break,
+                _ = ticks.tick() => {}
+            }
+            let refreshed = tokio::select! {
+                () = shutdown.cancelled() => break,
+                refreshed = self.refresh_keys() => refreshed,
+            };
+            if let Err(err) = refreshed {
+                ::metrics::counter!(metrics::KEY_REFRESH_FAILURES).increment(1);
+                tracing::error!(error = %err, "vault keys not refreshed");
+            }
+            let ring = self.ring();
+            let now_active = active_versions(&ring);
+            if now_active != active {
+                tracing::info!(
+                    tokenization = now_active.0,
+                    data = now_active.1,
+                    "active key versions changed"
+                );
+                active = now_active;
+            }
+            record_active_versions(&ring);
+        }
+        tracing::debug!("key refresh stopped");
+    }
+
+    /// Makes a new version of the `target` key, taking over after the rotation delay, if
+    /// `caller` may. `target` is `None` when the request named no valid key.
+    #[instrument(skip_all, fields(caller = %caller))]
+    pub async fn rotate_keys(
+        &self,
+        caller: &Caller,
+        target: Option<KeyPurpose>,
+        purpose: String,
+    ) -> Result<Rotated, VaultError> {
+        let method = Method::RotateKeys;
+        let audit =
+            |outcome, detail: String| admin_audit_entry(caller, method, &purpose, outcome, detail);
+        let asked = match target {
+            Some(target) => format!("rotate the {target} key"),
+            None => "rotate an unspecified key".to_owned(),
+        };
+        if !self.authorizer.allows(caller, method) {
+            self.write_audit(&audit(AuditOutcome::Denied, asked)).await?;
+            return Err(denied(caller, method));
+        }
+        let checked = validate_purpose(&purpose).and_then(|()| {
+            target.ok_or_else(|| {
+                VaultError::InvalidArgument(
+                    "target must be KEY_TARGET_TOKENIZATION or KEY_TARGET_DATA".to_owned(),
+                )
+            })
+        });
+        let target = match checked {
+            Ok(target) => target,
+            Err(err) => {
+                self.write_audit(&audit(AuditOutcome::Invalid, asked)).await?;
+                return Err(err);
+            }
+        };
+        let delay = self.timing.rotation_delay;
+        let rotated = match self.create_key_version(target, delay, &audit).await {
+            Ok(rotated) => rotated,
+            Err(err) => {
+                self.audit_failure(&audit(AuditOutcome::Failed, asked)).await;
+                return Err(err);
+            }
+        };
+        ::metrics::counter!(
+            metrics::AUDITED_CALLS,
+            "method" => method.as_str(),
+            "outcome" => AuditOutcome::Allowed.as_str()
+        )
+        .increment(1);
+        tracing::info!(
+            purpose = target.as_str(),
+            version = rotated.version,
+            delay_secs = delay.as_secs(),
+            "key rotated"
+        );
+        // This replica holds the new version at once; the others within a refresh interval,
+        // which is shorter than the delay.
+        if let Err(err) = self.refresh_keys().await {
+            tracing::warn!(error = %err, "rotated key not loaded yet; the next refresh retries");
+        }
+        Ok(rotated)
+    }
+
+    /// Generates version N+1 of `target` with KMS and stores it with its audit row.
+    async fn create_key_version(
+        &self,
+        target: KeyPurpose,
+        delay: Duration,
+        audit: &(dyn Fn(AuditOutcome, String) -> AuditEntry + Sync),
+    ) -> Result<Rotated, VaultError> {
+        let version = self.store.next_key_version(target).await?;
+        let generated =
+            keys::generate(&self.provider, KeyLabel { purpose: target, version }).await?;
+        let stored = self
+            .store
+            .insert_key_and_audit(
+                target,
+                version,
+                &generated.wrapped,
+                self.provider.master_key_id(),
+                delay,
+                |activates_at_unix_ms| {
+                    let detail = format!(
+                        "{target} key v{version}, activates at {}",
+                        unix_ms_text(activates_at_unix_ms)
+                    );
+                    audit(AuditOutcome::Allowed, detail)
+                },
+            )
+            .await
+            .map_err(audited_write_error)?;
+        match stored {
+            Some((activates_at_unix_ms, audit_id)) => {
+                Ok(Rotated { purpose: target, version, activates_at_unix_ms, audit_id })
+            }
+            // Two rotations read the same highest version: this one lost the insert. Trying
+            // again with the next version would make two versions within milliseconds, the
+            // first of them barely used, so the caller is told instead.
+            None => Err(VaultError::RotationConflict { purpose: target, version }),
+        }
+    }
+
+    /// Re-encrypts up to `max_rows` stored originals sealed under older data key versions
+    /// with the active data key, if `caller` may. `max_rows` 0 means [`DEFAULT_REWRAP_ROWS`].
+    ///
+    /// The audit row is written first, so no row changes unaudited; the rows then move in
+    /// chunks of one transaction each. Rows locked by concurrent calls are skipped and left
+    /// for a later call, so this is safe while the vault serves and idempotent.
+    ///
+    /// Refused while a newer data key version waits for its activation time: the rows would
+    /// stay under the version about to be replaced, and "nothing remaining" would wrongly
+    /// suggest that it can be retired.
+    #[instrument(skip_all, fields(caller = %caller, max_rows))]
+    pub async fn rewrap(
+        &self,
+        caller: &Caller,
+        purpose: String,
+        max_rows: u32,
+    ) -> Result<Rewrapped, VaultError> {
+        let method = Method::Rewrap;
+        let audit =
+            |outcome, detail: String| admin_audit_entry(caller, method, &purpose, outcome, detail);
+        let limit = if max_rows == 0 { DEFAULT_REWRAP_ROWS } else { max_rows };
+        let asked = |version: u32| {
+            format!("re-encrypt up to {limit} stored values under data key v{version}")
+        };
+        if !self.authorizer.allows(caller, method) {
+            let version = self.ring().active_data().version();
+            self.write_audit(&audit(AuditOutcome::Denied, asked(version))).await?;
+            return Err(denied(caller, method));
+        }
+        let checked = validate_purpose(&purpose).and_then(|()| {
+            if limit > MAX_REWRAP_ROWS {
+                Err(VaultError::InvalidArgument(format!(
+                    "max_rows: at most {MAX_REWRAP_ROWS} rows per call, got {limit}"
+                )))
+            } else {
+                Ok(())
+            }
+        });
+        if let Err(err) = checked {
+            let version = self.ring().active_data().version();
+            self.write_audit(&audit(AuditOutcome::Invalid, asked(version))).await?;
+            return Err(err);
+        }
+        // The versions as stored now, not as of the last background refresh.
+        let ring = match self.refresh_keys().await {
+            Ok(ring) => ring,
+            Err(err) => {
+                let version = self.ring().active_data().version();
+                self.audit_failure(&audit(AuditOutcome::Failed, asked(version))).await;
+                return Err(err.into());
+            }
+        };
+        let active = ring.active_data();
+        let version = active.version();
+        let pending = ring.versions(KeyPurpose::Data).into_iter().filter(|v| *v > version).max();
+        if let Some(pending) = pending {
+            self.write_audit(&audit(AuditOutcome::Invalid, asked(version))).await?;
+            return Err(VaultError::FailedPrecondition(format!(
+                "data key v{pending} has not taken over yet (see its activation time); rewrap \
+                 once it has, or the values would stay under v{version}, which it replaces"
+            )));
+        }
+        let audit_id = self.write_audit(&audit(AuditOutcome::Allowed, asked(version))).await?;
+        let mut rewrapped = 0;
+        while rewrapped < limit {
+            let chunk = REWRAP_CHUNK_ROWS.min(limit - rewrapped);
+            let done = match self
+                .store
+                .rewrap_chunk(version, chunk, |row| reseal(&ring, active, row))
+                .await
+            {
+                Ok(done) => u32::try_from(done).expect("at most one chunk of rows"),
+                Err(err) => {
+                    let detail = format!(
+                        "stopped after {rewrapped} stored values re-encrypted under data key \
+                         v{version}"
+                    );
+                    self.audit_failure(&audit(AuditOutcome::Failed, detail)).await;
+                    return Err(match err {
+                        RewrapFailure::Database(err) => VaultError::Database(err),
+                        RewrapFailure::Reseal(err) => err,
+                    });
+                }
+            };
+            rewrapped += done;
+            ::metrics::counter!(metrics::REWRAPPED_ROWS).increment(u64::from(done));
+            if done < chunk {
+                break;
+            }
+        }
+        let remaining = self.store.count_to_rewrap(version).await?;
+        tracing::info!(version, rewrapped, remaining, "stored values rewrapped");
+        Ok(Rewrapped { data_key_version: version, rewrapped, remaining, audit_id })
     }
 
     /// Writes an audit row; a failure fails the call.
@@ -417,8 +747,8 @@ fn prepare_batch(
     })
 }
 
-/// Checks the purpose, the batch size and every token of a Detokenize or Forget call.
-fn validate_recovery(tokens: &[String], purpose: &str) -> Result<Vec<Token>, VaultError> {
+/// Checks the purpose of an audited call.
+fn validate_purpose(purpose: &str) -> Result<(), VaultError> {
     if purpose.trim().is_empty() {
         return Err(VaultError::InvalidArgument(format!(
             "purpose is required (1 to {MAX_PURPOSE_CHARS} characters)"
@@ -429,6 +759,12 @@ fn validate_recovery(tokens: &[String], purpose: &str) -> Result<Vec<Token>, Vau
             "purpose is longer than {MAX_PURPOSE_CHARS} characters"
         )));
     }
+    Ok(())
+}
+
+/// Checks the purpose, the batch size and every token of a Detokenize or Forget call.
+fn validate_recovery(tokens: &[String], purpose: &str) -> Result<Vec<Token>, VaultError> {
+    validate_purpose(purpose)?;
     if tokens.len() > MAX_RECOVERY_TOKENS {
         return Err(VaultError::InvalidArgument(format!(
             "tokens: at most {MAX_RECOVERY_TOKENS} tokens per call, got {}",
@@ -467,7 +803,66 @@ fn audit_entry(
         token_count: u32::try_from(token_count).unwrap_or(u32::MAX),
         outcome,
         counts,
+        detail: None,
     }
+}
+
+/// The audit row of an admin call (RotateKeys, Rewrap): no tokens, a detail of what it did.
+fn admin_audit_entry(
+    caller: &Caller,
+    method: Method,
+    purpose: &str,
+    outcome: AuditOutcome,
+    detail: String,
+) -> AuditEntry {
+    AuditEntry {
+        detail: Some(detail),
+        ..audit_entry(caller, method, purpose, 0, outcome, StatusCounts::default())
+    }
+}
+
+/// The error of a change written together with its audit row.
+fn audited_write_error(err: AuditedWriteFailure) -> VaultError {
+    match err {
+        AuditedWriteFailure::Write(err) => VaultError::Database(err),
+        AuditedWriteFailure::Audit(err) => VaultError::AuditUnavailable(err),
+    }
+}
+
+/// The original of `row` sealed again under `active`.
+fn reseal(ring: &KeyRing, active: &DataKey, row: &SealedRow) -> Result<Sealed, VaultError> {
+    let old = u32::try_from(row.data_key_version)
+        .ok()
+        .and_then(|version| ring.data_key(version))
+        .ok_or_else(|| VaultError::UnknownDataKey {
+        token: row.token.clone(),
+        version: row.data_key_version,
+    })?;
+    let crypto = |source| VaultError::Crypto { token: row.token.clone(), source };
+    let value = old.open(&row.token, &row.nonce, &row.ciphertext).map_err(crypto)?;
+    active.seal(&row.token, &value).map_err(crypto)
+}
+
+/// The active tokenization and data key versions of `ring`.
+fn active_versions(ring: &KeyRing) -> (u32, u32) {
+    (ring.active_tokenization().version(), ring.active_data().version())
+}
+
+/// Publishes the active versions as gauges, so a dashboard shows every replica switching.
+fn record_active_versions(ring: &KeyRing) {
+    let (tokenization, data) = active_versions(ring);
+    for (purpose, version) in [(KeyPurpose::Tokenization, tokenization), (KeyPurpose::Data, data)] {
+        ::metrics::gauge!(metrics::ACTIVE_KEY_VERSION, "purpose" => purpose.as_str())
+            .set(f64::from(version));
+    }
+}
+
+/// A Unix time in milliseconds as RFC 3339 UTC text.
+fn unix_ms_text(unix_ms: i64) -> String {
+    chrono::DateTime::from_timestamp_millis(unix_ms).map_or_else(
+        || format!("{unix_ms} ms after the Unix epoch"),
+        |at| at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+    )
 }
 
 fn denied(caller: &Caller, method: Method) -> VaultError {

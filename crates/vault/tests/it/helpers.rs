@@ -9,9 +9,11 @@ use diesel::sql_types::{BigInt, Binary, Integer, Nullable, Text};
 use diesel_async::RunQueryDsl;
 use fetchreward_proto::vault::v1::vault_service_client::VaultServiceClient;
 use fetchreward_proto::vault::v1::{
-    DetokenizeRequest, DetokenizeResponse, PiiKind, PiiValue, TokenizeRequest,
+    DetokenizeRequest, DetokenizeResponse, KeyTarget, PiiKind, PiiValue, RewrapRequest,
+    RewrapResponse, RotateKeysRequest, RotateKeysResponse, TokenizeRequest,
 };
 use fetchreward_testkit::{Spawned, Stack, TestDatabase, create_kms_key};
+use fetchreward_vault::authz::{Authorizer, Caller, Method};
 use fetchreward_vault::keys::KeyProvider;
 use fetchreward_vault::kms::{KmsKeyProvider, KmsSettings};
 use fetchreward_vault::{Application, ServeError, VaultConfig};
@@ -89,6 +91,38 @@ pub async fn spawn_vault_on(resources: &Resources, extra: &[(&str, &str)]) -> Te
     serve(app).await
 }
 
+/// A policy that allows every call, the admin methods included: for tests of RotateKeys and
+/// Rewrap while no caller can prove an admin identity.
+#[derive(Debug)]
+pub struct AllowEverything;
+
+impl Authorizer for AllowEverything {
+    fn allows(&self, _caller: &Caller, _method: Method) -> bool {
+        true
+    }
+}
+
+/// Starts a vault on `resources` that allows every call, with extra settings.
+pub async fn spawn_admin_vault_on(resources: &Resources, extra: &[(&str, &str)]) -> TestVault {
+    spawn_admin_vault_with(resources, extra, resources.kms()).await
+}
+
+/// Starts a vault on `resources` that allows every call, with a given key provider.
+pub async fn spawn_admin_vault_with(
+    resources: &Resources,
+    extra: &[(&str, &str)],
+    provider: Arc<dyn KeyProvider>,
+) -> TestVault {
+    let app = Application::build_with_authorizer(
+        resources.config(extra),
+        provider,
+        Arc::new(AllowEverything),
+    )
+    .await
+    .expect("the vault starts");
+    serve(app).await
+}
+
 /// Serves a built vault and connects a client.
 pub async fn serve(app: Application) -> TestVault {
     let grpc_addr = app.grpc_addr();
@@ -119,6 +153,25 @@ impl TestVault {
             .expect("tokenized")
             .into_inner()
             .tokens
+    }
+
+    /// Rotates the `target` key for a test purpose.
+    pub async fn rotate(&mut self, target: KeyTarget) -> Result<RotateKeysResponse, tonic::Status> {
+        self.client
+            .rotate_keys(RotateKeysRequest {
+                target: target.into(),
+                purpose: "integration test".into(),
+            })
+            .await
+            .map(tonic::Response::into_inner)
+    }
+
+    /// Rewraps up to `max_rows` stored values for a test purpose.
+    pub async fn rewrap(&mut self, max_rows: u32) -> Result<RewrapResponse, tonic::Status> {
+        self.client
+            .rewrap(RewrapRequest { purpose: "integration test".into(), max_rows })
+            .await
+            .map(tonic::Response::into_inner)
     }
 
     /// Detokenizes `tokens` for a test purpose.
@@ -184,14 +237,16 @@ pub struct AuditRow {
     pub not_found: i32,
     #[diesel(sql_type = Integer)]
     pub forgotten: i32,
+    #[diesel(sql_type = Nullable<Text>)]
+    pub detail: Option<String>,
 }
 
 /// Every row of `vault.audit_log`, oldest first.
 pub async fn audit_rows(db: &TestDatabase) -> Vec<AuditRow> {
     let mut conn = db.connect().await;
     diesel::sql_query(
-        "SELECT id, caller, method, purpose, token_count, outcome, found, not_found, forgotten \
-         FROM vault.audit_log ORDER BY id",
+        "SELECT id, caller, method, purpose, token_count, outcome, found, not_found, forgotten, \
+         detail FROM vault.audit_log ORDER BY id",
     )
     .load(&mut conn)
     .await

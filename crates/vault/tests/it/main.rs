@@ -3,5 +3,6 @@
 
 mod helpers;
 mod recovery;
+mod rotation;
 mod startup;
 mod tokenize;
