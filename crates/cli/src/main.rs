@@ -130,10 +130,12 @@ enum DlqCommand {
 
 #[derive(Subcommand)]
 enum KeysCommand {
-    /// Start a new key version: new tokens (tokenization) or new ciphertexts (data) use it.
+    /// Start a new key version: new tokens (tokenization) or new ciphertexts (data) use it
+    /// once it takes over, after the vault's rotation delay.
     Rotate {
-        /// Which key.
-        #[arg(long, value_enum, default_value_t = Target::Tokenization)]
+        /// Which key. There is no default: a tokenization rotation gives every value a new
+        /// token, so tokens from before and after it no longer match (joins and counts split).
+        #[arg(long, value_enum)]
         target: Target,
         /// Why (stored in the audit trail).
         #[arg(long)]
@@ -141,11 +143,25 @@ enum KeysCommand {
         #[command(flatten)]
         vault: VaultArgs,
     },
+    /// Re-encrypt stored values under the active data key until none needs an older one
+    /// (after `keys rotate --target data`, before retiring the old data key version).
+    Rewrap {
+        /// Why (stored in the audit trail, one row per call).
+        #[arg(long)]
+        purpose: String,
+        /// Values per call (the vault's default is 1000; at most 10000).
+        #[arg(long)]
+        max_rows: Option<u32>,
+        #[command(flatten)]
+        vault: VaultArgs,
+    },
 }
 
 #[derive(Clone, Copy, ValueEnum)]
 enum Target {
+    /// The key tokens are made with: new tokens for every value.
     Tokenization,
+    /// The key stored values are encrypted with: tokens do not change.
     Data,
 }
 
@@ -154,6 +170,16 @@ struct VaultArgs {
     /// The vault's gRPC endpoint.
     #[arg(long, env = "VAULT_ENDPOINT", default_value = "http://127.0.0.1:50051")]
     vault_endpoint: String,
+}
+
+/// An activation time as UTC text, with how far ahead it is by this machine's clock.
+fn activation_text(unix_ms: i64) -> String {
+    let Some(at) = chrono::DateTime::from_timestamp_millis(unix_ms) else {
+        return format!("{unix_ms} ms after the Unix epoch");
+    };
+    let text = at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+    let ahead = (at - chrono::Utc::now()).num_seconds();
+    if ahead > 0 { format!("{text} (in about {ahead} s)") } else { format!("{text} (now)") }
 }
 
 #[tokio::main]
@@ -254,14 +280,44 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             println!("wrote ca.pem and {} certificate(s) into {}", names.len(), out.display());
         }
         Command::Keys { command: KeysCommand::Rotate { target, purpose, vault } } => {
-            let target = match target {
-                Target::Tokenization => KeyTarget::Tokenization,
-                Target::Data => KeyTarget::Data,
+            let (key_target, name) = match target {
+                Target::Tokenization => (KeyTarget::Tokenization, "tokenization"),
+                Target::Data => (KeyTarget::Data, "data"),
             };
             let mut client = vault::connect(&vault.vault_endpoint).await?;
-            let (version, audit_id) =
-                vault::rotate(&mut client, target, purpose).await.context("key rotation failed")?;
-            println!("active version {version} (audit id {audit_id})");
+            let rotation = vault::rotate(&mut client, key_target, purpose)
+                .await
+                .context("key rotation failed")?;
+            println!(
+                "{name} key v{} takes over at {} (audit id {})",
+                rotation.version,
+                activation_text(rotation.activates_at_unix_ms),
+                rotation.audit_id
+            );
+            match target {
+                Target::Tokenization => println!(
+                    "tokens made from then on do not match earlier tokens of the same values: \
+                     tell analysts the boundary (docs/vault.md, Key rotation)"
+                ),
+                Target::Data => println!(
+                    "once it has taken over, run `fetchreward keys rewrap` to re-encrypt the \
+                     stored values"
+                ),
+            }
+        }
+        Command::Keys { command: KeysCommand::Rewrap { purpose, max_rows, vault } } => {
+            let mut client = vault::connect(&vault.vault_endpoint).await?;
+            let total =
+                vault::rewrap_all(&mut client, purpose, max_rows.unwrap_or(0), |step, total| {
+                    println!(
+                        "rewrapped {} values under data key v{} ({total} so far), {} remaining \
+                         (audit id {})",
+                        step.rewrapped, step.data_key_version, step.remaining, step.audit_id
+                    );
+                })
+                .await
+                .context("rewrap failed")?;
+            println!("done: {total} values rewrapped; no stored value needs an older data key");
         }
     }
     Ok(())

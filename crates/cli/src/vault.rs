@@ -1,12 +1,21 @@
-//! Vault commands: detokenize, forget, rotate keys.
+//! Vault commands: detokenize, forget, rotate keys, rewrap.
+
+use std::time::Duration;
 
 use anyhow::Context;
 use fetchreward_proto::vault::v1::vault_service_client::VaultServiceClient;
 use fetchreward_proto::vault::v1::{
-    DetokenizeRequest, ForgetRequest, KeyTarget, RotateKeysRequest, TokenStatus,
+    DetokenizeRequest, ForgetRequest, KeyTarget, RewrapRequest, RotateKeysRequest, TokenStatus,
 };
 use tonic::transport::{Channel, Endpoint};
 use tonic::{Code, Status};
+
+/// How long [`rewrap_all`] waits before asking again when a call moved nothing although rows
+/// remain (another rewrap holds them).
+const REWRAP_RETRY_PAUSE: Duration = Duration::from_secs(1);
+
+/// Calls in a row that may move nothing before [`rewrap_all`] gives up.
+const REWRAP_MAX_IDLE_CALLS: u32 = 30;
 
 /// Connects to the vault at `endpoint`.
 pub async fn connect(endpoint: &str) -> anyhow::Result<VaultServiceClient<Channel>> {
@@ -29,6 +38,10 @@ fn explain(status: Status) -> anyhow::Error {
             anyhow::anyhow!("the vault rejected the request: {}", status.message())
         }
         Code::Unavailable => anyhow::anyhow!("the vault is unavailable: {}", status.message()),
+        Code::FailedPrecondition => {
+            anyhow::anyhow!("the vault cannot do that yet: {}", status.message())
+        }
+        Code::Aborted => anyhow::anyhow!("the vault aborted the call: {}", status.message()),
         _ => anyhow::anyhow!("the vault answered {:?}: {}", status.code(), status.message()),
     }
 }
@@ -83,16 +96,96 @@ pub async fn forget(
     Ok((rows, reply.audit_id))
 }
 
-/// Rotates a key; returns the new active version and the audit id.
+/// A key version made by a rotation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Rotation {
+    /// The new version.
+    pub version: u32,
+    /// When it takes over, in Unix milliseconds (the vault's database clock).
+    pub activates_at_unix_ms: i64,
+    /// The audit row of the call.
+    pub audit_id: i64,
+}
+
+/// Rotates a key: a new version that takes over after the vault's rotation delay.
 pub async fn rotate(
     client: &mut VaultServiceClient<Channel>,
     target: KeyTarget,
     purpose: String,
-) -> anyhow::Result<(u32, i64)> {
+) -> anyhow::Result<Rotation> {
     let reply = client
         .rotate_keys(RotateKeysRequest { target: target.into(), purpose })
         .await
         .map_err(explain)?
         .into_inner();
-    Ok((reply.active_version, reply.audit_id))
+    Ok(Rotation {
+        version: reply.active_version,
+        activates_at_unix_ms: reply.activates_at_unix_ms,
+        audit_id: reply.audit_id,
+    })
+}
+
+/// The answer to one Rewrap call.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RewrapStep {
+    /// Stored values re-encrypted by the call.
+    pub rewrapped: u32,
+    /// Stored values still under older data key versions after it.
+    pub remaining: u64,
+    /// The data key version they were re-encrypted under.
+    pub data_key_version: u32,
+    /// The audit row of the call.
+    pub audit_id: i64,
+}
+
+/// Re-encrypts up to `max_rows` stored values under the active data key (0: the vault's
+/// default batch).
+pub async fn rewrap(
+    client: &mut VaultServiceClient<Channel>,
+    purpose: String,
+    max_rows: u32,
+) -> anyhow::Result<RewrapStep> {
+    let reply =
+        client.rewrap(RewrapRequest { purpose, max_rows }).await.map_err(explain)?.into_inner();
+    Ok(RewrapStep {
+        rewrapped: reply.rewrapped,
+        remaining: reply.remaining,
+        data_key_version: reply.data_key_version,
+        audit_id: reply.audit_id,
+    })
+}
+
+/// Calls Rewrap until no stored value needs an older data key, handing each step and the
+/// running total to `progress`; returns the total. A call that moves nothing while values
+/// remain (another rewrap holds them) is retried after a pause, a bounded number of times.
+pub async fn rewrap_all(
+    client: &mut VaultServiceClient<Channel>,
+    purpose: String,
+    max_rows: u32,
+    mut progress: impl FnMut(&RewrapStep, u64),
+) -> anyhow::Result<u64> {
+    let mut total = 0u64;
+    let mut idle_calls = 0;
+    loop {
+        let step = rewrap(client, purpose.clone(), max_rows).await?;
+        total += u64::from(step.rewrapped);
+        progress(&step, total);
+        if step.remaining == 0 {
+            return Ok(total);
+        }
+        if step.rewrapped > 0 {
+            idle_calls = 0;
+            continue;
+        }
+        idle_calls += 1;
+        if idle_calls >= REWRAP_MAX_IDLE_CALLS {
+            anyhow::bail!(
+                "{} stored values remain under older data keys, but {idle_calls} calls in a row \
+                 could not take any: another rewrap or a long transaction holds them; run the \
+                 command again once it has finished",
+                step.remaining
+            );
+        }
+        tokio::time::sleep(REWRAP_RETRY_PAUSE).await;
+    }
 }
