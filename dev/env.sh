@@ -8,6 +8,19 @@
 # Repository root, resolved through symlinks so that one checkout always maps to one cluster.
 FR_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd -P)"
 
+# A stack that is up keeps its address and ports (recorded by up.sh), so that a plain `make up`
+# or `make test` reuses a stack started with other FR_*_PORT values instead of starting a second
+# one beside it. Variables set in the environment still win.
+if [[ -f "$FR_ROOT/target/dev/state" ]]; then
+  while IFS='=' read -r key value; do
+    case "$key" in
+      FR_HOST | FR_PG_PORT | FR_SQS_PORT | FR_KMS_PORT)
+        [[ -n "${!key:-}" ]] || printf -v "$key" '%s' "$value"
+        ;;
+    esac
+  done <"$FR_ROOT/target/dev/state"
+fi
+
 : "${FR_HOST:=127.0.0.1}"          # every service listens on this address only
 : "${FR_PG_PORT:=55432}"           # PostgreSQL
 : "${FR_SQS_PORT:=54566}"          # fauxqs (SQS)

@@ -374,6 +374,10 @@ cat >"$FR_STATE_FILE" <<EOF
 PGDATA=$PGDATA
 PG_BINDIR=$PG_BINDIR
 FR_PG_OS_USER=$FR_PG_OS_USER
+FR_HOST=$FR_HOST
+FR_PG_PORT=$FR_PG_PORT
+FR_SQS_PORT=$FR_SQS_PORT
+FR_KMS_PORT=$FR_KMS_PORT
 EOF
 
 # One `export NAME=value` per line: for `eval`, `. target/dev/env` (sh or bash) and dotenv readers.
