@@ -206,6 +206,7 @@ async fn main() {
         &aws(vec![
             ("DATABASE_URL", db.url.clone()),
             ("KMS_KEY_ID", kms_key.clone()),
+            ("AUTHZ_TOKENIZE", "anonymous".into()),
             ("GRPC_ADDR", format!("127.0.0.1:{vault_grpc}")),
             ("HTTP_ADDR", format!("127.0.0.1:{vault_http}")),
         ]),

@@ -1,14 +1,14 @@
 //! Who may call what.
 //!
-//! Every request carries a [`Caller`]; an [`Authorizer`] decides per method. Until the vault
-//! serves mutual TLS, no request has a verified identity: every caller is
-//! [`Caller::anonymous`], and the [`DevelopmentPolicy`] lets anonymous callers tokenize but
-//! recover or forget values only when the operator has explicitly allowed it for local
-//! development. The mTLS work replaces the policy without touching the methods.
+//! Every request carries a [`Caller`]: the SPIFFE id of its verified client certificate, or
+//! `anonymous`. An [`Authorizer`] decides per method; in the service it is the operator's
+//! deny-by-default [`Policy`] (`AUTHZ_TOKENIZE`, `AUTHZ_DETOKENIZE`, `AUTHZ_ADMIN`).
 
 use std::fmt;
 
-/// The identity of whoever sent a request (from its client certificate, once there is one).
+use fetchreward_runtime::authz::Policy;
+
+/// The identity of whoever sent a request (from its client certificate).
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct Caller(String);
 
@@ -59,6 +59,22 @@ pub enum Method {
 }
 
 impl Method {
+    /// The policy groups of the vault and their variables.
+    pub const POLICY_GROUPS: [(&'static str, &'static str); 3] = [
+        ("tokenize", "AUTHZ_TOKENIZE"),
+        ("detokenize", "AUTHZ_DETOKENIZE"),
+        ("admin", "AUTHZ_ADMIN"),
+    ];
+
+    /// The policy group that decides who may call this method.
+    pub fn policy_group(self) -> &'static str {
+        match self {
+            Method::Tokenize => "tokenize",
+            Method::Detokenize => "detokenize",
+            Method::Forget | Method::RotateKeys | Method::Rewrap => "admin",
+        }
+    }
+
     /// The gRPC method name, as stored in the audit trail and used as a metric label.
     pub fn as_str(self) -> &'static str {
         match self {
@@ -83,52 +99,65 @@ pub trait Authorizer: Send + Sync + fmt::Debug + 'static {
     fn allows(&self, caller: &Caller, method: Method) -> bool;
 }
 
-/// The policy while no caller can prove an identity.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct DevelopmentPolicy {
-    /// Whether anonymous callers may Detokenize and Forget
-    /// (`VAULT_ALLOW_ANONYMOUS_DETOKENIZE=true`, local development only).
-    pub allow_anonymous_recovery: bool,
-}
-
-impl Authorizer for DevelopmentPolicy {
+/// The operator's policy (`AUTHZ_*`) decides, method by method.
+impl Authorizer for Policy {
     fn allows(&self, caller: &Caller, method: Method) -> bool {
-        match method {
-            // Tokenizing reveals nothing: anyone who can reach the vault may do it.
-            Method::Tokenize => true,
-            Method::Detokenize | Method::Forget => {
-                caller.is_anonymous() && self.allow_anonymous_recovery
-            }
-            Method::RotateKeys | Method::Rewrap => false,
-        }
+        Policy::allows(self, method.policy_group(), caller.identity())
     }
 }
 
 #[cfg(test)]
 mod tests {
+    use std::collections::HashMap;
+
+    use fetchreward_runtime::config::ConfigReader;
+
     use super::*;
 
-    #[test]
-    fn recovery_is_refused_unless_explicitly_allowed() {
-        let anonymous = Caller::anonymous();
-        let strict = DevelopmentPolicy { allow_anonymous_recovery: false };
-        assert!(strict.allows(&anonymous, Method::Tokenize));
-        assert!(!strict.allows(&anonymous, Method::Detokenize));
-        assert!(!strict.allows(&anonymous, Method::Forget));
-        assert!(!strict.allows(&anonymous, Method::RotateKeys));
-
-        let development = DevelopmentPolicy { allow_anonymous_recovery: true };
-        assert!(development.allows(&anonymous, Method::Detokenize));
-        assert!(development.allows(&anonymous, Method::Forget));
-        assert!(!development.allows(&anonymous, Method::RotateKeys));
-        assert!(!development.allows(&anonymous, Method::Rewrap));
+    fn policy(env: &[(&str, &str)], tls: bool) -> Policy {
+        let env: HashMap<&str, &str> = env.iter().copied().collect();
+        let mut reader = ConfigReader::new(&env);
+        let policy = Policy::from_env(&mut reader, &Method::POLICY_GROUPS, tls);
+        reader.finish().expect("a valid policy");
+        policy
     }
 
     #[test]
-    fn an_identified_caller_gets_nothing_from_the_development_policy() {
-        let development = DevelopmentPolicy { allow_anonymous_recovery: true };
-        let someone = Caller::identified("spiffe://fetchreward/analyst");
-        assert!(!someone.is_anonymous());
-        assert!(!development.allows(&someone, Method::Detokenize));
+    fn each_method_belongs_to_its_listed_identities_only() {
+        let policy = policy(
+            &[
+                ("AUTHZ_TOKENIZE", "spiffe://fetchreward/ingestor"),
+                ("AUTHZ_DETOKENIZE", "spiffe://fetchreward/reader"),
+                ("AUTHZ_ADMIN", "spiffe://fetchreward/admin"),
+            ],
+            true,
+        );
+        let ingestor = Caller::identified("spiffe://fetchreward/ingestor");
+        let reader = Caller::identified("spiffe://fetchreward/reader");
+        let admin = Caller::identified("spiffe://fetchreward/admin");
+        let expected = [
+            (Method::Tokenize, &ingestor),
+            (Method::Detokenize, &reader),
+            (Method::Forget, &admin),
+            (Method::RotateKeys, &admin),
+            (Method::Rewrap, &admin),
+        ];
+        for (method, allowed) in expected {
+            for caller in [&ingestor, &reader, &admin, &Caller::anonymous()] {
+                assert_eq!(
+                    Authorizer::allows(&policy, caller, method),
+                    caller == allowed,
+                    "{caller} calling {method}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn nothing_is_allowed_by_default() {
+        let policy = policy(&[], false);
+        for method in [Method::Tokenize, Method::Detokenize, Method::Forget, Method::RotateKeys] {
+            assert!(!Authorizer::allows(&policy, &Caller::anonymous(), method));
+        }
     }
 }

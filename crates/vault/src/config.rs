@@ -6,8 +6,12 @@
 
 use std::net::SocketAddr;
 
+use fetchreward_runtime::authz::Policy;
 use fetchreward_runtime::config::{CommonConfig, ConfigErrors, ConfigReader, EnvSource};
 use fetchreward_runtime::postgres::PgConfig;
+use fetchreward_runtime::tls::TlsFiles;
+
+use crate::authz::Method;
 
 use crate::keys::KeyTiming;
 use crate::kms::KmsSettings;
@@ -29,10 +33,11 @@ pub struct VaultConfig {
     pub database: PgConfig,
     /// The KMS key and endpoint (`KMS_KEY_ID`, `AWS_ENDPOINT_URL_KMS`).
     pub kms: KmsSettings,
-    /// Whether anonymous callers may Detokenize and Forget
-    /// (`VAULT_ALLOW_ANONYMOUS_DETOKENIZE`, default false). Local development only: until
-    /// mutual TLS identifies callers, this lets anyone who reaches the port read every value.
-    pub allow_anonymous_recovery: bool,
+    /// Mutual TLS (`TLS_CA_FILE`, `TLS_CERT_FILE`, `TLS_KEY_FILE`); plaintext when absent.
+    pub tls: Option<TlsFiles>,
+    /// Who may call what (`AUTHZ_TOKENIZE`, `AUTHZ_DETOKENIZE`, `AUTHZ_ADMIN`): nobody when
+    /// unset; `anonymous` may be listed only without TLS.
+    pub policy: Policy,
     /// The known-tokens cache (`VAULT_TOKEN_CACHE_CAPACITY`, default 250000 tokens, 0 turns it
     /// off; `VAULT_TOKEN_CACHE_TTL_SECS`, default 600).
     pub known_tokens: KnownTokensConfig,
@@ -52,7 +57,14 @@ impl VaultConfig {
         let key_id: Option<String> =
             reader.required("KMS_KEY_ID", "a KMS key id, ARN or alias such as alias/fetchreward");
         let endpoint = reader.raw("AWS_ENDPOINT_URL_KMS");
-        let allow_anonymous_recovery = reader.flag("VAULT_ALLOW_ANONYMOUS_DETOKENIZE");
+        if reader.raw("VAULT_ALLOW_ANONYMOUS_DETOKENIZE").is_some() {
+            reader.problem(
+                "VAULT_ALLOW_ANONYMOUS_DETOKENIZE is no longer read: list `anonymous` in \
+                 AUTHZ_DETOKENIZE / AUTHZ_ADMIN instead (plaintext local runs only)",
+            );
+        }
+        let tls = TlsFiles::from_env(&mut reader);
+        let policy = Policy::from_env(&mut reader, &Method::POLICY_GROUPS, tls.is_some());
         let defaults = KnownTokensConfig::default();
         let known_tokens = KnownTokensConfig {
             capacity: reader.or_default(
@@ -72,7 +84,8 @@ impl VaultConfig {
                 key_id: key_id.expect("finish() reports a missing KMS_KEY_ID"),
                 endpoint,
             },
-            allow_anonymous_recovery,
+            tls,
+            policy,
             known_tokens,
             keys,
         })
@@ -121,7 +134,8 @@ mod tests {
         assert_eq!(config.common.http_addr, "0.0.0.0:9101".parse().expect("addr"));
         assert_eq!(config.kms.key_id, "alias/fetchreward");
         assert_eq!(config.kms.endpoint, None);
-        assert!(!config.allow_anonymous_recovery);
+        assert!(config.tls.is_none());
+        assert!(!config.policy.allows("detokenize", "anonymous"), "deny by default");
         assert_eq!(config.known_tokens, KnownTokensConfig::default());
         assert_eq!(config.keys.rotation_delay, Duration::from_secs(30));
         assert_eq!(config.keys.refresh_interval, Duration::from_secs(10));
@@ -134,7 +148,8 @@ mod tests {
     fn every_problem_is_listed_at_once() {
         let env: HashMap<&str, &str> = HashMap::from([
             ("GRPC_ADDR", "everywhere"),
-            ("VAULT_ALLOW_ANONYMOUS_DETOKENIZE", "yes please"),
+            ("VAULT_ALLOW_ANONYMOUS_DETOKENIZE", "true"),
+            ("AUTHZ_DETOKENIZE", "CN=reader"),
             ("VAULT_TOKEN_CACHE_CAPACITY", "lots"),
             ("LOG_FORMAT", "xml"),
         ]);
@@ -144,6 +159,7 @@ mod tests {
             "DATABASE_URL",
             "KMS_KEY_ID",
             "VAULT_ALLOW_ANONYMOUS_DETOKENIZE",
+            "AUTHZ_DETOKENIZE",
             "VAULT_TOKEN_CACHE_CAPACITY",
             "LOG_FORMAT",
         ] {
@@ -157,13 +173,14 @@ mod tests {
             ("DATABASE_URL", "postgres://postgres@127.0.0.1:55432/fetchreward"),
             ("KMS_KEY_ID", "alias/fetchreward"),
             ("AWS_ENDPOINT_URL_KMS", "http://127.0.0.1:54599"),
-            ("VAULT_ALLOW_ANONYMOUS_DETOKENIZE", "true"),
+            ("AUTHZ_DETOKENIZE", "anonymous"),
             ("VAULT_TOKEN_CACHE_CAPACITY", "0"),
             ("LOG_FORMAT", "text"),
         ]);
         let config = VaultConfig::from_env(&env).expect("valid");
         assert_eq!(config.kms.endpoint.as_deref(), Some("http://127.0.0.1:54599"));
-        assert!(config.allow_anonymous_recovery);
+        assert!(config.policy.allows("detokenize", "anonymous"));
+        assert!(config.policy.admits_anonymous());
         assert_eq!(config.known_tokens.capacity, 0);
         assert_eq!(config.common.logging.format, LogFormat::Text);
     }

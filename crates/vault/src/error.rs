@@ -162,6 +162,9 @@ pub enum StartError {
     /// The keys could not be loaded or created.
     #[error(transparent)]
     Keys(#[from] KeyError),
+    /// The TLS files cannot be read.
+    #[error(transparent)]
+    Tls(#[from] fetchreward_runtime::tls::TlsError),
 }
 
 /// Why the vault stopped serving.

@@ -39,10 +39,10 @@ impl VaultGrpc {
     }
 }
 
-/// The identity of the caller of `request`. Plaintext gRPC carries none; with mutual TLS the
-/// client certificate will name the caller.
-fn caller_of<T>(_request: &Request<T>) -> Caller {
-    Caller::anonymous()
+/// The identity of the caller of `request`: the SPIFFE id of its verified client certificate.
+fn caller_of<T>(request: &Request<T>) -> Caller {
+    let identity = fetchreward_runtime::tls::caller_identity(request);
+    if identity == Caller::ANONYMOUS { Caller::anonymous() } else { Caller::identified(identity) }
 }
 
 /// Records the call's latency and outcome, and logs server-side failures once, here where

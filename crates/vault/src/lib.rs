@@ -32,12 +32,14 @@ use std::time::Duration;
 
 use fetchreward_runtime::grpc::MAX_MESSAGE_BYTES;
 use fetchreward_runtime::postgres;
+use fetchreward_runtime::tls::TlsFiles;
 use fetchreward_telemetry::{OpsServer, Readiness, ReadinessCheck};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tonic::service::Routes;
+use tonic::transport::ServerTlsConfig;
 
-use crate::authz::{Authorizer, DevelopmentPolicy};
+use crate::authz::Authorizer;
 pub use crate::config::VaultConfig;
 pub use crate::error::{ServeError, StartError, VaultError};
 use crate::grpc::{SERVICE_NAME, VaultGrpc};
@@ -54,6 +56,7 @@ pub struct Application {
     grpc_listener: TcpListener,
     ops: OpsServer,
     vault: Arc<Vault>,
+    tls: Option<ServerTlsConfig>,
     grace: Duration,
 }
 
@@ -82,9 +85,7 @@ impl Application {
         config: VaultConfig,
         provider: Arc<dyn KeyProvider>,
     ) -> Result<Self, StartError> {
-        let authorizer = Arc::new(DevelopmentPolicy {
-            allow_anonymous_recovery: config.allow_anonymous_recovery,
-        });
+        let authorizer = Arc::new(config.policy.clone());
         Self::build_with_authorizer(config, provider, authorizer).await
     }
 
@@ -95,12 +96,18 @@ impl Application {
         provider: Arc<dyn KeyProvider>,
         authorizer: Arc<dyn Authorizer>,
     ) -> Result<Self, StartError> {
-        if config.allow_anonymous_recovery {
+        if config.tls.is_none() {
             tracing::warn!(
-                "VAULT_ALLOW_ANONYMOUS_DETOKENIZE is on: anyone who reaches the grpc port can \
-                 read and destroy every stored value; for local development only"
+                "serving gRPC without TLS: callers are anonymous (local development only)"
             );
         }
+        if config.policy.admits_anonymous() {
+            tracing::warn!(
+                "the policy lets anonymous callers in: anyone who reaches the grpc port may call \
+                 what it lists for `anonymous`; for local development only"
+            );
+        }
+        let tls = config.tls.as_ref().map(TlsFiles::server_config).transpose()?;
         let pool = postgres::pool(&config.database).map_err(StartError::Pool)?;
         let store = VaultStore::new(pool);
         store.migrate().await.map_err(StartError::Migrate)?;
@@ -115,7 +122,7 @@ impl Application {
         let ops = OpsServer::bind(http_addr, readiness(vault.clone())).await.map_err(|source| {
             StartError::Bind { what: "the operations server", addr: http_addr, source }
         })?;
-        let app = Application { grpc_listener, ops, vault, grace: config.common.grace };
+        let app = Application { grpc_listener, ops, vault, tls, grace: config.common.grace };
         tracing::info!(grpc_addr = %app.grpc_addr(), http_addr = %app.http_addr(), "vault started");
         Ok(app)
     }
@@ -152,7 +159,7 @@ impl Application {
             self.grpc_listener,
             SERVICE_NAME,
             routes,
-            None,
+            self.tls,
             shutdown.clone(),
         );
         // The operations server keeps answering (`/readyz`, `/metrics`) while calls drain.

@@ -865,7 +865,9 @@ fn unix_ms_text(unix_ms: i64) -> String {
     )
 }
 
+/// A refusal, counted in `fetchreward_authz_denied_total`.
 fn denied(caller: &Caller, method: Method) -> VaultError {
+    fetchreward_runtime::authz::count_denial("vault", method.as_str());
     VaultError::PermissionDenied { caller: caller.identity().to_owned(), method }
 }
 

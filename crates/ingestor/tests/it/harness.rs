@@ -75,7 +75,8 @@ impl Pipeline {
             ("DATABASE_URL", &self.db.url),
             ("GRPC_ADDR", &addr),
             ("KMS_KEY_ID", &self.kms_key),
-            ("VAULT_ALLOW_ANONYMOUS_DETOKENIZE", "true"),
+            ("AUTHZ_TOKENIZE", "anonymous"),
+            ("AUTHZ_DETOKENIZE", "anonymous"),
         ]))
         .expect("vault configuration");
         let provider = KmsKeyProvider::from_sdk_config(

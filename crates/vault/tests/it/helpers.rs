@@ -46,6 +46,8 @@ impl Resources {
             ("HTTP_ADDR", "127.0.0.1:0"),
             ("LOG_FORMAT", "text"),
             ("SHUTDOWN_GRACE_SECS", "5"),
+            // Plaintext tests: tokenizing is open to the anonymous test client.
+            ("AUTHZ_TOKENIZE", "anonymous"),
         ]);
         env.extend(extra.iter().copied());
         VaultConfig::from_env(&env).expect("a valid test configuration")
@@ -73,13 +75,16 @@ pub struct TestVault {
     pub running: Spawned<Result<(), ServeError>>,
 }
 
-/// Settings that let the anonymous test client detokenize and forget.
-pub const ALLOW_ANONYMOUS: (&str, &str) = ("VAULT_ALLOW_ANONYMOUS_DETOKENIZE", "true");
+/// The setting that lets the anonymous test client detokenize (plaintext only).
+pub const ALLOW_ANONYMOUS: (&str, &str) = ("AUTHZ_DETOKENIZE", "anonymous");
 
-/// Starts a vault on new resources, anonymous recovery allowed.
+/// The setting that lets the anonymous test client forget and rotate (plaintext only).
+pub const ALLOW_ANONYMOUS_ADMIN: (&str, &str) = ("AUTHZ_ADMIN", "anonymous");
+
+/// Starts a vault on new resources, anonymous recovery and forgetting allowed.
 pub async fn spawn_vault() -> (TestVault, Resources) {
     let resources = Resources::create().await;
-    let vault = spawn_vault_on(&resources, &[ALLOW_ANONYMOUS]).await;
+    let vault = spawn_vault_on(&resources, &[ALLOW_ANONYMOUS, ALLOW_ANONYMOUS_ADMIN]).await;
     (vault, resources)
 }
 

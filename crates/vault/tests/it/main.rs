@@ -1,6 +1,7 @@
 //! The vault against a real Postgres and moto KMS: a fresh database and KMS key per test, the
 //! service on port 0, a tonic client.
 
+mod authz;
 mod helpers;
 mod recovery;
 mod rotation;

@@ -1,0 +1,225 @@
+//! Mutual TLS and the vault's policy: every method, every kind of caller.
+
+use fetchreward_proto::vault::v1::vault_service_client::VaultServiceClient;
+use fetchreward_proto::vault::v1::{
+    DetokenizeRequest, ForgetRequest, KeyTarget, RewrapRequest, RotateKeysRequest, TokenizeRequest,
+};
+use fetchreward_testkit::{Spawned, TestPki, TlsPaths};
+use tonic::Code;
+use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity};
+
+use crate::helpers::{Resources, audit_rows, ip, serve};
+
+const INGESTOR: &str = "spiffe://fetchreward/ingestor";
+const READER: &str = "spiffe://fetchreward/reader";
+const ADMIN: &str = "spiffe://fetchreward/admin";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Call {
+    Tokenize,
+    Detokenize,
+    Forget,
+    RotateKeys,
+    Rewrap,
+}
+
+const CALLS: [Call; 5] =
+    [Call::Tokenize, Call::Detokenize, Call::Forget, Call::RotateKeys, Call::Rewrap];
+
+impl Call {
+    /// The identity the policy below allows.
+    fn allowed(self) -> &'static str {
+        match self {
+            Call::Tokenize => INGESTOR,
+            Call::Detokenize => READER,
+            Call::Forget | Call::RotateKeys | Call::Rewrap => ADMIN,
+        }
+    }
+
+    async fn make(self, client: &mut VaultServiceClient<Channel>, token: &str) -> Result<(), Code> {
+        let purpose = || "denial matrix".to_owned();
+        let result = match self {
+            Call::Tokenize => {
+                client.tokenize(TokenizeRequest { values: vec![ip("10.20.30.40")] }).await.map(drop)
+            }
+            Call::Detokenize => client
+                .detokenize(DetokenizeRequest {
+                    tokens: vec![token.to_owned()],
+                    purpose: purpose(),
+                })
+                .await
+                .map(drop),
+            Call::Forget => client
+                .forget(ForgetRequest { tokens: vec![token.to_owned()], purpose: purpose() })
+                .await
+                .map(drop),
+            Call::RotateKeys => client
+                .rotate_keys(RotateKeysRequest {
+                    target: KeyTarget::Data.into(),
+                    purpose: purpose(),
+                })
+                .await
+                .map(drop),
+            Call::Rewrap => {
+                client.rewrap(RewrapRequest { purpose: purpose(), max_rows: 100 }).await.map(drop)
+            }
+        };
+        result.map_err(|status| status.code())
+    }
+}
+
+/// Connects over TLS; a refused handshake shows as an error here or on the first call.
+async fn connect(port: u16, tls: ClientTlsConfig) -> Option<VaultServiceClient<Channel>> {
+    let endpoint = Endpoint::from_shared(format!("https://localhost:{port}"))
+        .expect("an endpoint")
+        .tls_config(tls)
+        .expect("a TLS configuration");
+    endpoint.connect().await.ok().map(VaultServiceClient::new)
+}
+
+fn foreign_identity(server_ca: &str, foreign: &TlsPaths) -> ClientTlsConfig {
+    ClientTlsConfig::new()
+        .ca_certificate(Certificate::from_pem(std::fs::read(server_ca).expect("CA")))
+        .identity(Identity::from_pem(
+            std::fs::read(&foreign.cert).expect("cert"),
+            std::fs::read(&foreign.key).expect("key"),
+        ))
+}
+
+#[tokio::test]
+async fn every_method_is_refused_to_all_but_its_listed_identity() {
+    let pki = TestPki::new();
+    let other_pki = TestPki::new();
+    let resources = Resources::create().await;
+    let server = pki.identity("vault");
+    let mut settings: Vec<(&str, &str)> = server.env().to_vec();
+    settings.extend([
+        ("AUTHZ_TOKENIZE", INGESTOR),
+        ("AUTHZ_DETOKENIZE", READER),
+        ("AUTHZ_ADMIN", ADMIN),
+        ("VAULT_ROTATION_DELAY_SECS", "0"),
+    ]);
+    let app =
+        fetchreward_vault::Application::build_with(resources.config(&settings), resources.kms())
+            .await
+            .expect("the vault starts with TLS");
+    let port = app.grpc_addr().port();
+    let running = Spawned::new(|shutdown| app.run_until_stopped(shutdown));
+
+    let ingestor = pki.identity("ingestor");
+    let mut as_ingestor =
+        connect(port, ingestor.client_tls()).await.expect("the ingestor connects");
+    let token = as_ingestor
+        .tokenize(TokenizeRequest { values: vec![ip("192.0.2.44")] })
+        .await
+        .expect("the ingestor tokenizes")
+        .into_inner()
+        .tokens
+        .remove(0);
+
+    let ca_only = ClientTlsConfig::new()
+        .ca_certificate(Certificate::from_pem(std::fs::read(pki.ca_path()).expect("CA")));
+    for call in CALLS {
+        // No client certificate: anonymous, refused by the policy.
+        let mut anonymous =
+            connect(port, ca_only.clone()).await.expect("TLS without a certificate");
+        assert_eq!(
+            call.make(&mut anonymous, &token).await,
+            Err(Code::PermissionDenied),
+            "{call:?}"
+        );
+
+        // A valid certificate of another identity.
+        let wrong = if call == Call::Tokenize { "reader" } else { "ingestor" };
+        let mut wrong = connect(port, pki.identity(wrong).client_tls()).await.expect("connects");
+        assert_eq!(call.make(&mut wrong, &token).await, Err(Code::PermissionDenied), "{call:?}");
+
+        // The right name, but from another CA, or expired: no session at all.
+        let name = call.allowed().rsplit('/').next().expect("a name");
+        let foreign = foreign_identity(&pki.ca_path(), &other_pki.identity(name));
+        match connect(port, foreign).await {
+            None => {}
+            Some(mut client) => assert!(call.make(&mut client, &token).await.is_err(), "{call:?}"),
+        }
+        match connect(port, pki.expired(name).client_tls()).await {
+            None => {}
+            Some(mut client) => assert!(call.make(&mut client, &token).await.is_err(), "{call:?}"),
+        }
+    }
+
+    // The allowed identities, in an order that keeps every call meaningful.
+    let reader = pki.identity("reader");
+    let admin = pki.identity("admin");
+    for call in [Call::Tokenize, Call::Detokenize, Call::RotateKeys, Call::Rewrap, Call::Forget] {
+        let identity = match call.allowed() {
+            INGESTOR => &ingestor,
+            READER => &reader,
+            _ => &admin,
+        };
+        let mut client = connect(port, identity.client_tls()).await.expect("connects");
+        assert_eq!(call.make(&mut client, &token).await, Ok(()), "{call:?} as {}", call.allowed());
+    }
+
+    // Every audited method left a row per call, refused ones included, naming the caller.
+    let audit = audit_rows(&resources.db).await;
+    for (method, allowed) in
+        [("Detokenize", READER), ("Forget", ADMIN), ("RotateKeys", ADMIN), ("Rewrap", ADMIN)]
+    {
+        let rows: Vec<_> = audit.iter().filter(|row| row.method == method).collect();
+        let denied: Vec<&str> =
+            rows.iter().filter(|r| r.outcome == "denied").map(|r| r.caller.as_str()).collect();
+        assert_eq!(denied.len(), 2, "{method}: anonymous and the wrong identity: {rows:?}");
+        assert!(denied.contains(&"anonymous"), "{method}");
+        assert!(rows.iter().any(|r| r.outcome == "allowed" && r.caller == allowed), "{method}");
+    }
+    running.stop().await.expect("stops cleanly");
+}
+
+#[tokio::test]
+async fn a_plaintext_vault_may_admit_anonymous_callers_but_a_tls_vault_may_not() {
+    let pki = TestPki::new();
+    let resources = Resources::create().await;
+    let server = pki.identity("vault");
+    let mut settings: Vec<(&str, &str)> = server.env().to_vec();
+    settings.push(("AUTHZ_DETOKENIZE", "anonymous"));
+    let env: std::collections::HashMap<&str, &str> = settings
+        .into_iter()
+        .chain([("DATABASE_URL", resources.db.url.as_str()), ("KMS_KEY_ID", "alias/x")])
+        .collect();
+    let errors = fetchreward_vault::VaultConfig::from_env(&env).expect_err("refused");
+    assert!(errors.to_string().contains("only without TLS"), "{errors}");
+}
+
+#[tokio::test]
+async fn the_vault_connects_to_postgres_with_verified_tls() {
+    let resources = Resources::create().await;
+    let base = resources.db.url.split('?').next().unwrap_or(&resources.db.url).to_owned();
+    let url = format!("{base}?sslmode=verify-full");
+    let settings =
+        [("DATABASE_URL", url.as_str()), ("DATABASE_CA_FILE", resources.stack.pg_ca_file.as_str())];
+    let mut vault = serve(
+        fetchreward_vault::Application::build_with(resources.config(&settings), resources.kms())
+            .await
+            .expect("starts over TLS"),
+    )
+    .await;
+    vault.tokenize(vec![ip("203.0.113.5")]).await;
+
+    #[derive(diesel::QueryableByName)]
+    struct Encrypted {
+        #[diesel(sql_type = diesel::sql_types::Bool)]
+        all_ssl: bool,
+    }
+    let mut conn = resources.db.connect().await;
+    let check: Vec<Encrypted> = diesel_async::RunQueryDsl::load(
+        diesel::sql_query(
+            "SELECT bool_and(s.ssl) AS all_ssl FROM pg_stat_ssl s JOIN pg_stat_activity a USING (pid) \
+             WHERE a.datname = $1 AND a.pid <> pg_backend_pid()",
+        )
+        .bind::<diesel::sql_types::Text, _>(&resources.db.name),
+        &mut conn,
+    )
+    .await
+    .expect("pg_stat_ssl");
+    assert!(check[0].all_ssl, "every connection of the vault is encrypted");
+}
