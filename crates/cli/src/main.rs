@@ -12,6 +12,9 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use comfy_table::Table;
 use fetchreward_cli::{queue, sample, vault};
 use fetchreward_proto::vault::v1::KeyTarget;
+use fetchreward_proto::vault::v1::vault_service_client::VaultServiceClient;
+use fetchreward_runtime::tls::TlsFiles;
+use tonic::transport::Channel;
 
 #[derive(Parser)]
 #[command(name = "fetchreward", version, about = "Operate a Fetchreward pipeline")]
@@ -167,9 +170,30 @@ enum Target {
 
 #[derive(Args)]
 struct VaultArgs {
-    /// The vault's gRPC endpoint.
+    /// The vault's gRPC endpoint (https:// with client certificates).
     #[arg(long, env = "VAULT_ENDPOINT", default_value = "http://127.0.0.1:50051")]
     vault_endpoint: String,
+    /// CA that verifies the vault (with --tls-cert and --tls-key).
+    #[arg(long, env = "TLS_CA_FILE", requires_all = ["tls_cert", "tls_key"])]
+    tls_ca: Option<PathBuf>,
+    /// This operator's client certificate: its spiffe:// id is who the vault authorizes.
+    #[arg(long, env = "TLS_CERT_FILE", requires_all = ["tls_ca", "tls_key"])]
+    tls_cert: Option<PathBuf>,
+    /// The certificate's private key.
+    #[arg(long, env = "TLS_KEY_FILE", requires_all = ["tls_ca", "tls_cert"])]
+    tls_key: Option<PathBuf>,
+}
+
+impl VaultArgs {
+    async fn connect(&self) -> anyhow::Result<VaultServiceClient<Channel>> {
+        let tls = match (&self.tls_ca, &self.tls_cert, &self.tls_key) {
+            (Some(ca), Some(cert), Some(key)) => {
+                Some(TlsFiles { ca: ca.clone(), cert: cert.clone(), key: key.clone() })
+            }
+            _ => None,
+        };
+        vault::connect(&self.vault_endpoint, tls.as_ref()).await
+    }
 }
 
 /// An activation time as UTC text, with how far ahead it is by this machine's clock.
@@ -250,7 +274,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             println!("{} message(s)", letters.len());
         }
         Command::Detokenize { tokens, purpose, vault } => {
-            let mut client = vault::connect(&vault.vault_endpoint).await?;
+            let mut client = vault.connect().await?;
             let (rows, audit_id) = vault::detokenize(&mut client, tokens, purpose).await?;
             let mut table = Table::new();
             table.set_header(["token", "status", "value"]);
@@ -261,7 +285,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             println!("audit id {audit_id}");
         }
         Command::Forget { tokens, purpose, vault } => {
-            let mut client = vault::connect(&vault.vault_endpoint).await?;
+            let mut client = vault.connect().await?;
             let (rows, audit_id) = vault::forget(&mut client, tokens, purpose).await?;
             let mut table = Table::new();
             table.set_header(["token", "status"]);
@@ -284,7 +308,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 Target::Tokenization => (KeyTarget::Tokenization, "tokenization"),
                 Target::Data => (KeyTarget::Data, "data"),
             };
-            let mut client = vault::connect(&vault.vault_endpoint).await?;
+            let mut client = vault.connect().await?;
             let rotation = vault::rotate(&mut client, key_target, purpose)
                 .await
                 .context("key rotation failed")?;
@@ -306,7 +330,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             }
         }
         Command::Keys { command: KeysCommand::Rewrap { purpose, max_rows, vault } } => {
-            let mut client = vault::connect(&vault.vault_endpoint).await?;
+            let mut client = vault.connect().await?;
             let total =
                 vault::rewrap_all(&mut client, purpose, max_rows.unwrap_or(0), |step, total| {
                     println!(

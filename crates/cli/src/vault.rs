@@ -7,6 +7,7 @@ use fetchreward_proto::vault::v1::vault_service_client::VaultServiceClient;
 use fetchreward_proto::vault::v1::{
     DetokenizeRequest, ForgetRequest, KeyTarget, RewrapRequest, RotateKeysRequest, TokenStatus,
 };
+use fetchreward_runtime::tls::TlsFiles;
 use tonic::transport::{Channel, Endpoint};
 use tonic::{Code, Status};
 
@@ -18,12 +19,30 @@ const REWRAP_RETRY_PAUSE: Duration = Duration::from_secs(1);
 const REWRAP_MAX_IDLE_CALLS: u32 = 30;
 
 /// Connects to the vault at `endpoint`.
-pub async fn connect(endpoint: &str) -> anyhow::Result<VaultServiceClient<Channel>> {
-    let channel = Endpoint::from_shared(endpoint.to_owned())
-        .with_context(|| format!("{endpoint} is not a valid endpoint"))?
-        .connect()
-        .await
-        .with_context(|| format!("cannot reach the vault at {endpoint}"))?;
+///
+/// With `tls`, the vault is verified against its CA and the certificate in `tls` is presented:
+/// that certificate's SPIFFE id is the identity the vault authorizes and audits.
+pub async fn connect(
+    endpoint: &str,
+    tls: Option<&TlsFiles>,
+) -> anyhow::Result<VaultServiceClient<Channel>> {
+    let mut endpoint_config = Endpoint::from_shared(endpoint.to_owned())
+        .with_context(|| format!("{endpoint} is not a valid endpoint"))?;
+    if let Some(files) = tls {
+        if !endpoint.starts_with("https://") {
+            anyhow::bail!(
+                "with client certificates the vault endpoint must be https://, not {endpoint}"
+            );
+        }
+        let config = files.client_config().context("cannot load the client certificate")?;
+        endpoint_config = endpoint_config.tls_config(config).context("invalid TLS settings")?;
+    }
+    let channel = endpoint_config.connect().await.with_context(|| {
+        format!(
+            "cannot reach the vault at {endpoint} (a refused client certificate also ends the \
+             connection: check that it is issued by the vault's CA and not expired)"
+        )
+    })?;
     Ok(VaultServiceClient::new(channel))
 }
 
