@@ -5,7 +5,8 @@
 # demo database, loads the project's sample (100 login messages with repeated ip/device_id
 # values and 5 malformed ones) into login-queue, waits until the queue is drained, then shows
 # the masked rows, the dead-lettered messages with their reasons, the tokens that occur more
-# than once, and one token recovered through the vault. The services are stopped at the end.
+# than once, and one token recovered through the vault. Every gRPC hop runs over mutual TLS with
+# development certificates (target/dev/certs); the services are stopped at the end.
 set -euo pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -29,6 +30,15 @@ say "building (cargo build --bins)"
 cargo build --quiet --bins
 bin="$root/target/debug"
 
+certs="$root/target/dev/certs"
+if [[ ! -f "$certs/ca.pem" ]]; then
+  "$bin/fetchreward" dev-certs --out "$certs"
+fi
+tls_env() { # identity
+  printf 'TLS_CA_FILE=%s TLS_CERT_FILE=%s TLS_KEY_FILE=%s' "$certs/ca.pem" "$certs/$1.pem" "$certs/$1.key"
+}
+spiffe=spiffe://fetchreward
+
 logs="$root/target/dev/logs"
 pids=()
 stop_services() {
@@ -48,14 +58,17 @@ demo_db_url="${DATABASE_URL%/*}/$FR_DEMO_DB"
 "$bin/fetchreward" queue purge --queue-url "$QUEUE_URL" >/dev/null
 "$bin/fetchreward" queue purge --queue-url "$DLQ_URL" >/dev/null
 
-say "starting vault, writer, ingestor (logs in target/dev/logs/demo-*.log)"
+say "starting vault, writer, ingestor over mutual TLS (logs in target/dev/logs/demo-*.log)"
 vault_http=$FR_DEMO_HTTP_BASE writer_http=$((FR_DEMO_HTTP_BASE + 1)) ingestor_http=$((FR_DEMO_HTTP_BASE + 2))
-LOG_FORMAT=text DATABASE_URL=$demo_db_url GRPC_ADDR=127.0.0.1:$FR_DEMO_VAULT_PORT \
-  HTTP_ADDR=127.0.0.1:$vault_http VAULT_ALLOW_ANONYMOUS_DETOKENIZE=true \
+# shellcheck disable=SC2046 # tls_env prints VAR=value words on purpose
+env LOG_FORMAT=text DATABASE_URL="$demo_db_url" GRPC_ADDR=127.0.0.1:$FR_DEMO_VAULT_PORT \
+  HTTP_ADDR=127.0.0.1:$vault_http $(tls_env vault) \
+  AUTHZ_TOKENIZE=$spiffe/ingestor AUTHZ_DETOKENIZE=$spiffe/reader AUTHZ_ADMIN=$spiffe/admin \
   "$bin/fetchreward-vault" >"$logs/demo-vault.log" 2>&1 &
 pids+=($!)
-LOG_FORMAT=text DATABASE_URL=$demo_db_url GRPC_ADDR=127.0.0.1:$FR_DEMO_WRITER_PORT \
-  HTTP_ADDR=127.0.0.1:$writer_http AUTHZ_WRITE=anonymous \
+# shellcheck disable=SC2046
+env LOG_FORMAT=text DATABASE_URL="$demo_db_url" GRPC_ADDR=127.0.0.1:$FR_DEMO_WRITER_PORT \
+  HTTP_ADDR=127.0.0.1:$writer_http $(tls_env writer) AUTHZ_WRITE=$spiffe/ingestor \
   "$bin/fetchreward-writer" >"$logs/demo-writer.log" 2>&1 &
 pids+=($!)
 
@@ -71,9 +84,10 @@ wait_ready() { # name port
 wait_ready vault "$vault_http"
 wait_ready writer "$writer_http"
 
-LOG_FORMAT=text VAULT_ENDPOINT=http://127.0.0.1:$FR_DEMO_VAULT_PORT \
-  WRITER_ENDPOINT=http://127.0.0.1:$FR_DEMO_WRITER_PORT HTTP_ADDR=127.0.0.1:$ingestor_http \
-  RECEIVE_WAIT_SECS=2 \
+# shellcheck disable=SC2046
+env LOG_FORMAT=text VAULT_ENDPOINT=https://localhost:$FR_DEMO_VAULT_PORT \
+  WRITER_ENDPOINT=https://localhost:$FR_DEMO_WRITER_PORT HTTP_ADDR=127.0.0.1:$ingestor_http \
+  RECEIVE_WAIT_SECS=2 $(tls_env ingestor) \
   "$bin/fetchreward-ingestor" >"$logs/demo-ingestor.log" 2>&1 &
 pids+=($!)
 wait_ready ingestor "$ingestor_http"
@@ -101,9 +115,24 @@ psql_demo -c "SELECT 'masked_ip' AS field, masked_ip AS token, count(*) AS occur
 
 token=$(psql_demo -At -c "SELECT masked_ip FROM user_logins WHERE masked_ip IS NOT NULL
                           GROUP BY masked_ip ORDER BY count(*) DESC, masked_ip LIMIT 1")
-say "recovering one value through the vault (audited)"
-"$bin/fetchreward" detokenize "$token" --purpose "make demo: show recovery" \
-  --vault-endpoint "http://127.0.0.1:$FR_DEMO_VAULT_PORT"
+as_identity() { # identity: CLI flags that present its certificate
+  printf -- '--vault-endpoint https://localhost:%s --tls-ca %s --tls-cert %s --tls-key %s' \
+    "$FR_DEMO_VAULT_PORT" "$certs/ca.pem" "$certs/$1.pem" "$certs/$1.key"
+}
+say "recovering one value through the vault, as the reader identity (audited)"
+# shellcheck disable=SC2046
+"$bin/fetchreward" detokenize "$token" --purpose "make demo: show recovery" $(as_identity reader)
+
+say "the ingestor's identity may tokenize but not recover (refused and audited)"
+# shellcheck disable=SC2046
+if "$bin/fetchreward" detokenize "$token" --purpose "make demo: refused" $(as_identity ingestor); then
+  echo "unexpected: the ingestor recovered a value" >&2
+  exit 1
+fi
+
+say "the audit trail (vault.audit_log)"
+psql_demo -c "SELECT id, at, caller, method, purpose, token_count, outcome, found
+              FROM vault.audit_log ORDER BY id"
 
 say "stopping the services"
 stop_services
