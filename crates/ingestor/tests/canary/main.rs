@@ -1,0 +1,159 @@
+//! A canary: personal values with an unmistakable shape pushed through the whole pipeline,
+//! valid and invalid, then looked for everywhere they must never appear: the JSON log lines of
+//! all three services (at debug level), error messages returned to callers, DLQ reasons,
+//! metric labels, and `user_logins`.
+//!
+//! One test in its own binary, because it installs the process-wide log subscriber.
+
+#[path = "../it/harness.rs"]
+#[allow(dead_code)]
+mod harness;
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use diesel::QueryableByName;
+use diesel::sql_types::Text;
+use diesel_async::RunQueryDsl;
+use fetchreward_proto::vault::v1::vault_service_client::VaultServiceClient;
+use fetchreward_proto::vault::v1::{DetokenizeRequest, PiiKind, PiiValue, TokenizeRequest};
+use fetchreward_proto::writer::v1::writer_service_client::WriterServiceClient;
+use fetchreward_proto::writer::v1::{MaskedLogin, WriteLoginsRequest};
+use fetchreward_telemetry::{LogFormat, LoggingConfig};
+
+use crate::harness::Pipeline;
+
+/// Texts that must never appear outside the vault's ciphertexts and the DLQ bodies.
+const CANARY_IP: &str = "198.51.100.213";
+const CANARY_IPV6: &str = "2001:db8:c0ff:ee::1";
+const CANARY_DEVICE: &str = "CANARY-7f3e9a1c-DEVICE";
+const CANARY_MARK: &str = "7f3e9a1c";
+
+fn leaks(text: &str) -> Vec<&'static str> {
+    [CANARY_IP, CANARY_IPV6, CANARY_DEVICE, CANARY_MARK]
+        .into_iter()
+        .filter(|canary| text.contains(canary))
+        .collect()
+}
+
+#[derive(Clone, Default)]
+struct Captured(Arc<Mutex<Vec<u8>>>);
+
+impl std::io::Write for Captured {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().expect("not poisoned").extend_from_slice(bytes);
+        Ok(bytes.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+#[derive(QueryableByName)]
+struct RowText {
+    #[diesel(sql_type = Text)]
+    row: String,
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_canary_value_appears_nowhere_it_must_not() {
+    let logs = Captured::default();
+    let sink = logs.clone();
+    let config = LoggingConfig {
+        service: "fetchreward-canary",
+        format: LogFormat::Json,
+        filter: "debug".into(),
+        otlp_endpoint: None,
+    };
+    let (subscriber, _guard) =
+        fetchreward_telemetry::logging::subscriber(&config, move || sink.clone()).expect("builds");
+    tracing::subscriber::set_global_default(subscriber).expect("the only subscriber");
+
+    let mut pipeline = Pipeline::start().await;
+    let bodies = vec![
+        format!(
+            r#"{{"user_id": "u-canary-1", "ip": "{CANARY_IP}", "device_id": "{CANARY_DEVICE}"}}"#
+        ),
+        format!(
+            r#"{{"user_id": "u-canary-2", "ip": "{CANARY_IPV6}", "device_id": " {CANARY_DEVICE} "}}"#
+        ),
+        format!(r#"{{"user_id": "u-canary-3", "ip": "{CANARY_DEVICE}"}}"#),
+        format!(r#"{{"user_id": "u-canary-4", "device_id": "{}"}}"#, CANARY_DEVICE.repeat(20)),
+        format!(r#"{{"user_id": "u-canary-5", "ip": ["{CANARY_IP}"]}}"#),
+        format!(r#"{{"user_id": "u-canary-6", "ip": "{CANARY_IP}""#),
+    ];
+    pipeline.send(&bodies).await;
+    pipeline.start_ingestor(&[]).await;
+    pipeline.wait_drained(Duration::from_secs(30)).await;
+
+    // Errors returned to callers.
+    let mut vault = VaultServiceClient::connect(format!("http://{}", pipeline.vault_addr))
+        .await
+        .expect("connects to the vault");
+    let refused = vault
+        .tokenize(TokenizeRequest {
+            values: vec![PiiValue { kind: PiiKind::Ip.into(), value: CANARY_DEVICE.into() }],
+        })
+        .await
+        .expect_err("not an ip");
+    assert_eq!(leaks(refused.message()), Vec::<&str>::new(), "{}", refused.message());
+    let mut writer = WriterServiceClient::connect(format!("http://{}", pipeline.writer_addr))
+        .await
+        .expect("connects to the writer");
+    let refused = writer
+        .write_logins(WriteLoginsRequest {
+            rows: vec![MaskedLogin {
+                message_id: "m-canary".into(),
+                user_id: "u".into(),
+                masked_ip: Some(CANARY_IP.into()),
+                sent_timestamp_ms: 1,
+                ..MaskedLogin::default()
+            }],
+        })
+        .await
+        .expect_err("raw PII is refused");
+    assert_eq!(leaks(refused.message()), Vec::<&str>::new(), "{}", refused.message());
+
+    // Recovering the value is allowed to return it — and still must not log it.
+    let rows = pipeline.rows().await;
+    assert_eq!(rows.len(), 2);
+    let token = rows[0].masked_device_id.clone().expect("a device token");
+    let recovered = vault
+        .detokenize(DetokenizeRequest { tokens: vec![token], purpose: "canary test".into() })
+        .await
+        .expect("recovers")
+        .into_inner();
+    assert_eq!(recovered.results[0].value, CANARY_DEVICE);
+
+    // user_logins, every column as text.
+    let mut conn = pipeline.db.connect().await;
+    let table: Vec<RowText> = diesel::sql_query("SELECT t::text AS row FROM user_logins t")
+        .load(&mut conn)
+        .await
+        .expect("reads user_logins");
+    for row in &table {
+        assert_eq!(leaks(&row.row), Vec::<&str>::new(), "{}", row.row);
+    }
+
+    // DLQ reasons (the bodies themselves are kept as sent, by design).
+    let letters = pipeline.dead_letters().await;
+    assert_eq!(letters.len(), 4);
+    for letter in &letters {
+        let reason = letter.reason.as_deref().unwrap_or_default();
+        assert_eq!(leaks(reason), Vec::<&str>::new(), "{reason}");
+    }
+
+    // Metric labels of the process (all three services record into it).
+    let metrics = fetchreward_telemetry::metrics::handle().render();
+    assert!(metrics.contains("fetchreward_ingestor_messages_total"), "metrics are recorded");
+    assert_eq!(leaks(&metrics), Vec::<&str>::new());
+
+    pipeline.stop_ingestor().await;
+    let captured = String::from_utf8(logs.0.lock().expect("not poisoned").clone()).expect("utf-8");
+    assert!(captured.lines().count() > 20, "the services logged at debug level");
+    for line in captured.lines() {
+        assert!(line.starts_with('{'), "JSON lines only: {line}");
+        assert_eq!(leaks(line), Vec::<&str>::new(), "a log line leaks: {line}");
+    }
+}
