@@ -210,6 +210,41 @@ impl<T> Drop for Spawned<T> {
     }
 }
 
+/// A plain HTTP/1.1 GET of `path` on `addr` (the operations servers): the whole response,
+/// status line, headers and body.
+pub async fn http_get(addr: std::net::SocketAddr, path: &str) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(addr).await.expect("connects");
+    let request = format!("GET {path} HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n");
+    stream.write_all(request.as_bytes()).await.expect("sends the request");
+    let mut response = String::new();
+    stream.read_to_string(&mut response).await.expect("reads the response");
+    response
+}
+
+/// Everything written to it, kept in memory: a log sink for tests that read what services
+/// logged. Clones share the buffer.
+#[derive(Clone, Default)]
+pub struct CapturedLogs(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl CapturedLogs {
+    /// What was written so far, as text.
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.0.lock().expect("not poisoned")).into_owned()
+    }
+}
+
+impl std::io::Write for CapturedLogs {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().expect("not poisoned").extend_from_slice(bytes);
+        Ok(bytes.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
 /// A throwaway PKI for one test: a CA and certificates for `spiffe://fetchreward/<name>`
 /// identities, as files (the services read files) in a directory of the test's own.
 pub struct TestPki {

@@ -9,7 +9,6 @@
 #[allow(dead_code)]
 mod harness;
 
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use diesel::QueryableByName;
@@ -20,6 +19,7 @@ use fetchreward_proto::vault::v1::{DetokenizeRequest, PiiKind, PiiValue, Tokeniz
 use fetchreward_proto::writer::v1::writer_service_client::WriterServiceClient;
 use fetchreward_proto::writer::v1::{MaskedLogin, WriteLoginsRequest};
 use fetchreward_telemetry::{LogFormat, LoggingConfig};
+use fetchreward_testkit::CapturedLogs;
 
 use crate::harness::Pipeline;
 
@@ -36,20 +36,6 @@ fn leaks(text: &str) -> Vec<&'static str> {
         .collect()
 }
 
-#[derive(Clone, Default)]
-struct Captured(Arc<Mutex<Vec<u8>>>);
-
-impl std::io::Write for Captured {
-    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().expect("not poisoned").extend_from_slice(bytes);
-        Ok(bytes.len())
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
 #[derive(QueryableByName)]
 struct RowText {
     #[diesel(sql_type = Text)]
@@ -58,7 +44,7 @@ struct RowText {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_canary_value_appears_nowhere_it_must_not() {
-    let logs = Captured::default();
+    let logs = CapturedLogs::default();
     let sink = logs.clone();
     let config = LoggingConfig {
         service: "fetchreward-canary",
@@ -150,7 +136,7 @@ async fn a_canary_value_appears_nowhere_it_must_not() {
     assert_eq!(leaks(&metrics), Vec::<&str>::new());
 
     pipeline.stop_ingestor().await;
-    let captured = String::from_utf8(logs.0.lock().expect("not poisoned").clone()).expect("utf-8");
+    let captured = logs.text();
     assert!(captured.lines().count() > 20, "the services logged at debug level");
     for line in captured.lines() {
         assert!(line.starts_with('{'), "JSON lines only: {line}");

@@ -7,11 +7,11 @@ use std::time::Duration;
 
 use fetchreward_model::{PiiKind, canonical_ip};
 use fetchreward_runtime::postgres::{self, PgConfig};
+use fetchreward_testkit::http_get;
 use fetchreward_vault::Application;
 use fetchreward_vault::keys::{self, GeneratedKey, KeyLabel, KeyProvider, KeyProviderError};
 use fetchreward_vault::store::VaultStore;
 use futures::future::BoxFuture;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::Barrier;
 use tonic_health::pb::HealthCheckRequest;
 use tonic_health::pb::health_check_response::ServingStatus;
@@ -151,15 +151,6 @@ async fn keys_wrapped_under_another_kms_key_are_refused() {
         .to_string();
     assert!(message.starts_with("KMS cannot provide the "), "{message}");
     assert!(message.contains("refused"), "{message}");
-}
-
-async fn http_get(addr: std::net::SocketAddr, path: &str) -> String {
-    let mut stream = tokio::net::TcpStream::connect(addr).await.expect("connects");
-    let request = format!("GET {path} HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n");
-    stream.write_all(request.as_bytes()).await.expect("sends");
-    let mut response = String::new();
-    stream.read_to_string(&mut response).await.expect("reads");
-    response
 }
 
 #[tokio::test]

@@ -2,7 +2,7 @@
 
 use fetchreward_proto::writer::v1::WriteLoginsRequest;
 use fetchreward_proto::writer::v1::writer_service_client::WriterServiceClient;
-use fetchreward_testkit::{Stack, TestDatabase, TestPki};
+use fetchreward_testkit::{Stack, TestDatabase, TestPki, http_get};
 use tonic::Code;
 use tonic::transport::{Certificate, ClientTlsConfig, Endpoint};
 
@@ -99,14 +99,4 @@ fn anonymous_in_the_policy_is_a_configuration_error_with_tls() {
     let env: std::collections::HashMap<&str, &str> = settings.into_iter().collect();
     let errors = fetchreward_writer::WriterConfig::from_env(&env).expect_err("refused");
     assert!(errors.to_string().contains("only without TLS"), "{errors}");
-}
-
-async fn http_get(addr: std::net::SocketAddr, path: &str) -> String {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut stream = tokio::net::TcpStream::connect(addr).await.expect("connects");
-    let request = format!("GET {path} HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n");
-    stream.write_all(request.as_bytes()).await.expect("sends");
-    let mut response = String::new();
-    stream.read_to_string(&mut response).await.expect("reads");
-    response
 }

@@ -4,19 +4,9 @@ use std::process::Command;
 
 use diesel_async::RunQueryDsl;
 use fetchreward_proto::writer::v1::WriteLoginsRequest;
-use fetchreward_testkit::{Stack, TestDatabase};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use fetchreward_testkit::{Stack, TestDatabase, http_get};
 
 use crate::helpers::{rows, spawn_writer, spawn_writer_on};
-
-async fn http_get(addr: std::net::SocketAddr, path: &str) -> String {
-    let mut stream = tokio::net::TcpStream::connect(addr).await.expect("connects");
-    let request = format!("GET {path} HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n");
-    stream.write_all(request.as_bytes()).await.expect("sends");
-    let mut response = String::new();
-    stream.read_to_string(&mut response).await.expect("reads");
-    response
-}
 
 #[tokio::test]
 async fn ready_and_counting_once_migrated() {
