@@ -5,7 +5,8 @@
 //! ingestor's number of pollers); their ratio; CPU seconds per 1,000 messages and peak RSS of
 //! each service. Settings: `BENCH_MESSAGES` (default 100000), `BENCH_DISTINCT_PERCENT` (share
 //! of distinct ip and device_id values, default 50), `BENCH_POLLERS` (default 4),
-//! `BENCH_WORKERS` (4), `BENCH_MAX_BATCH` (500). Needs `make up` and
+//! `BENCH_WORKERS` (4), `BENCH_MAX_BATCH` (500), `BENCH_TLS` (1: mutual TLS between the
+//! services, as in production; 0: plaintext). Needs `make up` and
 //! `cargo build --release --bins` (the Makefile does both).
 
 use std::path::{Path, PathBuf};
@@ -17,7 +18,7 @@ use std::time::{Duration, Instant};
 use fetchreward_cli::{queue, sample};
 use fetchreward_ingestor::queue::sqs::SqsQueue;
 use fetchreward_ingestor::queue::{Queue, ReceivedMessage};
-use fetchreward_testkit::{QueuePair, Stack, TestDatabase, create_kms_key};
+use fetchreward_testkit::{QueuePair, Stack, TestDatabase, TestPki, create_kms_key};
 
 fn setting(key: &str, default: usize) -> usize {
     std::env::var(key).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
@@ -164,6 +165,7 @@ async fn main() {
     let pollers = setting("BENCH_POLLERS", 4);
     let workers = setting("BENCH_WORKERS", 4);
     let max_batch = setting("BENCH_MAX_BATCH", 500);
+    let tls = setting("BENCH_TLS", 1) == 1;
     let stack = Stack::from_env();
     let sqs = stack.sqs();
     let bodies = sample::synthetic(
@@ -189,6 +191,19 @@ async fn main() {
     let kms_key = create_kms_key(&stack.kms()).await;
     let (vault_grpc, writer_grpc) = (free_port(), free_port());
     let (vault_http, writer_http, ingestor_http) = (free_port(), free_port(), free_port());
+    // Mutual TLS with a throwaway PKI (the default, as in production), or plaintext.
+    let pki = TestPki::new();
+    let security = |name: &str, policy: &[(&'static str, &str)]| -> Vec<(&'static str, String)> {
+        if !tls {
+            return policy.iter().map(|(key, _)| (*key, "anonymous".to_owned())).collect();
+        }
+        let paths = pki.identity(name);
+        let mut env: Vec<(&'static str, String)> =
+            paths.env().iter().map(|(key, value)| (*key, (*value).to_owned())).collect();
+        env.extend(policy.iter().map(|(key, who)| (*key, format!("spiffe://fetchreward/{who}"))));
+        env
+    };
+    let scheme = if tls { "https://localhost" } else { "http://127.0.0.1" };
     let aws = |extra: Vec<(&'static str, String)>| {
         let mut env: Vec<(&str, String)> = vec![
             ("AWS_REGION", "us-east-1".into()),
@@ -203,24 +218,30 @@ async fn main() {
     let mut vault = Service::start(
         "vault",
         "fetchreward-vault",
-        &aws(vec![
-            ("DATABASE_URL", db.url.clone()),
-            ("KMS_KEY_ID", kms_key.clone()),
-            ("AUTHZ_TOKENIZE", "anonymous".into()),
-            ("GRPC_ADDR", format!("127.0.0.1:{vault_grpc}")),
-            ("HTTP_ADDR", format!("127.0.0.1:{vault_http}")),
-        ]),
+        &aws([
+            vec![
+                ("DATABASE_URL", db.url.clone()),
+                ("KMS_KEY_ID", kms_key.clone()),
+                ("GRPC_ADDR", format!("127.0.0.1:{vault_grpc}")),
+                ("HTTP_ADDR", format!("127.0.0.1:{vault_http}")),
+            ],
+            security("vault", &[("AUTHZ_TOKENIZE", "ingestor")]),
+        ]
+        .concat()),
         &logs.join("vault.log"),
     );
     let mut writer = Service::start(
         "writer",
         "fetchreward-writer",
-        &aws(vec![
-            ("DATABASE_URL", db.url.clone()),
-            ("GRPC_ADDR", format!("127.0.0.1:{writer_grpc}")),
-            ("AUTHZ_WRITE", "anonymous".into()),
-            ("HTTP_ADDR", format!("127.0.0.1:{writer_http}")),
-        ]),
+        &aws([
+            vec![
+                ("DATABASE_URL", db.url.clone()),
+                ("GRPC_ADDR", format!("127.0.0.1:{writer_grpc}")),
+                ("HTTP_ADDR", format!("127.0.0.1:{writer_http}")),
+            ],
+            security("writer", &[("AUTHZ_WRITE", "ingestor")]),
+        ]
+        .concat()),
         &logs.join("writer.log"),
     );
     wait_ready(vault_http, "vault").await;
@@ -233,17 +254,21 @@ async fn main() {
     let ingestor = Service::start(
         "ingestor",
         "fetchreward-ingestor",
-        &aws(vec![
-            ("QUEUE_URL", queues.queue_url.clone()),
-            ("DLQ_URL", queues.dlq_url.clone()),
-            ("VAULT_ENDPOINT", format!("http://127.0.0.1:{vault_grpc}")),
-            ("WRITER_ENDPOINT", format!("http://127.0.0.1:{writer_grpc}")),
-            ("HTTP_ADDR", format!("127.0.0.1:{ingestor_http}")),
-            ("POLLERS", pollers.to_string()),
-            ("WORKERS", workers.to_string()),
-            ("MAX_BATCH", max_batch.to_string()),
-            ("RECEIVE_WAIT_SECS", "1".into()),
-        ]),
+        &aws([
+            vec![
+                ("QUEUE_URL", queues.queue_url.clone()),
+                ("DLQ_URL", queues.dlq_url.clone()),
+                ("VAULT_ENDPOINT", format!("{scheme}:{vault_grpc}")),
+                ("WRITER_ENDPOINT", format!("{scheme}:{writer_grpc}")),
+                ("HTTP_ADDR", format!("127.0.0.1:{ingestor_http}")),
+                ("POLLERS", pollers.to_string()),
+                ("WORKERS", workers.to_string()),
+                ("MAX_BATCH", max_batch.to_string()),
+                ("RECEIVE_WAIT_SECS", "1".into()),
+            ],
+            security("ingestor", &[]),
+        ]
+        .concat()),
         &logs.join("ingestor.log"),
     );
     queue::wait_empty(&sqs, &queues.queue_url, Duration::from_secs(1800)).await.expect("drains");
@@ -267,12 +292,13 @@ async fn main() {
         .collect();
     let report = format!(
         "End to end: {messages} messages ({distinct} distinct ip and device_id values), pollers {pollers}, \
-         workers {workers}, max batch {max_batch}\n\n\
+         workers {workers}, max batch {max_batch}, gRPC {}\n\n\
          | measure | value |\n|---|---|\n\
          | end-to-end rate | {rate:.0} msgs/s ({elapsed:.1?}) |\n\
          | bare drain rate of the emulator (receive + delete, {pollers} pollers) | {bare_rate:.0} msgs/s |\n\
          | ratio | {:.0}% |\n\n\
          | service | CPU seconds per 1,000 messages | peak RSS (MiB) |\n|---|---|---|\n{}\n",
+        if tls { "over mutual TLS" } else { "in plaintext" },
         rate / bare_rate * 100.0,
         report_rows.join("\n"),
     );

@@ -64,6 +64,8 @@ async fn start_vault(stack: &Stack, db: &TestDatabase, key_id: &str, cache: &str
         ("GRPC_ADDR", "127.0.0.1:0"),
         ("HTTP_ADDR", "127.0.0.1:0"),
         ("VAULT_TOKEN_CACHE_CAPACITY", cache),
+        // Plaintext on loopback: the benchmark's client is anonymous.
+        ("AUTHZ_TOKENIZE", "anonymous"),
     ]);
     let config = VaultConfig::from_env(&env).expect("a valid configuration");
     let kms = KmsKeyProvider::from_sdk_config(
