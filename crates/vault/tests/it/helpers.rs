@@ -14,10 +14,12 @@ use fetchreward_proto::vault::v1::{
 };
 use fetchreward_testkit::{Spawned, Stack, TestDatabase, create_kms_key};
 use fetchreward_vault::authz::{Authorizer, Caller, Method};
-use fetchreward_vault::keys::KeyProvider;
+use fetchreward_vault::keys::{GeneratedKey, KeyLabel, KeyProvider, KeyProviderError};
 use fetchreward_vault::kms::{KmsKeyProvider, KmsSettings};
 use fetchreward_vault::{Application, ServeError, VaultConfig};
+use futures::future::BoxFuture;
 use tonic::transport::Channel;
+use zeroize::Zeroizing;
 
 /// A database and a KMS key made for one test.
 #[derive(Debug, Clone)]
@@ -137,6 +139,40 @@ pub async fn serve(app: Application) -> TestVault {
         .await
         .expect("connects to the vault");
     TestVault { client, grpc_addr, http_addr, running }
+}
+
+/// A key provider whose `generate` waits, for the labels `hold` picks, until as many callers as
+/// the barrier counts have generated theirs: it forces the races the vault must survive (first
+/// starts and rotations that all reach the insert with a key of their own).
+#[derive(Debug)]
+pub struct HeldAtBarrier {
+    pub inner: Arc<dyn KeyProvider>,
+    pub barrier: Arc<tokio::sync::Barrier>,
+    pub hold: fn(KeyLabel) -> bool,
+}
+
+impl KeyProvider for HeldAtBarrier {
+    fn master_key_id(&self) -> &str {
+        self.inner.master_key_id()
+    }
+
+    fn generate(&self, label: KeyLabel) -> BoxFuture<'_, Result<GeneratedKey, KeyProviderError>> {
+        Box::pin(async move {
+            let generated = self.inner.generate(label).await;
+            if (self.hold)(label) {
+                self.barrier.wait().await;
+            }
+            generated
+        })
+    }
+
+    fn unwrap_key<'a>(
+        &'a self,
+        label: KeyLabel,
+        wrapped: &'a [u8],
+    ) -> BoxFuture<'a, Result<Zeroizing<[u8; 32]>, KeyProviderError>> {
+        self.inner.unwrap_key(label, wrapped)
+    }
 }
 
 /// An ip value.

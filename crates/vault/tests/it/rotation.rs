@@ -12,16 +12,13 @@ use fetchreward_proto::vault::v1::{
 };
 use fetchreward_vault::Application;
 use fetchreward_vault::authz::Caller;
-use fetchreward_vault::keys::{GeneratedKey, KeyLabel, KeyProvider, KeyProviderError};
 use fetchreward_vault::vault::RawPii;
-use futures::future::BoxFuture;
 use tokio::sync::Barrier;
 use tonic::Code;
 use tonic::transport::Channel;
-use zeroize::Zeroizing;
 
 use crate::helpers::{
-    ALLOW_ANONYMOUS, Resources, TestVault, audit_rows, device, ip, key_counts,
+    ALLOW_ANONYMOUS, HeldAtBarrier, Resources, TestVault, audit_rows, device, ip, key_counts,
     spawn_admin_vault_on, spawn_admin_vault_with, spawn_vault_on, stored_tokens,
 };
 
@@ -306,42 +303,16 @@ async fn malformed_admin_requests_are_refused_and_audited_as_invalid() {
     );
 }
 
-/// A provider whose `generate` of rotated versions (2 and up) waits until `racers` rotations
-/// have generated theirs, so that all of them read the same highest version first.
-#[derive(Debug)]
-struct RacingRotations {
-    inner: Arc<dyn KeyProvider>,
-    barrier: Barrier,
-}
-
-impl KeyProvider for RacingRotations {
-    fn master_key_id(&self) -> &str {
-        self.inner.master_key_id()
-    }
-
-    fn generate(&self, label: KeyLabel) -> BoxFuture<'_, Result<GeneratedKey, KeyProviderError>> {
-        Box::pin(async move {
-            let generated = self.inner.generate(label).await;
-            if label.version > 1 {
-                self.barrier.wait().await;
-            }
-            generated
-        })
-    }
-
-    fn unwrap_key<'a>(
-        &'a self,
-        label: KeyLabel,
-        wrapped: &'a [u8],
-    ) -> BoxFuture<'a, Result<Zeroizing<[u8; 32]>, KeyProviderError>> {
-        self.inner.unwrap_key(label, wrapped)
-    }
-}
-
 #[tokio::test]
 async fn two_concurrent_rotations_do_not_both_create_the_same_version() {
     let resources = Resources::create().await;
-    let provider = Arc::new(RacingRotations { inner: resources.kms(), barrier: Barrier::new(2) });
+    // Rotated versions (2 and up) wait for each other, so both rotations read the same
+    // highest version first.
+    let provider = Arc::new(HeldAtBarrier {
+        inner: resources.kms(),
+        barrier: Arc::new(Barrier::new(2)),
+        hold: |label| label.version > 1,
+    });
     let vault = spawn_admin_vault_with(&resources, &[NO_DELAY], provider).await;
     let rotate = |mut client: VaultServiceClient<Channel>| async move {
         client

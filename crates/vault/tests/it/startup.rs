@@ -9,16 +9,16 @@ use fetchreward_model::{PiiKind, canonical_ip};
 use fetchreward_runtime::postgres::{self, PgConfig};
 use fetchreward_testkit::http_get;
 use fetchreward_vault::Application;
-use fetchreward_vault::keys::{self, GeneratedKey, KeyLabel, KeyProvider, KeyProviderError};
+use fetchreward_vault::keys::{self, KeyProvider};
 use fetchreward_vault::store::VaultStore;
-use futures::future::BoxFuture;
 use tokio::sync::Barrier;
 use tonic_health::pb::HealthCheckRequest;
 use tonic_health::pb::health_check_response::ServingStatus;
 use tonic_health::pb::health_client::HealthClient;
-use zeroize::Zeroizing;
 
-use crate::helpers::{Resources, ip, key_counts, kms_at, serve, spawn_vault, spawn_vault_on};
+use crate::helpers::{
+    HeldAtBarrier, Resources, ip, key_counts, kms_at, serve, spawn_vault, spawn_vault_on,
+};
 
 /// Longest a start-up with KMS down may take: the client must fail fast, not retry for minutes.
 const FAIL_FAST: Duration = Duration::from_secs(30);
@@ -49,36 +49,6 @@ async fn two_instances_starting_together_on_an_empty_schema_end_with_one_key_set
     assert_eq!(a, b);
 }
 
-/// A provider whose `generate` waits until every racer has generated its candidate, so that
-/// all of them reach the insert with a key of their own.
-#[derive(Debug)]
-struct Racing {
-    inner: Arc<dyn KeyProvider>,
-    barrier: Arc<Barrier>,
-}
-
-impl KeyProvider for Racing {
-    fn master_key_id(&self) -> &str {
-        self.inner.master_key_id()
-    }
-
-    fn generate(&self, label: KeyLabel) -> BoxFuture<'_, Result<GeneratedKey, KeyProviderError>> {
-        Box::pin(async move {
-            let generated = self.inner.generate(label).await;
-            self.barrier.wait().await;
-            generated
-        })
-    }
-
-    fn unwrap_key<'a>(
-        &'a self,
-        label: KeyLabel,
-        wrapped: &'a [u8],
-    ) -> BoxFuture<'a, Result<Zeroizing<[u8; 32]>, KeyProviderError>> {
-        self.inner.unwrap_key(label, wrapped)
-    }
-}
-
 #[tokio::test]
 async fn racing_key_loads_on_an_empty_schema_all_use_the_one_key_set_that_won() {
     const RACERS: usize = 4;
@@ -86,7 +56,8 @@ async fn racing_key_loads_on_an_empty_schema_all_use_the_one_key_set_that_won() 
     let store = VaultStore::new(postgres::pool(&PgConfig::plain(&resources.db.url)).expect("pool"));
     store.migrate().await.expect("migrates");
     let barrier = Arc::new(Barrier::new(RACERS));
-    let provider: Arc<dyn KeyProvider> = Arc::new(Racing { inner: resources.kms(), barrier });
+    let provider: Arc<dyn KeyProvider> =
+        Arc::new(HeldAtBarrier { inner: resources.kms(), barrier, hold: |_| true });
 
     let rings =
         futures::future::join_all((0..RACERS).map(|_| keys::load_or_create(&store, &provider)))
