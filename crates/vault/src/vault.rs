@@ -328,6 +328,7 @@ impl Vault {
             }
         };
         self.known.remove_all(&parsed);
+        count_audited(method, AuditOutcome::Allowed);
         let counts = forgotten_counts(&existing);
         record_results(method, counts);
         let existing: HashSet<String> = existing.into_iter().collect();
@@ -525,12 +526,7 @@ impl Vault {
                 return Err(err);
             }
         };
-        ::metrics::counter!(
-            metrics::AUDITED_CALLS,
-            "method" => method.as_str(),
-            "outcome" => AuditOutcome::Allowed.as_str()
-        )
-        .increment(1);
+        count_audited(method, AuditOutcome::Allowed);
         tracing::info!(
             purpose = target.as_str(),
             version = rotated.version,
@@ -682,12 +678,7 @@ impl Vault {
     /// Writes an audit row; a failure fails the call.
     async fn write_audit(&self, entry: &AuditEntry) -> Result<i64, VaultError> {
         let id = self.store.audit(entry).await.map_err(VaultError::AuditUnavailable)?;
-        ::metrics::counter!(
-            metrics::AUDITED_CALLS,
-            "method" => entry.method.as_str(),
-            "outcome" => entry.outcome.as_str()
-        )
-        .increment(1);
+        count_audited(entry.method, entry.outcome);
         Ok(id)
     }
 
@@ -863,6 +854,16 @@ fn unix_ms_text(unix_ms: i64) -> String {
         || format!("{unix_ms} ms after the Unix epoch"),
         |at| at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
     )
+}
+
+/// Counts an audited call by method and outcome.
+fn count_audited(method: Method, outcome: AuditOutcome) {
+    ::metrics::counter!(
+        metrics::AUDITED_CALLS,
+        "method" => method.as_str(),
+        "outcome" => outcome.as_str()
+    )
+    .increment(1);
 }
 
 /// A refusal, counted in `fetchreward_authz_denied_total`.
