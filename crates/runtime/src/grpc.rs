@@ -2,6 +2,9 @@
 //! health service, reflection over the project's descriptor set, TCP_NODELAY, a message-size
 //! limit, and graceful shutdown on a cancellation token.
 
+use std::time::Duration;
+
+use fetchreward_telemetry::OpsServer;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tonic::service::Routes;
@@ -56,4 +59,27 @@ pub async fn serve(
         })
         .await?;
     Ok(())
+}
+
+/// Runs a gRPC service and its operations server until `shutdown` is cancelled: in-flight calls
+/// then get `grace` to finish, while `/readyz` and `/metrics` keep answering; then both stop.
+pub async fn serve_with_ops(
+    listener: TcpListener,
+    service_name: &'static str,
+    routes: Routes,
+    tls: Option<ServerTlsConfig>,
+    ops: OpsServer,
+    shutdown: CancellationToken,
+    grace: Duration,
+) -> Result<(), GrpcServeError> {
+    let ops = tokio::spawn(ops.serve(shutdown.clone()));
+    let grpc = serve(listener, service_name, routes, tls, shutdown.clone());
+    let served = crate::shutdown::with_grace(grpc, &shutdown, grace).await;
+    shutdown.cancel();
+    match ops.await {
+        Ok(Ok(())) => {}
+        Ok(Err(err)) => tracing::warn!(error = %err, "the operations server failed"),
+        Err(err) => tracing::warn!(error = %err, "the operations server task failed"),
+    }
+    served.unwrap_or(Ok(()))
 }

@@ -204,6 +204,25 @@ pub async fn ping(pool: &PgPool) -> Result<(), PgError> {
     Ok(())
 }
 
+/// How long `/readyz` waits for the database to answer.
+const READINESS_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// The `/readyz` check of a service whose work needs the database: ready when it answers a
+/// query within two seconds.
+pub fn readiness(pool: PgPool) -> fetchreward_telemetry::ReadinessCheck {
+    use fetchreward_telemetry::Readiness;
+    Arc::new(move || {
+        let pool = pool.clone();
+        Box::pin(async move {
+            match tokio::time::timeout(READINESS_TIMEOUT, ping(&pool)).await {
+                Ok(Ok(())) => Readiness::Ready,
+                Ok(Err(err)) => Readiness::NotReady(format!("database: {err}")),
+                Err(_) => Readiness::NotReady("database: no answer within 2 s".to_owned()),
+            }
+        })
+    })
+}
+
 /// Runs the pending `migrations` in `schema` (created if missing; diesel's bookkeeping table
 /// lives there too, so services sharing a database keep separate migration histories).
 ///

@@ -173,9 +173,6 @@ pub enum ServeError {
     /// The gRPC server failed.
     #[error(transparent)]
     Grpc(#[from] fetchreward_runtime::grpc::GrpcServeError),
-    /// The operations server failed.
-    #[error("operations server failed: {0}")]
-    Ops(std::io::Error),
 }
 
 #[cfg(test)]

@@ -33,7 +33,7 @@ use std::time::Duration;
 use fetchreward_runtime::grpc::MAX_MESSAGE_BYTES;
 use fetchreward_runtime::postgres;
 use fetchreward_runtime::tls::TlsFiles;
-use fetchreward_telemetry::{OpsServer, Readiness, ReadinessCheck};
+use fetchreward_telemetry::OpsServer;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tonic::service::Routes;
@@ -47,9 +47,6 @@ use crate::keys::KeyProvider;
 use crate::kms::KmsKeyProvider;
 use crate::store::VaultStore;
 use crate::vault::Vault;
-
-/// How long `/readyz` waits for the database to answer.
-const READINESS_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// The vault, started: schema migrated, keys unwrapped, listeners bound.
 pub struct Application {
@@ -119,9 +116,13 @@ impl Application {
             .await
             .map_err(|source| StartError::Bind { what: "gRPC", addr: config.grpc_addr, source })?;
         let http_addr = config.common.http_addr;
-        let ops = OpsServer::bind(http_addr, readiness(vault.clone())).await.map_err(|source| {
-            StartError::Bind { what: "the operations server", addr: http_addr, source }
-        })?;
+        let ops = OpsServer::bind(http_addr, postgres::readiness(vault.store().pool().clone()))
+            .await
+            .map_err(|source| StartError::Bind {
+                what: "the operations server",
+                addr: http_addr,
+                source,
+            })?;
         let app = Application { grpc_listener, ops, vault, tls, grace: config.common.grace };
         tracing::info!(grpc_addr = %app.grpc_addr(), http_addr = %app.http_addr(), "vault started");
         Ok(app)
@@ -155,44 +156,22 @@ impl Application {
             }
         });
         let routes = Routes::new(VaultGrpc::new(self.vault).into_server(MAX_MESSAGE_BYTES));
-        let grpc = fetchreward_runtime::grpc::serve(
+        tracing::info!("vault serving");
+        let served = fetchreward_runtime::grpc::serve_with_ops(
             self.grpc_listener,
             SERVICE_NAME,
             routes,
             self.tls,
-            shutdown.clone(),
-        );
-        // The operations server keeps answering (`/readyz`, `/metrics`) while calls drain.
-        let ops = tokio::spawn(self.ops.serve(shutdown.clone()));
-        tracing::info!("vault serving");
-        let served = fetchreward_runtime::shutdown::with_grace(grpc, &shutdown, self.grace).await;
-        shutdown.cancel();
+            self.ops,
+            shutdown,
+            self.grace,
+        )
+        .await;
         if let Err(err) = refresh.await {
             tracing::error!(error = %err, "the key refresh task failed");
         }
-        let ops = ops.await.map_err(|err| ServeError::Ops(std::io::Error::other(err)))?;
-        match served {
-            Some(result) => result?,
-            None => tracing::warn!("calls still running after the grace period were abandoned"),
-        }
-        ops.map_err(ServeError::Ops)?;
+        served?;
         tracing::info!("vault stopped");
         Ok(())
     }
-}
-
-/// Ready when the database answers; the keys are unwrapped before the server exists.
-fn readiness(vault: Arc<Vault>) -> ReadinessCheck {
-    Arc::new(move || {
-        let vault = vault.clone();
-        Box::pin(async move {
-            match tokio::time::timeout(READINESS_TIMEOUT, postgres::ping(vault.store().pool()))
-                .await
-            {
-                Ok(Ok(())) => Readiness::Ready,
-                Ok(Err(err)) => Readiness::NotReady(format!("database: {err}")),
-                Err(_) => Readiness::NotReady("database: no answer within 2 s".to_owned()),
-            }
-        })
-    })
 }

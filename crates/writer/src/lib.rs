@@ -12,10 +12,9 @@ mod grpc;
 mod store;
 
 use std::net::SocketAddr;
-use std::sync::Arc;
 
-use fetchreward_runtime::postgres::{self, PgPool};
-use fetchreward_telemetry::{OpsServer, Readiness, ReadinessCheck};
+use fetchreward_runtime::postgres;
+use fetchreward_telemetry::OpsServer;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
@@ -48,7 +47,7 @@ impl Application {
         let grpc_listener = TcpListener::bind(config.grpc_addr)
             .await
             .map_err(|err| StartError::Bind(config.grpc_addr, err))?;
-        let ops = OpsServer::bind(config.common.http_addr, readiness(pool.clone()))
+        let ops = OpsServer::bind(config.common.http_addr, postgres::readiness(pool.clone()))
             .await
             .map_err(|err| StartError::Bind(config.common.http_addr, err))?;
         Ok(Application { grpc_listener, ops, store: LoginStore::new(pool), config })
@@ -68,7 +67,6 @@ impl Application {
     /// grace period.
     pub async fn run_until_stopped(self, shutdown: CancellationToken) -> Result<(), StartError> {
         let Application { grpc_listener, ops, store, config } = self;
-        let ops = tokio::spawn(ops.serve(shutdown.clone()));
         let routes = tonic::service::Routes::new(grpc::service(store, config.policy.clone()));
         let tls = config.tls.as_ref().map(|files| files.server_config()).transpose()?;
         if tls.is_none() {
@@ -77,36 +75,16 @@ impl Application {
             );
         }
         tracing::info!(grpc_addr = %config.grpc_addr, tls = tls.is_some(), "writer serving");
-        let served = fetchreward_runtime::shutdown::with_grace(
-            fetchreward_runtime::grpc::serve(
-                grpc_listener,
-                grpc::SERVICE_NAME,
-                routes,
-                tls,
-                shutdown.clone(),
-            ),
-            &shutdown,
+        fetchreward_runtime::grpc::serve_with_ops(
+            grpc_listener,
+            grpc::SERVICE_NAME,
+            routes,
+            tls,
+            ops,
+            shutdown,
             config.common.grace,
         )
-        .await;
-        shutdown.cancel();
-        let _ = ops.await;
-        match served {
-            Some(result) => result.map_err(StartError::Serve),
-            None => Ok(()),
-        }
+        .await?;
+        Ok(())
     }
-}
-
-/// Ready when the database answers (migrations ran before the listeners were bound).
-fn readiness(pool: PgPool) -> ReadinessCheck {
-    Arc::new(move || {
-        let pool = pool.clone();
-        Box::pin(async move {
-            match postgres::ping(&pool).await {
-                Ok(()) => Readiness::Ready,
-                Err(err) => Readiness::NotReady(err.to_string()),
-            }
-        })
-    })
 }
