@@ -29,6 +29,19 @@ pub struct ReceivedMessage {
     pub sent_at: DateTime<Utc>,
     /// How many times it has been delivered, this time included (`ApproximateReceiveCount`).
     pub receive_count: u32,
+    /// The producer's message attributes, carried over to the DLQ copy of an invalid message.
+    pub attributes: Vec<(String, MessageAttribute)>,
+}
+
+/// A message attribute as the producer set it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct MessageAttribute {
+    /// `String`, `Number`, `Binary`, or one of those with a custom suffix.
+    pub data_type: String,
+    /// The value of a `String` or `Number` attribute.
+    pub string_value: Option<String>,
+    /// The value of a `Binary` attribute.
+    pub binary_value: Option<Vec<u8>>,
 }
 
 impl fmt::Debug for ReceivedMessage {
@@ -38,6 +51,7 @@ impl fmt::Debug for ReceivedMessage {
             .field("body_bytes", &self.body.len())
             .field("sent_at", &self.sent_at)
             .field("receive_count", &self.receive_count)
+            .field("attributes", &self.attributes.iter().map(|(name, _)| name).collect::<Vec<_>>())
             .finish_non_exhaustive()
     }
 }
@@ -107,8 +121,11 @@ pub trait Queue: Send + Sync + 'static {
     ) -> impl Future<Output = Result<(), QueueError>> + Send;
 }
 
-/// The names of the message attributes a dead-lettered message carries.
+/// The names of the message attributes a dead-lettered message carries, beside the producer's
+/// own (as many of those as fit in SQS's limit of ten attributes per message).
 pub mod dlq_attributes {
+    /// The prefix of the names below; a producer's attribute with this prefix is not copied.
+    pub const PREFIX: &str = "fetchreward-";
     /// The one-line reason.
     pub const REASON: &str = "fetchreward-reason";
     /// The reason's stable code.

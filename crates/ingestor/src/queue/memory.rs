@@ -134,6 +134,7 @@ impl Queue for MemoryQueue {
                         body: stored.body.clone(),
                         sent_at: stored.sent_at,
                         receive_count: stored.receive_count,
+                        attributes: Vec::new(),
                     });
                 }
                 received

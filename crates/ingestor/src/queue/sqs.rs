@@ -11,7 +11,12 @@ use aws_sdk_sqs::types::{
 };
 use chrono::{DateTime, Utc};
 
-use super::{BATCH_LIMIT, DeadLetter, Queue, QueueError, ReceivedMessage, dlq_attributes};
+use super::{
+    BATCH_LIMIT, DeadLetter, MessageAttribute, Queue, QueueError, ReceivedMessage, dlq_attributes,
+};
+
+/// SQS's limit of message attributes per message.
+const MAX_ATTRIBUTES: usize = 10;
 
 /// A source queue and its dead-letter queue on SQS.
 #[derive(Debug, Clone)]
@@ -67,12 +72,26 @@ fn received(message: Message) -> Option<ReceivedMessage> {
         .get(&MessageSystemAttributeName::ApproximateReceiveCount)
         .and_then(|count| count.parse().ok())
         .unwrap_or(1);
+    let attributes = message
+        .message_attributes
+        .unwrap_or_default()
+        .into_iter()
+        .map(|(name, value)| {
+            let attribute = MessageAttribute {
+                data_type: value.data_type,
+                string_value: value.string_value,
+                binary_value: value.binary_value.map(|blob| blob.into_inner()),
+            };
+            (name, attribute)
+        })
+        .collect();
     Some(ReceivedMessage {
         message_id: message.message_id?,
         receipt_handle: message.receipt_handle?,
         body: message.body.unwrap_or_default(),
         sent_at,
         receive_count,
+        attributes,
     })
 }
 
@@ -91,6 +110,7 @@ impl Queue for SqsQueue {
             .visibility_timeout(visibility.as_secs() as i32)
             .message_system_attribute_names(MessageSystemAttributeName::SentTimestamp)
             .message_system_attribute_names(MessageSystemAttributeName::ApproximateReceiveCount)
+            .message_attribute_names("All")
             .send()
             .await
             .map_err(|err| classify("ReceiveMessage", err))?;
@@ -136,17 +156,7 @@ impl Queue for SqsQueue {
                 .iter()
                 .enumerate()
                 .map(|(i, letter)| {
-                    let attributes = HashMap::from([
-                        (dlq_attributes::REASON.to_owned(), string_attribute(&letter.reason)),
-                        (
-                            dlq_attributes::REASON_CODE.to_owned(),
-                            string_attribute(letter.reason_code),
-                        ),
-                        (
-                            dlq_attributes::SOURCE_MESSAGE_ID.to_owned(),
-                            string_attribute(&letter.message.message_id),
-                        ),
-                    ]);
+                    let attributes = dlq_copy_attributes(letter);
                     SendMessageBatchRequestEntry::builder()
                         .id(i.to_string())
                         .message_body(&letter.message.body)
@@ -207,6 +217,43 @@ impl Queue for SqsQueue {
         }
         Ok(())
     }
+}
+
+/// The attributes of a DLQ copy: the reason, its code and the source message id, then the
+/// producer's own attributes as long as SQS's limit allows.
+fn dlq_copy_attributes(letter: &DeadLetter<'_>) -> HashMap<String, MessageAttributeValue> {
+    let mut attributes = HashMap::from([
+        (dlq_attributes::REASON.to_owned(), string_attribute(&letter.reason)),
+        (dlq_attributes::REASON_CODE.to_owned(), string_attribute(letter.reason_code)),
+        (
+            dlq_attributes::SOURCE_MESSAGE_ID.to_owned(),
+            string_attribute(&letter.message.message_id),
+        ),
+    ]);
+    let own = letter
+        .message
+        .attributes
+        .iter()
+        .filter(|(name, _)| !name.starts_with(dlq_attributes::PREFIX));
+    for (name, attribute) in own {
+        if attributes.len() == MAX_ATTRIBUTES {
+            tracing::debug!(
+                message_id = %letter.message.message_id,
+                "producer attributes beyond the limit are not copied to the DLQ"
+            );
+            break;
+        }
+        let value = MessageAttributeValue::builder()
+            .data_type(&attribute.data_type)
+            .set_string_value(attribute.string_value.clone())
+            .set_binary_value(
+                attribute.binary_value.clone().map(aws_sdk_sqs::primitives::Blob::new),
+            )
+            .build()
+            .expect("data_type is set");
+        attributes.insert(name.clone(), value);
+    }
+    attributes
 }
 
 /// The message_ids of a chunk whose batch-entry ids (their positions) failed.

@@ -149,11 +149,32 @@ async fn malformed_bodies_go_to_the_dlq_with_a_reason_and_the_ingestor_carries_o
     ];
     let mut pipeline = Pipeline::start().await;
     pipeline.send(&malformed).await;
+    // One more, with a producer's message attribute that the DLQ copy must keep.
+    let traced = r#"{"user_id": "u-traced", "ip": "not-an-ip"}"#;
+    pipeline
+        .sqs
+        .send_message()
+        .queue_url(&pipeline.queues.queue_url)
+        .message_body(traced)
+        .message_attributes(
+            "trace-id",
+            aws_sdk_sqs::types::MessageAttributeValue::builder()
+                .data_type("String")
+                .string_value("trace-42")
+                .build()
+                .expect("an attribute"),
+        )
+        .send()
+        .await
+        .expect("sends");
     pipeline.start_ingestor(&[]).await;
     pipeline.wait_drained(Duration::from_secs(30)).await;
 
     let letters = pipeline.dead_letters().await;
-    assert_eq!(letters.len(), malformed.len());
+    assert_eq!(letters.len(), malformed.len() + 1);
+    let traced_letter = letters.iter().find(|l| l.body == traced).expect("the traced message");
+    assert_eq!(traced_letter.trace_id.as_deref(), Some("trace-42"));
+    assert_eq!(traced_letter.reason_code.as_deref(), Some("invalid_ip"));
     for body in &malformed {
         let letter = letters.iter().find(|l| &l.body == body).expect("each body arrives unchanged");
         let reason = letter.reason.as_deref().expect("a reason attribute");

@@ -248,6 +248,7 @@ impl Pipeline {
                     body: message.body.clone().unwrap_or_default(),
                     reason: attribute("fetchreward-reason"),
                     reason_code: attribute("fetchreward-reason-code"),
+                    trace_id: attribute("trace-id"),
                 });
                 self.sqs
                     .delete_message()
@@ -280,4 +281,6 @@ pub struct DeadLetter {
     pub body: String,
     pub reason: Option<String>,
     pub reason_code: Option<String>,
+    /// A producer's attribute that the DLQ copy carries over.
+    pub trace_id: Option<String>,
 }
