@@ -210,6 +210,53 @@ impl<T> Drop for Spawned<T> {
     }
 }
 
+/// A TCP proxy in front of a server, which a test can take down and bring back: what a
+/// database restart looks like to its clients (every connection cut, new ones refused for a
+/// while), without touching the server other tests share.
+pub struct TcpProxy {
+    /// The address clients connect to.
+    pub addr: std::net::SocketAddr,
+    upstream: std::net::SocketAddr,
+    tasks: std::sync::Arc<std::sync::Mutex<tokio::task::JoinSet<()>>>,
+}
+
+impl TcpProxy {
+    /// A proxy on a free local port forwarding to `upstream`.
+    pub async fn start(upstream: std::net::SocketAddr) -> TcpProxy {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("binds");
+        let addr = listener.local_addr().expect("bound");
+        let proxy = TcpProxy { addr, upstream, tasks: Default::default() };
+        proxy.serve(listener);
+        proxy
+    }
+
+    fn serve(&self, listener: tokio::net::TcpListener) {
+        let upstream = self.upstream;
+        let tasks = self.tasks.clone();
+        let accept_tasks = tasks.clone();
+        tasks.lock().expect("not poisoned").spawn(async move {
+            while let Ok((mut client, _)) = listener.accept().await {
+                accept_tasks.lock().expect("not poisoned").spawn(async move {
+                    if let Ok(mut server) = tokio::net::TcpStream::connect(upstream).await {
+                        let _ = tokio::io::copy_bidirectional(&mut client, &mut server).await;
+                    }
+                });
+            }
+        });
+    }
+
+    /// Cuts every connection and stops listening: the server is "down".
+    pub fn stop(&self) {
+        self.tasks.lock().expect("not poisoned").abort_all();
+    }
+
+    /// Listens again on the same address: the server is "back".
+    pub async fn resume(&self) {
+        let listener = tokio::net::TcpListener::bind(self.addr).await.expect("rebinds");
+        self.serve(listener);
+    }
+}
+
 /// A plain HTTP/1.1 GET of `path` on `addr` (the operations servers): the whole response,
 /// status line, headers and body.
 pub async fn http_get(addr: std::net::SocketAddr, path: &str) -> String {

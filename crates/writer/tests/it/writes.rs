@@ -4,7 +4,7 @@ use std::collections::HashSet;
 
 use fetchreward_model::PiiKind;
 use fetchreward_proto::writer::v1::{MaskedLogin, WriteLoginsRequest};
-use fetchreward_testkit::{Stack, TestDatabase};
+use fetchreward_testkit::{Stack, TcpProxy, TestDatabase};
 use tonic::Code;
 
 use crate::helpers::{
@@ -191,43 +191,42 @@ async fn too_many_rows_are_refused() {
 }
 
 #[tokio::test]
-async fn the_writer_reconnects_after_the_database_drops_its_connections() {
-    let mut writer = spawn_writer().await;
+async fn the_writer_survives_a_database_restart_between_two_calls() {
+    let stack = Stack::from_env();
+    let db = TestDatabase::create(&stack).await;
+    // The writer reaches Postgres through a proxy that the test can take down and bring back.
+    let postgres: std::net::SocketAddr = "127.0.0.1:0".parse().expect("addr");
+    let postgres = std::net::SocketAddr::new(postgres.ip(), postgres_port(&stack));
+    let proxy = TcpProxy::start(postgres).await;
+    let via_proxy = TestDatabase {
+        name: db.name.clone(),
+        url: db.url.replace(&format!(":{}/", postgres.port()), &format!(":{}/", proxy.addr.port())),
+    };
+    let mut writer = spawn_writer_on(via_proxy, &[]).await;
     writer
         .client
         .write_logins(WriteLoginsRequest { rows: rows("before", 5) })
         .await
         .expect("first write");
 
-    // A database restart looks like this from the pool: every server connection is gone.
-    // (The local cluster is shared by parallel tests, so the test ends the connections of its
-    // own database instead of restarting the server.)
-    let stack = Stack::from_env();
-    let admin = TestDatabase { name: "postgres".into(), url: stack.database_url_of("postgres") };
-    let mut conn = admin.connect().await;
-    let terminated: Vec<Terminated> = diesel_async::RunQueryDsl::load(
-        diesel::sql_query(
-            "SELECT pg_terminate_backend(pid) AS done FROM pg_stat_activity WHERE datname = $1",
-        )
-        .bind::<diesel::sql_types::Text, _>(&writer.db.name),
-        &mut conn,
-    )
-    .await
-    .expect("terminates the writer's connections");
-    assert!(terminated.iter().any(|t| t.done), "the writer had connections to end");
+    proxy.stop();
+    let while_down = writer.client.write_logins(WriteLoginsRequest { rows: rows("down", 5) }).await;
+    assert_eq!(while_down.expect_err("the database is down").code(), Code::Unavailable);
+    proxy.resume().await;
 
     let reply = writer
         .client
         .write_logins(WriteLoginsRequest { rows: rows("after", 5) })
         .await
-        .expect("the second write succeeds on fresh connections")
+        .expect("the writer reconnects by itself")
         .into_inner();
     assert_eq!(reply.inserted, 5);
-    assert_eq!(count_rows(&writer.db).await, 10);
+    assert_eq!(count_rows(&db).await, 10, "nothing of the refused call was written");
 }
 
-#[derive(diesel::QueryableByName)]
-struct Terminated {
-    #[diesel(sql_type = diesel::sql_types::Bool)]
-    done: bool,
+/// The port of the local cluster.
+fn postgres_port(stack: &Stack) -> u16 {
+    let after_host = stack.database_url.rsplit('@').next().unwrap_or_default();
+    let port = after_host.split(['/', '?']).next().unwrap_or_default().rsplit(':').next();
+    port.and_then(|p| p.parse().ok()).expect("a port in DATABASE_URL")
 }
