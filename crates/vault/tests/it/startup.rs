@@ -76,16 +76,22 @@ async fn racing_key_loads_on_an_empty_schema_all_use_the_one_key_set_that_won() 
     );
 }
 
-#[tokio::test]
-async fn kms_unreachable_on_the_first_start_is_a_clear_error() {
-    let resources = Resources::create().await;
+/// Starts a vault on `resources` whose KMS endpoint is a closed port; the endpoint and the
+/// start-up error, which must come within `FAIL_FAST`.
+async fn start_with_kms_unreachable(resources: &Resources) -> (String, String) {
     let endpoint = closed_endpoint().await;
     let kms = kms_at(&resources.stack, &endpoint, &resources.kms_key_id);
     let started =
         tokio::time::timeout(FAIL_FAST, Application::build_with(resources.config(&[]), kms))
             .await
             .expect("fails fast");
-    let message = started.expect_err("cannot start").to_string();
+    (endpoint, started.expect_err("cannot start").to_string())
+}
+
+#[tokio::test]
+async fn kms_unreachable_on_the_first_start_is_a_clear_error() {
+    let resources = Resources::create().await;
+    let (endpoint, message) = start_with_kms_unreachable(&resources).await;
     assert!(
         message.starts_with(&format!("cannot reach KMS at {endpoint} to create the vault keys: ")),
         "{message}"
@@ -97,13 +103,7 @@ async fn kms_unreachable_on_the_first_start_is_a_clear_error() {
 async fn kms_unreachable_on_a_restart_is_a_clear_error() {
     let resources = Resources::create().await;
     spawn_vault_on(&resources, &[]).await.running.stop().await.expect("stops cleanly");
-    let endpoint = closed_endpoint().await;
-    let kms = kms_at(&resources.stack, &endpoint, &resources.kms_key_id);
-    let started =
-        tokio::time::timeout(FAIL_FAST, Application::build_with(resources.config(&[]), kms))
-            .await
-            .expect("fails fast");
-    let message = started.expect_err("cannot start").to_string();
+    let (endpoint, message) = start_with_kms_unreachable(&resources).await;
     assert!(
         message.starts_with(&format!("cannot reach KMS at {endpoint} to unwrap the vault keys: ")),
         "{message}"
