@@ -12,10 +12,12 @@ mod app_version;
 mod login;
 mod masked;
 mod pii;
+mod text;
 mod token;
 
 pub use app_version::app_version_number;
 pub use login::{LoginEvent, Rejection, limits, parse_login};
 pub use masked::{MaskedLogin, MaskedLoginError, MaskedLoginFields};
 pub use pii::{Pii, PiiKind, PiiValueError, canonical_device_id, canonical_ip};
+pub use text::{TextError, check_text};
 pub use token::{MAC_LEN, Token, TokenParseError};

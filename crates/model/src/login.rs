@@ -2,13 +2,19 @@
 //!
 //! The rules (design, "The message and the row"): the body is a JSON object; `user_id` is a
 //! required non-empty string; `device_type`, `locale`, `app_version`, `ip` and `device_id` are
-//! strings, null or absent; strings have length limits; `ip` must be an address; unknown fields
-//! are ignored. A broken rule gives a [`Rejection`] whose message never quotes a value, because
-//! it travels to the dead-letter queue, logs and metrics.
+//! strings, null or absent; strings fit their columns (length, and no U+0000, which Postgres
+//! text cannot hold); `ip` must be an address; unknown fields are ignored. A broken rule gives
+//! a [`Rejection`] whose message never quotes a value, because it travels to the dead-letter
+//! queue, logs and metrics.
+//!
+//! A body that is an SNS notification envelope (an SNS topic delivering to the queue without
+//! raw message delivery) is unwrapped: the rules apply to its `Message`. The envelope's own
+//! fields, its `MessageAttributes` among them, play no part in the row.
 
 use serde_json::{Map, Value};
 
 use crate::pii::{MAX_PII_CHARS, Pii, PiiValueError, canonical_device_id, canonical_ip};
+use crate::text::{TextError, check_text};
 
 /// Length limits, in characters, matching the `varchar` sizes of `user_logins`.
 pub mod limits {
@@ -87,6 +93,12 @@ pub enum Rejection {
         /// The limit, in characters.
         max: usize,
     },
+    /// A string holding U+0000, which Postgres text cannot store.
+    #[error("field `{field}` holds a NUL character (U+0000)")]
+    NulCharacter {
+        /// The field name.
+        field: &'static str,
+    },
     /// `ip` is not an IPv4 or IPv6 address.
     #[error("field `ip` is not a valid IPv4 or IPv6 address")]
     InvalidIp,
@@ -104,23 +116,56 @@ impl Rejection {
             Rejection::EmptyUserId => "empty_user_id",
             Rejection::WrongType { .. } => "wrong_type",
             Rejection::TooLong { .. } => "too_long",
+            Rejection::NulCharacter { .. } => "nul_character",
             Rejection::InvalidIp => "invalid_ip",
         }
     }
 }
 
-/// Parses one SQS message body by the rules of the design.
+/// Parses one SQS message body (or the message of an SNS envelope) by the rules of the
+/// design.
 pub fn parse_login(body: &[u8]) -> Result<LoginEvent, Rejection> {
+    let mut fields = json_object(body)?;
+    if let Some(message) = notification_message(&mut fields) {
+        fields = json_object(message.as_bytes())?;
+    }
+    login_from_fields(fields)
+}
+
+/// The body as a JSON object.
+fn json_object(body: &[u8]) -> Result<Map<String, Value>, Rejection> {
     if body.iter().all(u8::is_ascii_whitespace) {
         return Err(Rejection::EmptyBody);
     }
     let value: Value = serde_json::from_slice(body)
         .map_err(|err| Rejection::NotJson { line: err.line(), column: err.column() })?;
-    let mut fields = match value {
-        Value::Object(fields) => fields,
-        other => return Err(Rejection::NotAnObject { found: json_type(&other) }),
-    };
+    match value {
+        Value::Object(fields) => Ok(fields),
+        other => Err(Rejection::NotAnObject { found: json_type(&other) }),
+    }
+}
 
+/// The `Message` of an SNS notification envelope, taken out of it; `None` for anything else.
+///
+/// An envelope is recognised by `"Type": "Notification"` with a string `TopicArn`, `MessageId`
+/// and `Message`: fields a login event does not have.
+fn notification_message(fields: &mut Map<String, Value>) -> Option<String> {
+    let is_string = |name: &str| fields.get(name).is_some_and(Value::is_string);
+    let notification = fields.get("Type").and_then(Value::as_str) == Some("Notification")
+        && is_string("TopicArn")
+        && is_string("MessageId")
+        && is_string("Message");
+    if !notification {
+        return None;
+    }
+    match fields.remove("Message") {
+        Some(Value::String(message)) => Some(message),
+        _ => None,
+    }
+}
+
+/// The event of a parsed JSON object.
+fn login_from_fields(mut fields: Map<String, Value>) -> Result<LoginEvent, Rejection> {
     let user_id = match fields.remove("user_id") {
         None | Some(Value::Null) => return Err(Rejection::MissingUserId),
         Some(Value::String(user_id)) => user_id,
@@ -131,7 +176,7 @@ pub fn parse_login(body: &[u8]) -> Result<LoginEvent, Rejection> {
     if user_id.trim().is_empty() {
         return Err(Rejection::EmptyUserId);
     }
-    check_length("user_id", &user_id, limits::USER_ID)?;
+    check_field("user_id", &user_id, limits::USER_ID)?;
 
     let device_type = optional_string(&mut fields, "device_type", limits::DEVICE_TYPE)?;
     let ip = optional_string(&mut fields, "ip", limits::PII)?
@@ -161,24 +206,24 @@ fn optional_string(
     match fields.remove(field) {
         None | Some(Value::Null) => Ok(None),
         Some(Value::String(text)) => {
-            check_length(field, &text, max)?;
+            check_field(field, &text, max)?;
             Ok(Some(text))
         }
         Some(other) => Err(Rejection::WrongType { field, found: json_type(&other) }),
     }
 }
 
-fn check_length(field: &'static str, text: &str, max: usize) -> Result<(), Rejection> {
-    // Counting characters, as Postgres' varchar(n) does; the byte length bounds the count.
-    if text.len() > max && text.chars().count() > max {
-        return Err(Rejection::TooLong { field, max });
-    }
-    Ok(())
+fn check_field(field: &'static str, text: &str, max: usize) -> Result<(), Rejection> {
+    check_text(text, max).map_err(|err| match err {
+        TextError::NulCharacter => Rejection::NulCharacter { field },
+        TextError::TooLong { max } => Rejection::TooLong { field, max },
+    })
 }
 
 fn pii_rejection(field: &'static str, err: PiiValueError) -> Rejection {
     match err {
         PiiValueError::InvalidIp => Rejection::InvalidIp,
+        PiiValueError::NulCharacter => Rejection::NulCharacter { field },
         PiiValueError::TooLong | PiiValueError::Empty => {
             Rejection::TooLong { field, max: MAX_PII_CHARS }
         }
@@ -309,6 +354,46 @@ mod tests {
         }
         let ip = format!(r#"{{"user_id": "u1", "ip": "{}"}}"#, "1".repeat(257));
         assert_eq!(parse(&ip), Err(Rejection::TooLong { field: "ip", max: 256 }));
+    }
+
+    #[test]
+    fn a_nul_character_in_any_string_field_is_rejected() {
+        for field in ["user_id", "device_type", "ip", "device_id", "locale", "app_version"] {
+            let body = format!(r#"{{"user_id": "u1", "{field}": "a\u0000b"}}"#);
+            assert_eq!(parse(&body), Err(Rejection::NulCharacter { field }), "{field}");
+            assert_eq!(parse(&body).expect_err("rejected").code(), "nul_character");
+        }
+        // Other control characters are text Postgres stores.
+        assert!(parse(r#"{"user_id": "u\u0001", "locale": "R\u007fU"}"#).is_ok());
+    }
+
+    #[test]
+    fn an_sns_envelope_is_unwrapped_and_its_message_parsed() {
+        let envelope = serde_json::json!({
+            "Type": "Notification",
+            "MessageId": "22b80b92-fdea-4c2c-8f9d-bdfb0c7bf324",
+            "TopicArn": "arn:aws:sns:us-east-1:123456789012:logins",
+            "Message": FETCH_EXAMPLE,
+            "Timestamp": "2024-01-01T00:00:00.000Z",
+            "SignatureVersion": "1",
+            "Signature": "EXAMPLE",
+            "MessageAttributes": {"source": {"Type": "String", "Value": "web"}},
+        });
+        assert_eq!(parse(&envelope.to_string()), parse(FETCH_EXAMPLE));
+        let mut broken = envelope.clone();
+        broken["Message"] = serde_json::Value::String(r#"{"ip": "10.0.0.1"}"#.into());
+        assert_eq!(parse(&broken.to_string()), Err(Rejection::MissingUserId));
+        // Only one level is unwrapped: an envelope inside an envelope is not a login.
+        let mut nested = envelope.clone();
+        nested["Message"] = serde_json::Value::String(envelope.to_string());
+        assert_eq!(parse(&nested.to_string()), Err(Rejection::MissingUserId));
+    }
+
+    #[test]
+    fn a_login_that_merely_has_a_type_field_is_not_an_envelope() {
+        let event = parse(r#"{"user_id": "u1", "Type": "Notification", "Message": "x"}"#)
+            .expect("valid: no TopicArn, so not an envelope");
+        assert_eq!(event.user_id, "u1");
     }
 
     #[test]

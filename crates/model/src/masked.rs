@@ -3,6 +3,7 @@
 use chrono::{DateTime, NaiveDate, Utc};
 
 use crate::login::limits;
+use crate::text::{TextError, check_text};
 use crate::{LoginEvent, PiiKind, Token, TokenParseError, app_version_number};
 
 /// One row of `user_logins`, before the writer derives its computed columns.
@@ -29,7 +30,7 @@ pub struct MaskedLogin {
 /// Why a row sent to the writer is refused. Names the field and the rule, never the value.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum MaskedLoginError {
-    /// A required field is empty.
+    /// A required field is empty or blank.
     #[error("field `{0}` is required")]
     Missing(&'static str),
     /// A string longer than its column allows.
@@ -39,6 +40,12 @@ pub enum MaskedLoginError {
         field: &'static str,
         /// The limit, in characters.
         max: usize,
+    },
+    /// A string holding U+0000, which Postgres text cannot store.
+    #[error("field `{field}` holds a NUL character (U+0000)")]
+    NulCharacter {
+        /// The field name.
+        field: &'static str,
     },
     /// A masked field that is not a well-formed token: possibly raw PII.
     #[error("field `{field}` is not a well-formed token: it {reason}")]
@@ -54,9 +61,29 @@ pub enum MaskedLoginError {
         /// The field name.
         field: &'static str,
     },
-    /// A `SentTimestamp` outside the range of dates.
+    /// A `SentTimestamp` whose date Postgres' `date` type cannot hold.
     #[error("field `sent_timestamp_ms` is out of range")]
     BadTimestamp,
+}
+
+impl MaskedLoginError {
+    /// A short stable code for the rule, for refusals and metric labels.
+    pub fn code(&self) -> &'static str {
+        match self {
+            MaskedLoginError::Missing(_) => "missing_field",
+            MaskedLoginError::TooLong { .. } => "too_long",
+            MaskedLoginError::NulCharacter { .. } => "nul_character",
+            MaskedLoginError::NotAToken { .. } => "not_a_token",
+            MaskedLoginError::WrongTokenKind { .. } => "wrong_token_kind",
+            MaskedLoginError::BadTimestamp => "bad_timestamp",
+        }
+    }
+}
+
+/// The earliest date of Postgres' `date` type: 4714-11-24 BC (Julian day 0). Its latest,
+/// 5874897-12-31, is beyond anything a timestamp in milliseconds reaches here.
+fn earliest_postgres_date() -> NaiveDate {
+    NaiveDate::from_ymd_opt(-4713, 11, 24).expect("a valid proleptic Gregorian date")
 }
 
 impl MaskedLogin {
@@ -126,6 +153,7 @@ impl MaskedLoginFields {
         let masked_device_id =
             token_of("masked_device_id", PiiKind::DeviceId, self.masked_device_id.as_deref())?;
         let sent_at = DateTime::<Utc>::from_timestamp_millis(self.sent_timestamp_ms)
+            .filter(|at| at.date_naive() >= earliest_postgres_date())
             .ok_or(MaskedLoginError::BadTimestamp)?;
         Ok(MaskedLogin {
             message_id: self.message_id,
@@ -156,23 +184,28 @@ impl From<MaskedLogin> for MaskedLoginFields {
 }
 
 fn required(field: &'static str, text: &str, max: usize) -> Result<(), MaskedLoginError> {
-    if text.is_empty() {
+    if text.trim().is_empty() {
         return Err(MaskedLoginError::Missing(field));
     }
-    optional(field, &Some(text), max)
+    fits(field, text, max)
 }
 
 fn optional(
     field: &'static str,
-    text: &Option<impl AsRef<str>>,
+    text: &Option<String>,
     max: usize,
 ) -> Result<(), MaskedLoginError> {
     match text {
-        Some(text) if text.as_ref().chars().count() > max => {
-            Err(MaskedLoginError::TooLong { field, max })
-        }
-        _ => Ok(()),
+        Some(text) => fits(field, text, max),
+        None => Ok(()),
     }
+}
+
+fn fits(field: &'static str, text: &str, max: usize) -> Result<(), MaskedLoginError> {
+    check_text(text, max).map_err(|err| match err {
+        TextError::NulCharacter => MaskedLoginError::NulCharacter { field },
+        TextError::TooLong { max } => MaskedLoginError::TooLong { field, max },
+    })
 }
 
 fn token_of(
@@ -267,5 +300,28 @@ mod tests {
         let mut bad_time = fields();
         bad_time.sent_timestamp_ms = i64::MAX;
         assert_eq!(bad_time.check(), Err(MaskedLoginError::BadTimestamp));
+        let mut blank_user = fields();
+        blank_user.user_id = "  ".into();
+        assert_eq!(blank_user.check(), Err(MaskedLoginError::Missing("user_id")));
+    }
+
+    #[test]
+    fn what_postgres_would_refuse_is_refused_with_its_own_code() {
+        let mut nul = fields();
+        nul.device_type = Some("and\0roid".into());
+        let err = nul.check().expect_err("refused");
+        assert_eq!(err, MaskedLoginError::NulCharacter { field: "device_type" });
+        assert_eq!(err.code(), "nul_character");
+        let mut nul_id = fields();
+        nul_id.message_id = "id\0".into();
+        assert_eq!(nul_id.check(), Err(MaskedLoginError::NulCharacter { field: "message_id" }));
+        // 4714-11-24 BC is Postgres' first date; the day before is refused.
+        let first_day_ms = -210_866_803_200_000;
+        let mut earliest = fields();
+        earliest.sent_timestamp_ms = first_day_ms;
+        assert!(earliest.check().is_ok());
+        let mut before = fields();
+        before.sent_timestamp_ms = first_day_ms - 1;
+        assert_eq!(before.check().map_err(|e| e.code()), Err("bad_timestamp"));
     }
 }

@@ -75,6 +75,21 @@ pub enum PiiValueError {
     /// Empty, or only white space.
     #[error("is empty")]
     Empty,
+    /// Holds U+0000, which Postgres text cannot store.
+    #[error("holds a NUL character (U+0000)")]
+    NulCharacter,
+}
+
+impl PiiValueError {
+    /// A short stable code for the rule, for refusals and metric labels.
+    pub fn code(&self) -> &'static str {
+        match self {
+            PiiValueError::TooLong => "too_long",
+            PiiValueError::InvalidIp => "invalid_ip",
+            PiiValueError::Empty => "empty_value",
+            PiiValueError::NulCharacter => "nul_character",
+        }
+    }
 }
 
 /// A personal value in canonical form.
@@ -133,6 +148,9 @@ pub fn canonical_ip(raw: &str) -> Result<Pii, PiiValueError> {
 /// A device id that is empty after trimming is not a value; the message parser treats it as
 /// absent.
 pub fn canonical_device_id(raw: &str) -> Result<Pii, PiiValueError> {
+    if raw.contains('\0') {
+        return Err(PiiValueError::NulCharacter);
+    }
     let trimmed = raw.trim();
     if trimmed.chars().count() > MAX_PII_CHARS {
         return Err(PiiValueError::TooLong);
@@ -201,6 +219,8 @@ mod tests {
         assert_eq!(canonical_device_id(" \n "), Err(PiiValueError::Empty));
         assert_eq!(canonical_device_id(&"x".repeat(257)), Err(PiiValueError::TooLong));
         assert!(canonical_device_id(&format!("  {}  ", "x".repeat(256))).is_ok());
+        assert_eq!(canonical_device_id("593\0-47"), Err(PiiValueError::NulCharacter));
+        assert_eq!(ip("10.0.0.1\0"), Err(PiiValueError::InvalidIp));
     }
 
     #[test]

@@ -1,8 +1,64 @@
-//! Property tests of the parsing rules: no input makes them panic, and no rejection quotes a
-//! personal value.
+//! Property tests of the parsing rules: no input makes them panic, no rejection quotes a
+//! personal value, and nothing the table would refuse passes them.
 
-use fetchreward_model::{PiiKind, Token, app_version_number, canonical_ip, parse_login};
+use fetchreward_model::{
+    LoginEvent, PiiKind, Rejection, Token, app_version_number, canonical_ip, check_text, limits,
+    parse_login,
+};
 use proptest::prelude::*;
+
+/// The known fields with their column limits.
+const LIMITS: [(&str, usize); 6] = [
+    ("user_id", limits::USER_ID),
+    ("device_type", limits::DEVICE_TYPE),
+    ("ip", limits::PII),
+    ("device_id", limits::PII),
+    ("locale", limits::LOCALE),
+    ("app_version", limits::APP_VERSION),
+];
+
+/// A valid body with `value` (already JSON) in `field`.
+fn body_with(field: &str, value: &str) -> String {
+    let mut fields: Vec<(String, String)> = [
+        ("user_id", "\"u-1\""),
+        ("device_type", "\"android\""),
+        ("ip", "\"10.1.2.3\""),
+        ("device_id", "\"593-47-5928\""),
+        ("locale", "\"RU\""),
+        ("app_version", "\"2.3.0\""),
+    ]
+    .iter()
+    .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+    .collect();
+    for (name, old) in &mut fields {
+        if name == field {
+            *old = value.to_owned();
+        }
+    }
+    let inner: Vec<String> = fields.iter().map(|(k, v)| format!("\"{k}\": {v}")).collect();
+    format!("{{{}}}", inner.join(", "))
+}
+
+/// Every string of an accepted event fits its column: nothing the table refuses is accepted.
+fn fits_the_table(event: &LoginEvent) -> bool {
+    let strings = [
+        (Some(event.user_id.as_str()), limits::USER_ID),
+        (event.device_type.as_deref(), limits::DEVICE_TYPE),
+        (event.ip.as_ref().map(|v| v.expose()), limits::PII),
+        (event.device_id.as_ref().map(|v| v.expose()), limits::PII),
+        (event.locale.as_deref(), limits::LOCALE),
+        (event.app_version.as_deref(), limits::APP_VERSION),
+    ];
+    strings.iter().all(|(text, max)| text.is_none_or(|text| check_text(text, *max).is_ok()))
+}
+
+/// The same body as an SNS notification envelope would carry it.
+fn sns_envelope(body: &str) -> String {
+    format!(
+        r#"{{"Type": "Notification", "MessageId": "5f3c", "TopicArn": "arn:aws:sns:us-east-1:1:t", "Message": {}, "Timestamp": "2024-01-01T00:00:00Z"}}"#,
+        serde_json_value::quote(body)
+    )
+}
 
 /// A JSON value of any type, with strings drawn from `text`.
 fn json_value(
@@ -96,6 +152,72 @@ proptest! {
                 prop_assert!(!debug.contains(&canary));
             }
         }
+    }
+
+    #[test]
+    fn accepted_events_always_fit_the_table(
+        values in proptest::collection::vec(
+            json_value(prop_oneof![
+                "\\PC{0,40}".prop_map(String::from),
+                "[a-z\u{0}\u{e9}\u{1f600}]{0,300}".prop_map(String::from),
+            ]),
+            FIELDS.len(),
+        ),
+    ) {
+        let body = FIELDS
+            .iter()
+            .zip(&values)
+            .map(|(field, value)| format!("{}: {}", serde_json_value::quote(field), value.to_json()))
+            .collect::<Vec<_>>()
+            .join(", ");
+        if let Ok(event) = parse_login(format!("{{{body}}}").as_bytes()) {
+            prop_assert!(fits_the_table(&event), "{event:?}");
+        }
+    }
+
+    #[test]
+    fn a_nul_character_in_any_field_is_rejected_with_its_own_code(
+        field_index in 0..LIMITS.len(),
+        before in "[a-z0-9]{1,10}",
+        after in "[a-z0-9]{0,10}",
+    ) {
+        let (field, _) = LIMITS[field_index];
+        let value = serde_json_value::quote(&format!("{before}\u{0}{after}"));
+        let rejection = parse_login(body_with(field, &value).as_bytes()).expect_err("refused");
+        prop_assert_eq!(rejection.code(), "nul_character");
+        prop_assert_eq!(rejection, Rejection::NulCharacter { field });
+    }
+
+    #[test]
+    fn a_value_over_its_column_limit_is_rejected_as_too_long(
+        field_index in 0..LIMITS.len(),
+        extra in 1usize..40,
+        wide in any::<bool>(),
+    ) {
+        let (field, max) = LIMITS[field_index];
+        // Characters, not bytes, are counted: two-byte characters do not halve the limit.
+        let unit = if wide { "\u{e9}" } else { "7" };
+        let fits = serde_json_value::quote(&unit.repeat(max));
+        let long = serde_json_value::quote(&unit.repeat(max + extra));
+        if field != "ip" {
+            prop_assert!(parse_login(body_with(field, &fits).as_bytes()).is_ok());
+        }
+        let rejection = parse_login(body_with(field, &long).as_bytes()).expect_err("refused");
+        prop_assert_eq!(rejection, Rejection::TooLong { field, max });
+    }
+
+    #[test]
+    fn an_sns_envelope_parses_as_its_message(
+        values in proptest::collection::vec(json_value("\\PC{0,40}".prop_map(String::from)), FIELDS.len()),
+    ) {
+        let body = FIELDS
+            .iter()
+            .zip(&values)
+            .map(|(field, value)| format!("{}: {}", serde_json_value::quote(field), value.to_json()))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let body = format!("{{{body}}}");
+        prop_assert_eq!(parse_login(sns_envelope(&body).as_bytes()), parse_login(body.as_bytes()));
     }
 
     #[test]
