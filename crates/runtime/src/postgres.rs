@@ -1,4 +1,10 @@
-//! Postgres: a pool of diesel-async connections, TLS, and migrations under an advisory lock.
+//! Postgres: pools, TLS, migrations under an advisory lock, and what a failure means.
+//!
+//! Two pools share one way of connecting: [`PgPool`] of diesel-async connections (the vault's
+//! queries), and [`PgClientPool`] of plain tokio-postgres clients for statements whose failures
+//! must be told apart by their SQLSTATE (the writer's batch inserts: a data exception caused by
+//! one row is that row's fault, a deadlock or a shutdown is nobody's). diesel reports only a
+//! few kinds of database error and drops the SQLSTATE of the rest.
 //!
 //! TLS follows libpq's `sslmode` (given in `DATABASE_URL`), with one rule added: when a CA file
 //! is configured, the server's certificate is always verified, chain and host name.
@@ -12,10 +18,12 @@
 //!
 //! RDS enforces TLS (`rds.force_ssl`); production uses `verify-full` with the RDS CA bundle.
 
+use std::future::Future;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
+use bb8_postgres::PostgresConnectionManager;
 use diesel::ConnectionError;
 use diesel_async::pooled_connection::{AsyncDieselConnectionManager, ManagerConfig, PoolError};
 use diesel_async::{AsyncMigrationHarness, AsyncPgConnection, RunQueryDsl};
@@ -27,14 +35,22 @@ use rustls::pki_types::pem::PemObject as _;
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 use rustls::{ClientConfig, DigitallySignedStruct, RootCertStore, SignatureScheme};
 use secrecy::{ExposeSecret, SecretString};
+use tokio_postgres::error::SqlState;
+use tokio_postgres_rustls::MakeRustlsConnect;
 
 use crate::config::ConfigReader;
 
-/// The connection pool.
+/// The pool of diesel-async connections.
 pub type PgPool = bb8::Pool<AsyncDieselConnectionManager<AsyncPgConnection>>;
 
 /// A connection borrowed from the pool.
 pub type PgConn<'a> = bb8::PooledConnection<'a, AsyncDieselConnectionManager<AsyncPgConnection>>;
+
+/// The pool of tokio-postgres clients, whose errors keep their SQLSTATE.
+pub type PgClientPool = bb8::Pool<PostgresConnectionManager<MakeRustlsConnect>>;
+
+/// A client borrowed from [`PgClientPool`].
+pub type PgClient<'a> = bb8::PooledConnection<'a, PostgresConnectionManager<MakeRustlsConnect>>;
 
 /// How long to wait for a pooled connection before reporting the database unavailable.
 const CHECKOUT_TIMEOUT: Duration = Duration::from_secs(5);
@@ -118,6 +134,11 @@ pub enum PgError {
     /// A statement failed.
     #[error("database error: {0}")]
     Query(#[from] diesel::result::Error),
+    /// A statement run on a [`PgClientPool`] client failed; the SQLSTATE is kept. Displayed
+    /// with the SQLSTATE and the server's one-line message, never its detail (which can quote
+    /// the row).
+    #[error("database error: {}", statement_error_text(.0))]
+    Statement(#[from] tokio_postgres::Error),
     /// Migrations failed.
     #[error("migrations failed: {0}")]
     Migration(String),
@@ -127,7 +148,8 @@ pub enum PgError {
 }
 
 impl PgError {
-    /// Whether retrying later may succeed (the database is down or the connection broke).
+    /// Whether retrying later may succeed: the database is down or restarting, the connection
+    /// broke, or the statement lost a race (serialization failure, deadlock, lock timeout).
     pub fn is_transient(&self) -> bool {
         match self {
             PgError::Unavailable(_) => true,
@@ -135,12 +157,62 @@ impl PgError {
                 err,
                 diesel::result::Error::DatabaseError(
                     diesel::result::DatabaseErrorKind::ClosedConnection
+                        | diesel::result::DatabaseErrorKind::UnableToSendCommand
                         | diesel::result::DatabaseErrorKind::SerializationFailure,
                     _
                 ) | diesel::result::Error::BrokenTransactionManager
             ),
+            // Without a SQLSTATE the server never answered: the connection failed.
+            PgError::Statement(err) => err.code().is_none_or(is_transient_sqlstate),
             PgError::Migration(_) | PgError::Tls(_) => false,
         }
+    }
+
+    /// The SQLSTATE the server answered with, when known (statements on a [`PgClientPool`]).
+    pub fn sqlstate(&self) -> Option<&str> {
+        match self {
+            PgError::Statement(err) => err.code().map(SqlState::code),
+            _ => None,
+        }
+    }
+
+    /// Whether the failure was caused by the data the statement carried: a data exception
+    /// (SQLSTATE class 22) or an integrity constraint violation (class 23). Such a statement
+    /// fails the same way every time; other data would not have failed.
+    pub fn is_caused_by_data(&self) -> bool {
+        self.sqlstate().is_some_and(|code| code.starts_with("22") || code.starts_with("23"))
+    }
+
+    /// The constraint named by a constraint violation.
+    pub fn constraint(&self) -> Option<&str> {
+        match self {
+            PgError::Statement(err) => err.as_db_error().and_then(|db| db.constraint()),
+            _ => None,
+        }
+    }
+
+    /// The column named by the error (a not-null violation, say).
+    pub fn column(&self) -> Option<&str> {
+        match self {
+            PgError::Statement(err) => err.as_db_error().and_then(|db| db.column()),
+            _ => None,
+        }
+    }
+}
+
+/// SQLSTATEs that say "try again later": connection exceptions (class 08), transaction
+/// rollbacks (40: serialization failure, deadlock), insufficient resources (53: too many
+/// connections, disk full), operator intervention (57: shutdown, restart, cancelled statement),
+/// system errors (58: I/O), and a lock that could not be had (55P03).
+fn is_transient_sqlstate(code: &SqlState) -> bool {
+    let code = code.code();
+    ["08", "40", "53", "57", "58"].iter().any(|class| code.starts_with(class)) || code == "55P03"
+}
+
+fn statement_error_text(err: &tokio_postgres::Error) -> String {
+    match err.as_db_error() {
+        Some(db) => format!("SQLSTATE {}: {}", db.code().code(), db.message()),
+        None => err.to_string(),
     }
 }
 
@@ -150,40 +222,47 @@ impl From<bb8::RunError<PoolError>> for PgError {
     }
 }
 
-/// Builds the pool. Connections are opened lazily, so this succeeds while the database is down;
-/// [`migrate`] or [`ping`] tell whether it is reachable.
+impl From<bb8::RunError<tokio_postgres::Error>> for PgError {
+    fn from(err: bb8::RunError<tokio_postgres::Error>) -> Self {
+        PgError::Unavailable(err.to_string())
+    }
+}
+
+/// How a service connects: the URL tokio-postgres understands, and the TLS connector (used
+/// unless the URL says `sslmode=disable`).
+struct Connector {
+    url: String,
+    tls: MakeRustlsConnect,
+}
+
+impl Connector {
+    fn new(config: &PgConfig) -> Result<Connector, PgError> {
+        config.tls_mode().map_err(PgError::Tls)?;
+        // tokio-postgres knows no verify-full: it gets `require`, and the verifier does the rest.
+        let url = config.url.expose_secret().replace("sslmode=verify-full", "sslmode=require");
+        let tls = MakeRustlsConnect::new(client_tls(config.ca_file.as_ref())?);
+        Ok(Connector { url, tls })
+    }
+
+    /// A diesel-async connection on a fresh tokio-postgres connection.
+    async fn diesel(
+        url: String,
+        tls: MakeRustlsConnect,
+    ) -> diesel::ConnectionResult<AsyncPgConnection> {
+        let (client, connection) = tokio_postgres::connect(&url, tls)
+            .await
+            .map_err(|err| ConnectionError::BadConnection(err.to_string()))?;
+        AsyncPgConnection::try_from_client_and_connection(client, connection).await
+    }
+}
+
+/// Builds the diesel-async pool. Connections are opened lazily, so this succeeds while the
+/// database is down; [`migrate`] or [`ping`] tell whether it is reachable.
 pub fn pool(config: &PgConfig) -> Result<PgPool, PgError> {
-    let mode = config.tls_mode().map_err(PgError::Tls)?;
-    // tokio-postgres knows no verify-full: it gets `require`, and the verifier does the rest.
-    let url = config.url.expose_secret().replace("sslmode=verify-full", "sslmode=require");
-    let tls = match mode {
-        TlsMode::Disable => None,
-        _ => Some(tokio_postgres_rustls::MakeRustlsConnect::new(client_tls(
-            config.ca_file.as_ref(),
-        )?)),
-    };
+    let Connector { url, tls } = Connector::new(config)?;
     let mut manager_config = ManagerConfig::<AsyncPgConnection>::default();
-    manager_config.custom_setup = Box::new(move |url: &str| {
-        let url = url.to_owned();
-        let tls = tls.clone();
-        async move {
-            match tls {
-                None => {
-                    let (client, connection) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
-                        .await
-                        .map_err(|err| ConnectionError::BadConnection(err.to_string()))?;
-                    AsyncPgConnection::try_from_client_and_connection(client, connection).await
-                }
-                Some(tls) => {
-                    let (client, connection) = tokio_postgres::connect(&url, tls)
-                        .await
-                        .map_err(|err| ConnectionError::BadConnection(err.to_string()))?;
-                    AsyncPgConnection::try_from_client_and_connection(client, connection).await
-                }
-            }
-        }
-        .boxed()
-    });
+    manager_config.custom_setup =
+        Box::new(move |url: &str| Connector::diesel(url.to_owned(), tls.clone()).boxed());
     let manager = AsyncDieselConnectionManager::new_with_config(url, manager_config);
     Ok(bb8::Pool::builder()
         .max_size(config.pool_size)
@@ -192,16 +271,48 @@ pub fn pool(config: &PgConfig) -> Result<PgPool, PgError> {
         .build_unchecked(manager))
 }
 
+/// Builds the tokio-postgres pool, lazily connected like [`pool`].
+pub fn client_pool(config: &PgConfig) -> Result<PgClientPool, PgError> {
+    let Connector { url, tls } = Connector::new(config)?;
+    let pg_config: tokio_postgres::Config = url
+        .parse()
+        .map_err(|err: tokio_postgres::Error| PgError::Tls(format!("DATABASE_URL: {err}")))?;
+    Ok(bb8::Pool::builder()
+        .max_size(config.pool_size)
+        .connection_timeout(CHECKOUT_TIMEOUT)
+        .test_on_check_out(true)
+        .build_unchecked(PostgresConnectionManager::new(pg_config, tls)))
+}
+
+/// Borrows a client, mapping a timeout to [`PgError::Unavailable`].
+pub async fn client(pool: &PgClientPool) -> Result<PgClient<'_>, PgError> {
+    Ok(pool.get().await?)
+}
+
 /// Borrows a connection, mapping a timeout to [`PgError::Unavailable`].
 pub async fn conn(pool: &PgPool) -> Result<PgConn<'_>, PgError> {
     Ok(pool.get().await?)
 }
 
-/// Checks that the database answers.
-pub async fn ping(pool: &PgPool) -> Result<(), PgError> {
-    let mut conn = conn(pool).await?;
-    diesel::sql_query("SELECT 1").execute(&mut conn).await?;
-    Ok(())
+/// A pool whose database can be asked whether it answers.
+pub trait Ping: Clone + Send + Sync + 'static {
+    /// Runs a trivial query.
+    fn ping(&self) -> impl Future<Output = Result<(), PgError>> + Send;
+}
+
+impl Ping for PgPool {
+    async fn ping(&self) -> Result<(), PgError> {
+        let mut conn = conn(self).await?;
+        diesel::sql_query("SELECT 1").execute(&mut conn).await?;
+        Ok(())
+    }
+}
+
+impl Ping for PgClientPool {
+    async fn ping(&self) -> Result<(), PgError> {
+        client(self).await?.simple_query("SELECT 1").await?;
+        Ok(())
+    }
 }
 
 /// How long `/readyz` waits for the database to answer.
@@ -209,12 +320,12 @@ const READINESS_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// The `/readyz` check of a service whose work needs the database: ready when it answers a
 /// query within two seconds.
-pub fn readiness(pool: PgPool) -> fetchreward_telemetry::ReadinessCheck {
+pub fn readiness(pool: impl Ping) -> fetchreward_telemetry::ReadinessCheck {
     use fetchreward_telemetry::Readiness;
     Arc::new(move || {
         let pool = pool.clone();
         Box::pin(async move {
-            match tokio::time::timeout(READINESS_TIMEOUT, ping(&pool)).await {
+            match tokio::time::timeout(READINESS_TIMEOUT, pool.ping()).await {
                 Ok(Ok(())) => Readiness::Ready,
                 Ok(Err(err)) => Readiness::NotReady(format!("database: {err}")),
                 Err(_) => Readiness::NotReady("database: no answer within 2 s".to_owned()),
@@ -235,9 +346,33 @@ pub async fn migrate(
     schema: &str,
     lock_key: i64,
 ) -> Result<Vec<String>, PgError> {
-    debug_assert!(schema.bytes().all(|b| b.is_ascii_lowercase() || b == b'_'));
-    let mut conn =
+    let conn =
         pool.dedicated_connection().await.map_err(|err| PgError::Unavailable(err.to_string()))?;
+    migrate_on(conn, migrations, schema, lock_key).await
+}
+
+/// [`migrate`] for a service without a diesel pool, on a connection of its own.
+pub async fn migrate_with(
+    config: &PgConfig,
+    migrations: EmbeddedMigrations,
+    schema: &str,
+    lock_key: i64,
+) -> Result<Vec<String>, PgError> {
+    let Connector { url, tls } = Connector::new(config)?;
+    let conn = tokio::time::timeout(CHECKOUT_TIMEOUT, Connector::diesel(url, tls))
+        .await
+        .map_err(|_| PgError::Unavailable("no connection within 5 s".to_owned()))?
+        .map_err(|err| PgError::Unavailable(err.to_string()))?;
+    migrate_on(conn, migrations, schema, lock_key).await
+}
+
+async fn migrate_on(
+    mut conn: AsyncPgConnection,
+    migrations: EmbeddedMigrations,
+    schema: &str,
+    lock_key: i64,
+) -> Result<Vec<String>, PgError> {
+    debug_assert!(schema.bytes().all(|b| b.is_ascii_lowercase() || b == b'_'));
     diesel::sql_query("SELECT pg_advisory_lock($1)")
         .bind::<diesel::sql_types::BigInt, _>(lock_key)
         .execute(&mut conn)
