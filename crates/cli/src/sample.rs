@@ -78,6 +78,44 @@ pub fn synthetic(count: usize, seed: u64, shape: Shape) -> Vec<String> {
         .collect()
 }
 
+/// Bodies that look like logins but break one rule each that the table would otherwise
+/// enforce: a NUL character (which Postgres text cannot hold) in each string field, and each
+/// field one character longer than its column. `seed` varies the users, so several calls give
+/// distinct bodies.
+pub fn poison(seed: u64) -> Vec<String> {
+    let base = |user: &str| {
+        serde_json::json!({
+            "user_id": user,
+            "app_version": "2.3.0",
+            "device_type": "android",
+            "ip": "198.51.100.7",
+            "locale": "RU",
+            "device_id": "593-47-5928",
+        })
+    };
+    let limits: [(&str, usize); 6] = [
+        ("user_id", 129),
+        ("device_type", 33),
+        ("locale", 33),
+        ("app_version", 33),
+        ("ip", 257),
+        ("device_id", 257),
+    ];
+    let mut bodies = Vec::new();
+    for (i, (field, length)) in limits.into_iter().enumerate() {
+        let mut nul = base(&format!("poison-{seed}-nul-{i}"));
+        let value = nul[field].as_str().unwrap_or_default().to_owned();
+        nul[field] = serde_json::Value::String(format!("{}\u{0}{}", &value[..1], &value[1..]));
+        bodies.push(nul.to_string());
+        let mut long = base(&format!("poison-{seed}-long-{i}"));
+        let prefix = seed.to_string();
+        let padding = "7".repeat(length.saturating_sub(prefix.len()));
+        long[field] = serde_json::Value::String(format!("{prefix}{padding}"));
+        bodies.push(long.to_string());
+    }
+    bodies
+}
+
 /// Mostly public-looking IPv4 addresses, every 16th an IPv6 one.
 fn ip(rng: &mut StdRng, index: usize) -> String {
     if index % 16 == 15 {

@@ -1,5 +1,9 @@
 //! The ingestor's two dependencies, behind traits: the vault (tokens) and the writer (rows).
 //!
+//! Both answer for each item: the vault tokenizes a value or refuses it, the writer commits a
+//! row or refuses it, each refusal with a code and a reason. A call fails as a whole only when
+//! the dependency is unavailable, refuses the call itself, or breaks its contract.
+//!
 //! The gRPC implementations translate to and from the proto types; unit tests use fakes.
 
 use std::future::Future;
@@ -14,6 +18,8 @@ use fetchreward_runtime::grpc::MAX_MESSAGE_BYTES;
 use tonic::transport::{Channel, ClientTlsConfig, Endpoint};
 use tonic::{Code, Status};
 
+use crate::refusal::Refusal;
+
 /// A failed call to the vault or the writer.
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum DependencyError {
@@ -25,14 +31,16 @@ pub enum DependencyError {
         /// What the transport or the service said.
         detail: String,
     },
-    /// The call was refused (invalid argument, permission): retrying the same call will not
-    /// help; the messages stay in the queue and its redrive policy takes over.
-    #[error("{service} refused the call: {detail}")]
+    /// The call was refused as a whole (invalid argument, internal error, permission):
+    /// retrying the same call will not help.
+    #[error("{service} refused the call: {code:?}: {message}")]
     Refused {
         /// `vault` or `writer`.
         service: &'static str,
+        /// The status code.
+        code: Code,
         /// What the service said (its messages never quote values).
-        detail: String,
+        message: String,
     },
     /// The service answered something that breaks its contract.
     #[error("{service} answered out of contract: {detail}")]
@@ -59,16 +67,47 @@ impl DependencyError {
         }
     }
 
+    /// Whether the failure may come from the content of the call (one bad row among good
+    /// ones): an invalid argument, an internal error, a broken contract. A refused identity,
+    /// an unknown method or a missing resource is about the set-up, and every call fails
+    /// alike.
+    pub fn may_be_caused_by_content(&self) -> bool {
+        match self {
+            DependencyError::Unavailable { .. } => false,
+            DependencyError::Contract { .. } => true,
+            DependencyError::Refused { code, .. } => matches!(
+                code,
+                Code::InvalidArgument | Code::OutOfRange | Code::Internal | Code::DataLoss
+            ),
+        }
+    }
+
+    /// The refusal of one message that this failure was isolated to.
+    pub fn refusal(&self) -> Refusal {
+        let (code, reason) = match self {
+            DependencyError::Unavailable { detail, .. } => ("unavailable", detail.clone()),
+            DependencyError::Refused { code, message, .. } => (code_name(*code), message.clone()),
+            DependencyError::Contract { detail, .. } => ("contract", detail.clone()),
+        };
+        Refusal {
+            refused_by: self.service(),
+            code: format!("{}_{code}", self.service()),
+            reason: reason.lines().next().unwrap_or_default().to_owned(),
+        }
+    }
+
     fn from_status(service: &'static str, status: Status) -> Self {
-        let detail = format!("{:?}: {}", status.code(), status.message());
         match status.code() {
             Code::Unavailable
             | Code::DeadlineExceeded
             | Code::ResourceExhausted
             | Code::Aborted
             | Code::Cancelled
-            | Code::Unknown => DependencyError::Unavailable { service, detail },
-            Code::Ok
+            | Code::Unknown => DependencyError::Unavailable {
+                service,
+                detail: format!("{:?}: {}", status.code(), status.message()),
+            },
+            code @ (Code::Ok
             | Code::InvalidArgument
             | Code::NotFound
             | Code::AlreadyExists
@@ -78,27 +117,57 @@ impl DependencyError {
             | Code::Unimplemented
             | Code::Internal
             | Code::DataLoss
-            | Code::Unauthenticated => DependencyError::Refused { service, detail },
+            | Code::Unauthenticated) => {
+                DependencyError::Refused { service, code, message: status.message().to_owned() }
+            }
         }
+    }
+
+    fn contract(service: &'static str, detail: impl Into<String>) -> Self {
+        DependencyError::Contract { service, detail: detail.into() }
+    }
+}
+
+/// A status code in snake case, for refusal codes.
+fn code_name(code: Code) -> &'static str {
+    match code {
+        Code::Ok => "ok",
+        Code::Cancelled => "cancelled",
+        Code::Unknown => "unknown",
+        Code::InvalidArgument => "invalid_argument",
+        Code::DeadlineExceeded => "deadline_exceeded",
+        Code::NotFound => "not_found",
+        Code::AlreadyExists => "already_exists",
+        Code::PermissionDenied => "permission_denied",
+        Code::ResourceExhausted => "resource_exhausted",
+        Code::FailedPrecondition => "failed_precondition",
+        Code::Aborted => "aborted",
+        Code::OutOfRange => "out_of_range",
+        Code::Unimplemented => "unimplemented",
+        Code::Internal => "internal",
+        Code::Unavailable => "unavailable",
+        Code::DataLoss => "data_loss",
+        Code::Unauthenticated => "unauthenticated",
     }
 }
 
 /// Turns personal values into tokens.
 pub trait Tokenizer: Send + Sync + 'static {
-    /// One token per value, in order.
+    /// One entry per value, in order: its token, or why it was refused.
     fn tokenize(
         &self,
         values: Vec<(PiiKind, Pii)>,
-    ) -> impl Future<Output = Result<Vec<Token>, DependencyError>> + Send;
+    ) -> impl Future<Output = Result<Vec<Result<Token, Refusal>>, DependencyError>> + Send;
 }
 
 /// Commits masked rows.
 pub trait RowSink: Send + Sync + 'static {
-    /// Commits every row (or none); rows already present count as committed.
+    /// Commits every row it does not refuse, in one transaction, and returns the refused ones
+    /// by position, with why. Rows already present count as committed.
     fn write(
         &self,
         rows: Vec<MaskedLogin>,
-    ) -> impl Future<Output = Result<(), DependencyError>> + Send;
+    ) -> impl Future<Output = Result<Vec<(usize, Refusal)>, DependencyError>> + Send;
 }
 
 /// How long one call to the vault or the writer may take.
@@ -139,7 +208,10 @@ impl GrpcVault {
 }
 
 impl Tokenizer for GrpcVault {
-    async fn tokenize(&self, values: Vec<(PiiKind, Pii)>) -> Result<Vec<Token>, DependencyError> {
+    async fn tokenize(
+        &self,
+        values: Vec<(PiiKind, Pii)>,
+    ) -> Result<Vec<Result<Token, Refusal>>, DependencyError> {
         let count = values.len();
         let request = vault::TokenizeRequest {
             values: values
@@ -154,26 +226,37 @@ impl Tokenizer for GrpcVault {
                 })
                 .collect(),
         };
-        let tokens = self
+        let response = self
             .client
             .clone()
             .tokenize(request)
             .await
             .map_err(|status| DependencyError::from_status("vault", status))?
-            .into_inner()
-            .tokens;
-        if tokens.len() != count {
-            return Err(DependencyError::Contract {
-                service: "vault",
-                detail: format!("{} tokens for {count} values", tokens.len()),
-            });
+            .into_inner();
+        if response.tokens.len() != count {
+            let detail = format!("{} tokens for {count} values", response.tokens.len());
+            return Err(DependencyError::contract("vault", detail));
         }
-        tokens.iter().map(|text| text.parse::<Token>()).collect::<Result<Vec<_>, _>>().map_err(
-            |err| DependencyError::Contract {
-                service: "vault",
-                detail: format!("a returned token {err}"),
-            },
-        )
+        let mut answers: Vec<Option<Result<Token, Refusal>>> = vec![None; count];
+        for refused in response.refused {
+            let slot = usize::try_from(refused.index).ok().and_then(|i| answers.get_mut(i));
+            let Some(slot) = slot else {
+                return Err(DependencyError::contract("vault", "a refusal names no value"));
+            };
+            let refusal =
+                Refusal { refused_by: "vault", code: refused.code, reason: refused.reason };
+            *slot = Some(Err(refusal));
+        }
+        answers
+            .into_iter()
+            .zip(&response.tokens)
+            .map(|(answer, text)| match answer {
+                Some(refused) => Ok(refused),
+                None => text.parse::<Token>().map(Ok).map_err(|err| {
+                    DependencyError::contract("vault", format!("a returned token {err}"))
+                }),
+            })
+            .collect()
     }
 }
 
@@ -194,7 +277,11 @@ impl GrpcWriter {
 }
 
 impl RowSink for GrpcWriter {
-    async fn write(&self, rows: Vec<MaskedLogin>) -> Result<(), DependencyError> {
+    async fn write(
+        &self,
+        rows: Vec<MaskedLogin>,
+    ) -> Result<Vec<(usize, Refusal)>, DependencyError> {
+        let count = rows.len();
         let request = writer::WriteLoginsRequest {
             rows: rows
                 .into_iter()
@@ -213,12 +300,24 @@ impl RowSink for GrpcWriter {
                 })
                 .collect(),
         };
-        self.client
+        let response = self
+            .client
             .clone()
             .write_logins(request)
             .await
-            .map_err(|status| DependencyError::from_status("writer", status))?;
-        Ok(())
+            .map_err(|status| DependencyError::from_status("writer", status))?
+            .into_inner();
+        response
+            .refused
+            .into_iter()
+            .map(|refused| match usize::try_from(refused.index) {
+                Ok(index) if index < count => Ok((
+                    index,
+                    Refusal { refused_by: "writer", code: refused.code, reason: refused.reason },
+                )),
+                _ => Err(DependencyError::contract("writer", "a refusal names no row")),
+            })
+            .collect()
     }
 }
 
@@ -237,5 +336,33 @@ mod tests {
         let denied = DependencyError::from_status("vault", Status::permission_denied("no"));
         assert!(!denied.is_transient());
         assert_eq!(denied.service(), "vault");
+    }
+
+    #[test]
+    fn only_failures_that_content_can_cause_are_worth_isolating() {
+        for status in [Status::internal("bug"), Status::invalid_argument("rows[3]")] {
+            assert!(DependencyError::from_status("writer", status).may_be_caused_by_content());
+        }
+        for status in
+            [Status::permission_denied("no"), Status::unimplemented("no"), Status::unavailable("")]
+        {
+            assert!(!DependencyError::from_status("writer", status).may_be_caused_by_content());
+        }
+    }
+
+    #[test]
+    fn an_isolated_failure_becomes_a_refusal_with_the_services_code() {
+        let err = DependencyError::from_status(
+            "writer",
+            Status::internal("database error; nothing was written\nsecond line"),
+        );
+        assert_eq!(
+            err.refusal(),
+            Refusal {
+                refused_by: "writer",
+                code: "writer_internal".to_owned(),
+                reason: "database error; nothing was written".to_owned(),
+            }
+        );
     }
 }

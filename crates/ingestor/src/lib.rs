@@ -11,6 +11,7 @@ pub mod config;
 pub mod consumer;
 pub mod pipeline;
 pub mod queue;
+pub mod refusal;
 
 use std::net::SocketAddr;
 use std::sync::Arc;

@@ -3,17 +3,28 @@
 //! 1. Parse every body with the model's rules. An invalid message is sent, byte for byte, to
 //!    the dead-letter queue with its reason, then deleted from the source.
 //! 2. Tokenize every personal value of the valid messages in one vault call (each distinct
-//!    value once).
-//! 3. Write every row in one writer call: one transaction, idempotent on message_id.
+//!    value once). A value the vault refuses sends the messages that hold it to the DLQ with
+//!    the vault's code and reason.
+//! 3. Write the other rows in one writer call: one transaction, idempotent on message_id. A row
+//!    the writer refuses sends its message to the DLQ with the writer's code and reason; the
+//!    others are committed.
 //! 4. Delete exactly the messages whose rows are committed.
 //!
 //! A transient failure of a step is retried with exponential backoff and jitter for a bounded
 //! time; then the batch is left alone and its messages come back after their visibility
-//! timeout (the queue's redrive policy moves one that keeps failing to the DLQ). While a
-//! batch is being worked on, a heartbeat extends its visibility, so a slow batch is not
-//! redelivered to another consumer halfway.
+//! timeout. While a batch is being worked on, a heartbeat extends its visibility, so a slow
+//! batch is not redelivered to another consumer halfway.
+//!
+//! One bad message never costs a good one. When the vault or the writer fails a whole call in
+//! a way its content may have caused (an internal error, say) without naming the culprit, the
+//! batch is bisected: each half is tried on its own, a failing half is split again, up to
+//! [`MAX_BISECT_CALLS`] calls. A message that fails alone, while others of its batch went
+//! through, is tried once more, and if it fails again it goes to the DLQ with the failure as
+//! its reason; everything else is written or left for redelivery. When nothing of the batch
+//! goes through, the failure is not the content's (a broken dependency): nothing is
+//! dead-lettered, every message is left.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::future::Future;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -24,7 +35,14 @@ use fetchreward_model::{LoginEvent, MaskedLogin, Pii, PiiKind, Token, parse_logi
 use tokio_util::sync::CancellationToken;
 
 use crate::clients::{DependencyError, RowSink, Tokenizer};
-use crate::queue::{DeadLetter, Queue, QueueError, ReceivedMessage};
+use crate::queue::{DeadLetter, Origin, Queue, QueueError, ReceivedMessage};
+use crate::refusal::Refusal;
+
+/// The most calls one batch's bisection makes before the parts still failing are left for
+/// redelivery (where they meet other neighbours). Each culprit among `n` messages costs about
+/// `2·log2(n)` calls, so this isolates three or four culprits of a full batch of 500 at once;
+/// it also bounds what a broken dependency is asked per batch before the batch is left.
+pub const MAX_BISECT_CALLS: usize = 64;
 
 /// How failures are retried within one batch.
 #[derive(Debug, Clone, Copy)]
@@ -52,7 +70,7 @@ impl Default for RetryPolicy {
 pub struct BatchReport {
     /// Rows committed and messages deleted.
     pub written: usize,
-    /// Invalid messages moved to the DLQ.
+    /// Messages moved to the DLQ: invalid ones, and those the vault or the writer refused.
     pub dead_lettered: usize,
     /// Messages left in the queue, to come back after their visibility timeout.
     pub left: usize,
@@ -106,6 +124,38 @@ impl Retryable for QueueError {
 impl Retryable for DependencyError {
     fn is_transient(&self) -> bool {
         DependencyError::is_transient(self)
+    }
+}
+
+/// A message that passed the model's rules.
+struct Valid<'a> {
+    message: &'a ReceivedMessage,
+    origin: Origin,
+    event: LoginEvent,
+}
+
+/// What the vault and the writer made of some of a batch's valid messages, by their positions
+/// in it.
+#[derive(Debug, Default)]
+struct Settled {
+    /// Messages whose rows are committed (or were already).
+    committed: Vec<usize>,
+    /// Messages refused by the vault or the writer, with why.
+    refused: Vec<(usize, Refusal)>,
+    /// Messages to leave for redelivery.
+    left: Vec<usize>,
+}
+
+impl Settled {
+    fn merge(&mut self, other: Settled) {
+        self.committed.extend(other.committed);
+        self.refused.extend(other.refused);
+        self.left.extend(other.left);
+    }
+
+    /// Whether any message got an answer of its own.
+    fn went_through(&self) -> bool {
+        !self.committed.is_empty() || !self.refused.is_empty()
     }
 }
 
@@ -186,28 +236,30 @@ impl<Q: Queue, T: Tokenizer, W: RowSink> Pipeline<Q, T, W> {
         let mut valid = Vec::with_capacity(batch.len());
         let mut letters = Vec::new();
         for message in batch {
-            match parse_login(message.body.as_bytes()) {
-                Ok(event) => valid.push((message, event)),
-                Err(rejection) => {
-                    metrics::counter!("fetchreward_ingestor_rejections_total", "reason" => rejection.code())
-                        .increment(1);
-                    letters.push(DeadLetter {
-                        message,
-                        reason: rejection.to_string(),
-                        reason_code: rejection.code(),
-                    });
-                }
+            match parse(message) {
+                Ok(parsed) => valid.push(parsed),
+                Err(letter) => letters.push(letter),
             }
         }
-        let (dead_lettered, written) =
-            tokio::join!(self.move_to_dlq(&letters), self.write_valid(valid));
+        let (dead_lettered, (written, refused)) =
+            tokio::join!(self.move_to_dlq(&letters), self.write_valid(&valid));
+        let dead_lettered = dead_lettered + refused;
         BatchReport { written, dead_lettered, left: batch.len() - written - dead_lettered }
     }
 
-    /// Moves invalid messages to the DLQ; returns how many were moved.
+    /// Moves messages to the DLQ; returns how many were moved.
     async fn move_to_dlq(&self, letters: &[DeadLetter<'_>]) -> usize {
         if letters.is_empty() {
             return 0;
+        }
+        for letter in letters {
+            let refusal = &letter.refusal;
+            metrics::counter!(
+                "fetchreward_ingestor_dead_letters_total",
+                "refused_by" => refusal.refused_by,
+                "code" => refusal.code.clone()
+            )
+            .increment(1);
         }
         match self.with_retry("dlq", || self.queue.dead_letter(letters)).await {
             Ok(failed) => {
@@ -222,23 +274,38 @@ impl<Q: Queue, T: Tokenizer, W: RowSink> Pipeline<Q, T, W> {
         }
     }
 
-    /// Tokenizes, writes and deletes the valid messages; returns how many were completed.
-    async fn write_valid(&self, valid: Vec<(&ReceivedMessage, LoginEvent)>) -> usize {
+    /// Tokenizes and writes the valid messages, deletes those whose rows are committed and
+    /// dead-letters those refused; returns how many of each were completed.
+    async fn write_valid(&self, valid: &[Valid<'_>]) -> (usize, usize) {
         if valid.is_empty() {
+            return (0, 0);
+        }
+        let settled = self.deliver(valid).await;
+        if !settled.left.is_empty() {
+            tracing::debug!(messages = settled.left.len(), "messages left for redelivery");
+        }
+        let committed: Vec<&ReceivedMessage> =
+            settled.committed.iter().map(|&i| valid[i].message).collect();
+        let letters: Vec<DeadLetter<'_>> = settled
+            .refused
+            .into_iter()
+            .map(|(i, refusal)| DeadLetter {
+                message: valid[i].message,
+                origin: valid[i].origin.clone(),
+                refusal,
+            })
+            .collect();
+        tokio::join!(self.delete_committed(&committed), self.move_to_dlq(&letters))
+    }
+
+    /// Deletes messages whose rows are committed; returns how many were deleted.
+    async fn delete_committed(&self, messages: &[&ReceivedMessage]) -> usize {
+        if messages.is_empty() {
             return 0;
         }
-        let messages: Vec<&ReceivedMessage> = valid.iter().map(|(message, _)| *message).collect();
-        let rows = match self.mask(valid).await {
-            Ok(rows) => rows,
-            Err(err) => return self.dependency_failed(err, messages.len()),
-        };
-        if let Err(err) = self.with_retry("writer", || self.sink.write(rows.clone())).await {
-            return self.dependency_failed(err, messages.len());
-        }
-        self.health.dependencies(true);
         // The rows are committed: from here on a failure only means a redelivery, which the
         // writer turns into "already present".
-        match self.with_retry("delete", || self.queue.delete(&messages)).await {
+        match self.with_retry("delete", || self.queue.delete(messages)).await {
             Ok(failed) => {
                 self.health.queue(true);
                 if !failed.is_empty() {
@@ -257,14 +324,89 @@ impl<Q: Queue, T: Tokenizer, W: RowSink> Pipeline<Q, T, W> {
         }
     }
 
-    /// Replaces personal values by tokens, asking the vault once for each distinct value.
-    async fn mask(
+    /// Settles every valid message of a batch: committed, refused, or left.
+    async fn deliver(&self, valid: &[Valid<'_>]) -> Settled {
+        let all: Vec<usize> = (0..valid.len()).collect();
+        match self.attempt(valid, &all).await {
+            Ok(settled) => {
+                self.health.dependencies(true);
+                settled
+            }
+            Err(err) if err.may_be_caused_by_content() && all.len() > 1 => {
+                self.bisect(valid, all, &err).await
+            }
+            Err(err) => {
+                self.dependency_failed(&err, all.len());
+                Settled { left: all, ..Settled::default() }
+            }
+        }
+    }
+
+    /// Isolates the messages a whole-call failure came from (see the module's header).
+    async fn bisect(
         &self,
-        valid: Vec<(&ReceivedMessage, LoginEvent)>,
-    ) -> Result<Vec<MaskedLogin>, DependencyError> {
+        valid: &[Valid<'_>],
+        all: Vec<usize>,
+        first: &DependencyError,
+    ) -> Settled {
+        tracing::warn!(error = %first, messages = all.len(), "a dependency failed a whole batch; isolating the cause");
+        metrics::counter!("fetchreward_ingestor_bisections_total", "service" => first.service())
+            .increment(1);
+        let mut settled = Settled::default();
+        let mut suspects = Vec::new();
+        let mut calls = 0;
+        let mut pending: Vec<Vec<usize>> = halves(all).into();
+        while let Some(part) = pending.pop() {
+            if calls == MAX_BISECT_CALLS {
+                settled.left.extend(part);
+                continue;
+            }
+            calls += 1;
+            match self.attempt(valid, &part).await {
+                Ok(done) => settled.merge(done),
+                Err(err) if err.may_be_caused_by_content() && part.len() == 1 => {
+                    suspects.push(part[0]);
+                }
+                Err(err) if err.may_be_caused_by_content() => pending.extend(halves(part)),
+                Err(_) => settled.left.extend(part),
+            }
+        }
+        if !settled.went_through() {
+            self.dependency_failed(first, valid.len());
+            settled.left.extend(suspects);
+            return settled;
+        }
+        self.health.dependencies(true);
+        // A message that failed alone while its neighbours went through is tried once more,
+        // so that a dependency that failed for a moment is not taken for the message's fault.
+        for suspect in suspects {
+            match self.attempt(valid, &[suspect]).await {
+                Ok(done) => settled.merge(done),
+                Err(err) if err.may_be_caused_by_content() => {
+                    tracing::warn!(
+                        message_id = %valid[suspect].message.message_id,
+                        error = %err,
+                        "a message fails on its own; dead-lettering it"
+                    );
+                    settled.refused.push((suspect, err.refusal()));
+                }
+                Err(_) => settled.left.push(suspect),
+            }
+        }
+        settled
+    }
+
+    /// Tokenizes and writes the messages at `part`: one vault call for their distinct values,
+    /// one writer call for their rows.
+    async fn attempt(
+        &self,
+        valid: &[Valid<'_>],
+        part: &[usize],
+    ) -> Result<Settled, DependencyError> {
         let mut slots: HashMap<(PiiKind, &str), usize> = HashMap::new();
         let mut values: Vec<(PiiKind, Pii)> = Vec::new();
-        for (_, event) in &valid {
+        for &i in part {
+            let event = &valid[i].event;
             for (kind, value) in [(PiiKind::Ip, &event.ip), (PiiKind::DeviceId, &event.device_id)] {
                 if let Some(value) = value {
                     slots.entry((kind, value.expose())).or_insert_with(|| {
@@ -274,32 +416,57 @@ impl<Q: Queue, T: Tokenizer, W: RowSink> Pipeline<Q, T, W> {
                 }
             }
         }
-        let tokens: Vec<Token> = if values.is_empty() {
+        let tokens: Vec<Result<Token, Refusal>> = if values.is_empty() {
             Vec::new()
         } else {
             self.with_retry("vault", || self.tokenizer.tokenize(values.clone())).await?
         };
-        let token_of = |kind: PiiKind, value: &Option<Pii>| {
-            value.as_ref().map(|value| tokens[slots[&(kind, value.expose())]])
+        let token_of = |kind: PiiKind, value: &Option<Pii>| -> Result<Option<Token>, &Refusal> {
+            match value {
+                None => Ok(None),
+                Some(value) => tokens[slots[&(kind, value.expose())]].as_ref().map(|t| Some(*t)),
+            }
         };
-        let rows = valid
-            .iter()
-            .map(|(message, event)| {
-                let masked_ip = token_of(PiiKind::Ip, &event.ip);
-                let masked_device_id = token_of(PiiKind::DeviceId, &event.device_id);
-                MaskedLogin::from_event(
-                    message.message_id.clone(),
-                    message.sent_at,
-                    LoginEvent { ip: None, device_id: None, ..event.clone() },
-                    masked_ip,
-                    masked_device_id,
-                )
-            })
-            .collect();
-        Ok(rows)
+
+        let mut settled = Settled::default();
+        let mut rows = Vec::with_capacity(part.len());
+        let mut row_positions = Vec::with_capacity(part.len());
+        for &i in part {
+            let Valid { origin, event, .. } = &valid[i];
+            match (token_of(PiiKind::Ip, &event.ip), token_of(PiiKind::DeviceId, &event.device_id))
+            {
+                (Ok(masked_ip), Ok(masked_device_id)) => {
+                    rows.push(MaskedLogin::from_event(
+                        origin.message_id.clone(),
+                        origin.sent_at,
+                        event,
+                        masked_ip,
+                        masked_device_id,
+                    ));
+                    row_positions.push(i);
+                }
+                (Err(refusal), _) | (_, Err(refusal)) => settled.refused.push((i, refusal.clone())),
+            }
+        }
+        if rows.is_empty() {
+            return Ok(settled);
+        }
+        let refused_rows = self.with_retry("writer", || self.sink.write(rows.clone())).await?;
+        let refused: HashSet<usize> = refused_rows.iter().map(|(row, _)| *row).collect();
+        settled.committed.extend(
+            row_positions
+                .iter()
+                .enumerate()
+                .filter(|(row, _)| !refused.contains(row))
+                .map(|(_, i)| *i),
+        );
+        settled
+            .refused
+            .extend(refused_rows.into_iter().map(|(row, refusal)| (row_positions[row], refusal)));
+        Ok(settled)
     }
 
-    fn dependency_failed(&self, err: DependencyError, messages: usize) -> usize {
+    fn dependency_failed(&self, err: &DependencyError, messages: usize) {
         self.health.dependencies(false);
         metrics::counter!("fetchreward_ingestor_dependency_failures_total", "service" => err.service())
             .increment(1);
@@ -308,7 +475,6 @@ impl<Q: Queue, T: Tokenizer, W: RowSink> Pipeline<Q, T, W> {
         } else {
             tracing::error!(error = %err, messages, "dependency refused the batch; messages left for redelivery");
         }
-        0
     }
 
     async fn extend_visibility(&self, batch: &[ReceivedMessage]) {
@@ -352,6 +518,27 @@ impl<Q: Queue, T: Tokenizer, W: RowSink> Pipeline<Q, T, W> {
     }
 }
 
+/// A message and its event, or its way to the DLQ.
+fn parse(message: &ReceivedMessage) -> Result<Valid<'_>, DeadLetter<'_>> {
+    let own = || Origin { message_id: message.message_id.clone(), sent_at: message.sent_at };
+    let origin =
+        message.origin().map_err(|refusal| DeadLetter { message, origin: own(), refusal })?;
+    match parse_login(message.body.as_bytes()) {
+        Ok(event) => Ok(Valid { message, origin, event }),
+        Err(rejection) => {
+            metrics::counter!("fetchreward_ingestor_rejections_total", "reason" => rejection.code())
+                .increment(1);
+            Err(DeadLetter { message, origin, refusal: Refusal::of_rejection(&rejection) })
+        }
+    }
+}
+
+/// A part split in two, the first half on top of the stack.
+fn halves(mut part: Vec<usize>) -> [Vec<usize>; 2] {
+    let second = part.split_off(part.len() / 2);
+    [second, part]
+}
+
 #[cfg(test)]
 pub(crate) mod tests {
     use std::collections::HashMap;
@@ -359,12 +546,13 @@ pub(crate) mod tests {
     use std::sync::Mutex;
     use std::sync::atomic::AtomicUsize;
 
-    use fetchreward_model::MAC_LEN;
+    use fetchreward_model::{MAC_LEN, attributes};
 
     use super::*;
-    use crate::queue::memory::MemoryQueue;
+    use crate::queue::memory::{MemoryLetter, MemoryQueue};
 
-    /// A vault that makes deterministic (unkeyed, test-only) tokens and can be taken down.
+    /// A vault that makes deterministic (unkeyed, test-only) tokens, refuses device ids that
+    /// start with `refuse-`, and can be taken down.
     #[derive(Default)]
     pub(crate) struct FakeVault {
         pub(crate) down: AtomicBool,
@@ -376,7 +564,7 @@ pub(crate) mod tests {
         async fn tokenize(
             &self,
             values: Vec<(PiiKind, Pii)>,
-        ) -> Result<Vec<Token>, DependencyError> {
+        ) -> Result<Vec<Result<Token, Refusal>>, DependencyError> {
             self.calls.fetch_add(1, Ordering::SeqCst);
             if self.down.load(Ordering::SeqCst) {
                 return Err(DependencyError::Unavailable {
@@ -388,29 +576,54 @@ pub(crate) mod tests {
             Ok(values
                 .iter()
                 .map(|(kind, value)| {
+                    if value.expose().starts_with("refuse-") {
+                        return Err(Refusal {
+                            refused_by: "vault",
+                            code: "test_refusal".into(),
+                            reason: "device_id is refused by the test vault".into(),
+                        });
+                    }
                     let mut hasher = std::collections::hash_map::DefaultHasher::new();
                     value.expose().hash(&mut hasher);
                     let mut mac = [0u8; MAC_LEN];
                     for (chunk, byte) in mac.chunks_mut(8).zip(0u64..) {
                         chunk.copy_from_slice(&(hasher.finish() ^ byte).to_le_bytes());
                     }
-                    Token::new(*kind, 1, mac)
+                    Ok(Token::new(*kind, 1, mac))
                 })
                 .collect())
         }
     }
 
-    /// A writer that keeps rows by message_id, can be taken down, and can be slow.
+    /// How the fake writer treats a row whose user_id starts with `poison-`.
+    #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+    pub(crate) enum PoisonRows {
+        /// Refuses it by index and commits the others (what the real writer does).
+        #[default]
+        RefuseByIndex,
+        /// Fails the whole call with INTERNAL, naming nothing (an older or buggy writer).
+        FailTheCall,
+    }
+
+    /// A writer that keeps rows by message_id, can be taken down, can be slow, and refuses
+    /// rows whose user_id starts with `poison-` (see [`PoisonRows`]).
     #[derive(Default)]
     pub(crate) struct FakeWriter {
         pub(crate) down: AtomicBool,
+        pub(crate) broken: AtomicBool,
+        pub(crate) poison: Mutex<PoisonRows>,
         pub(crate) delay: Mutex<Duration>,
         pub(crate) rows: Mutex<HashMap<String, MaskedLogin>>,
         pub(crate) writes: AtomicUsize,
+        pub(crate) calls: AtomicUsize,
     }
 
     impl RowSink for Arc<FakeWriter> {
-        async fn write(&self, rows: Vec<MaskedLogin>) -> Result<(), DependencyError> {
+        async fn write(
+            &self,
+            rows: Vec<MaskedLogin>,
+        ) -> Result<Vec<(usize, Refusal)>, DependencyError> {
+            self.calls.fetch_add(1, Ordering::SeqCst);
             let delay = *self.delay.lock().expect("not poisoned");
             tokio::time::sleep(delay).await;
             if self.down.load(Ordering::SeqCst) {
@@ -419,12 +632,38 @@ pub(crate) mod tests {
                     detail: "down".into(),
                 });
             }
-            self.writes.fetch_add(rows.len(), Ordering::SeqCst);
-            let mut stored = self.rows.lock().expect("not poisoned");
-            for row in rows {
-                stored.entry(row.message_id.clone()).or_insert(row);
+            let internal = || DependencyError::Refused {
+                service: "writer",
+                code: tonic::Code::Internal,
+                message: "database error; nothing was written".into(),
+            };
+            if self.broken.load(Ordering::SeqCst) {
+                return Err(internal());
             }
-            Ok(())
+            let poisoned: Vec<usize> =
+                (0..rows.len()).filter(|&i| rows[i].user_id.starts_with("poison-")).collect();
+            let mode = *self.poison.lock().expect("not poisoned");
+            if mode == PoisonRows::FailTheCall && !poisoned.is_empty() {
+                return Err(internal());
+            }
+            let mut stored = self.rows.lock().expect("not poisoned");
+            for (i, row) in rows.into_iter().enumerate() {
+                if !poisoned.contains(&i) {
+                    self.writes.fetch_add(1, Ordering::SeqCst);
+                    stored.entry(row.message_id.clone()).or_insert(row);
+                }
+            }
+            Ok(poisoned
+                .into_iter()
+                .map(|i| {
+                    let refusal = Refusal {
+                        refused_by: "writer",
+                        code: "db_constraint_violation".into(),
+                        reason: "the database refused the row: SQLSTATE 23514 on no_poison".into(),
+                    };
+                    (i, refusal)
+                })
+                .collect())
         }
     }
 
@@ -493,9 +732,12 @@ pub(crate) mod tests {
         assert!(queue.is_empty(), "every message is deleted or moved");
         let letters = queue.dead_letters();
         assert_eq!(letters.len(), 2);
-        assert!(letters.iter().any(|(_, body, reason)| body.contains("oops_wrong_msg_type")
-            && reason == "field `user_id` is missing"));
-        assert!(letters.iter().any(|(_, _, reason)| reason.contains("`ip` is not a valid")));
+        let reason = |letter: &MemoryLetter| {
+            letter.refusal.as_ref().map(|r| r.reason.clone()).unwrap_or_default()
+        };
+        assert!(letters.iter().any(|letter| letter.body.contains("oops_wrong_msg_type")
+            && reason(letter) == "field `user_id` is missing"));
+        assert!(letters.iter().any(|letter| reason(letter).contains("`ip` is not a valid")));
         assert_eq!(vault.calls.load(Ordering::SeqCst), 1, "one vault call per batch");
         assert_eq!(vault.values_seen.load(Ordering::SeqCst), 4, "each distinct value once");
         let rows = writer.rows.lock().expect("not poisoned");
@@ -576,5 +818,137 @@ pub(crate) mod tests {
         assert_eq!(pipeline.process(receive_all(&queue).await).await.written, 1);
         assert_eq!(writer.rows.lock().expect("not poisoned").len(), 1, "one row");
         assert_eq!(writer.writes.load(Ordering::SeqCst), 2, "the write was repeated");
+    }
+
+    /// Sends `count` valid logins and `poison` at the given positions; returns the poison ids.
+    fn send_mixed(queue: &MemoryQueue, count: usize, poison: &[(usize, String)]) -> Vec<String> {
+        let mut poison_ids = Vec::new();
+        for i in 0..count {
+            if let Some((_, body)) = poison.iter().find(|(at, _)| *at == i) {
+                poison_ids.push(queue.send(body.clone()));
+            }
+            queue.send(login(&format!("u{i}"), &format!("10.2.{}.{}", i / 200, i % 200), "d"));
+        }
+        poison_ids
+    }
+
+    fn refusal_of<'a>(letters: &'a [MemoryLetter], id: &str) -> &'a Refusal {
+        letters
+            .iter()
+            .find(|letter| letter.source_message_id == id)
+            .and_then(|letter| letter.refusal.as_ref())
+            .expect("dead-lettered with a refusal")
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_row_the_writer_refuses_is_dead_lettered_and_every_other_row_written() {
+        let queue = MemoryQueue::new(5);
+        let (pipeline, _vault, writer) = pipeline(&queue);
+        let poison = [(37, login("poison-1", "10.9.9.9", "d-9"))];
+        let poison_ids = send_mixed(&queue, 120, &poison);
+
+        // Twelve receives merged into one batch, as a worker takes them from the channel.
+        let report = pipeline.process(receive_all(&queue).await).await;
+
+        assert_eq!(report, BatchReport { written: 120, dead_lettered: 1, left: 0 });
+        assert!(queue.is_empty(), "nothing is left for redelivery");
+        let letters = queue.dead_letters();
+        assert_eq!(letters.len(), 1);
+        let refusal = refusal_of(&letters, &poison_ids[0]);
+        assert_eq!(refusal.refused_by, "writer");
+        assert_eq!(refusal.code, "db_constraint_violation");
+        assert_eq!(refusal.reason, "the database refused the row: SQLSTATE 23514 on no_poison");
+        assert_eq!(writer.rows.lock().expect("not poisoned").len(), 120);
+        assert_eq!(writer.calls.load(Ordering::SeqCst), 1, "one writer call for the batch");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_value_the_vault_refuses_dead_letters_the_messages_that_hold_it() {
+        let queue = MemoryQueue::new(5);
+        let (pipeline, _vault, writer) = pipeline(&queue);
+        let poison =
+            [(3, login("v1", "10.8.0.1", "refuse-me")), (60, login("v2", "10.8.0.2", "refuse-me"))];
+        let poison_ids = send_mixed(&queue, 80, &poison);
+
+        let report = pipeline.process(receive_all(&queue).await).await;
+
+        assert_eq!(report, BatchReport { written: 80, dead_lettered: 2, left: 0 });
+        let letters = queue.dead_letters();
+        for id in &poison_ids {
+            let refusal = refusal_of(&letters, id);
+            assert_eq!((refusal.refused_by, refusal.code.as_str()), ("vault", "test_refusal"));
+        }
+        assert_eq!(writer.rows.lock().expect("not poisoned").len(), 80);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_whole_call_failure_is_bisected_down_to_the_messages_that_cause_it() {
+        let queue = MemoryQueue::new(5);
+        let (pipeline, _vault, writer) = pipeline(&queue);
+        *writer.poison.lock().expect("not poisoned") = PoisonRows::FailTheCall;
+        let poison = [
+            (10, login("poison-a", "10.9.0.1", "d-a")),
+            (11, login("poison-b", "10.9.0.2", "d-b")),
+            (150, login("poison-c", "10.9.0.3", "d-c")),
+        ];
+        let poison_ids = send_mixed(&queue, 200, &poison);
+
+        let report = pipeline.process(receive_all(&queue).await).await;
+
+        assert_eq!(report, BatchReport { written: 200, dead_lettered: 3, left: 0 });
+        assert!(queue.is_empty());
+        let letters = queue.dead_letters();
+        assert_eq!(letters.len(), 3);
+        for id in &poison_ids {
+            let refusal = refusal_of(&letters, id);
+            assert_eq!(refusal.code, "writer_internal");
+            assert_eq!(refusal.reason, "database error; nothing was written");
+        }
+        let calls = writer.calls.load(Ordering::SeqCst);
+        assert!(calls <= 1 + MAX_BISECT_CALLS + 3, "bounded: {calls} writer calls");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_dependency_that_fails_every_call_dead_letters_nothing() {
+        let queue = MemoryQueue::new(5);
+        let (pipeline, _vault, writer) = pipeline(&queue);
+        writer.broken.store(true, Ordering::SeqCst);
+        send_mixed(&queue, 300, &[]);
+
+        let report = pipeline.process(receive_all(&queue).await).await;
+
+        assert_eq!(report, BatchReport { written: 0, dead_lettered: 0, left: 300 });
+        assert!(queue.dead_letters().is_empty(), "a broken writer is not the messages' fault");
+        assert_eq!(queue.len(), 300);
+        assert!(writer.calls.load(Ordering::SeqCst) <= 1 + MAX_BISECT_CALLS);
+        assert_eq!(pipeline.health().problem(), Some("the vault or the writer is failing"));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_redriven_message_keeps_the_row_of_the_message_it_was_first_sent_as() {
+        let queue = MemoryQueue::new(5);
+        let (pipeline, _vault, writer) = pipeline(&queue);
+        let first_sent_ms = 1_700_000_000_000_i64;
+        let origin = [
+            (attributes::SOURCE_MESSAGE_ID, "first-id"),
+            (attributes::SOURCE_SENT_TIMESTAMP, "1700000000000"),
+        ];
+        // Redriven twice, so it is in the queue twice under two new ids.
+        queue.send_with_attributes(login("u1", "10.0.0.1", "d"), &origin);
+        queue.send_with_attributes(login("u1", "10.0.0.1", "d"), &origin);
+        let broken = queue.send_with_attributes(
+            login("u2", "10.0.0.2", "d"),
+            &[(attributes::SOURCE_MESSAGE_ID, "only-the-id")],
+        );
+
+        let report = pipeline.process(receive_all(&queue).await).await;
+
+        assert_eq!(report, BatchReport { written: 2, dead_lettered: 1, left: 0 });
+        let rows = writer.rows.lock().expect("not poisoned");
+        assert_eq!(rows.len(), 1, "one row for both copies");
+        let row = &rows["first-id"];
+        assert_eq!(row.sent_at.timestamp_millis(), first_sent_ms);
+        let letters = queue.dead_letters();
+        assert_eq!(refusal_of(&letters, &broken).code, "invalid_source_attributes");
     }
 }

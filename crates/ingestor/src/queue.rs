@@ -12,6 +12,10 @@ use std::future::Future;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
+use fetchreward_model::attributes;
+use fetchreward_model::limits;
+
+use crate::refusal::Refusal;
 
 /// The most messages one receive, delete or send call handles (SQS's batch limit).
 pub const BATCH_LIMIT: usize = 10;
@@ -33,6 +37,64 @@ pub struct ReceivedMessage {
     pub attributes: Vec<(String, MessageAttribute)>,
 }
 
+/// The message a row comes from: its idempotency key and its date.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Origin {
+    /// The SQS MessageId the message was first sent with.
+    pub message_id: String,
+    /// Its first `SentTimestamp`.
+    pub sent_at: DateTime<Utc>,
+}
+
+impl ReceivedMessage {
+    /// The value of a `String` or `Number` attribute.
+    pub fn attribute(&self, name: &str) -> Option<&str> {
+        self.attributes
+            .iter()
+            .find(|(own, _)| own == name)
+            .and_then(|(_, attribute)| attribute.string_value.as_deref())
+    }
+
+    /// Where the row comes from: the message itself, or, for a message redriven from the
+    /// dead-letter queue, the message it was first sent as (named by the attributes
+    /// [`attributes::SOURCE_MESSAGE_ID`] and [`attributes::SOURCE_SENT_TIMESTAMP`]), so that a
+    /// message redriven twice still gives one row.
+    pub fn origin(&self) -> Result<Origin, Refusal> {
+        let refused = |reason: &str| Refusal {
+            refused_by: "ingestor",
+            code: "invalid_source_attributes".to_owned(),
+            reason: reason.to_owned(),
+        };
+        let id = self.attribute(attributes::SOURCE_MESSAGE_ID);
+        let sent = self.attribute(attributes::SOURCE_SENT_TIMESTAMP);
+        match (id, sent) {
+            (None, None) => {
+                Ok(Origin { message_id: self.message_id.clone(), sent_at: self.sent_at })
+            }
+            (Some(id), Some(sent)) => {
+                if id.trim().is_empty()
+                    || fetchreward_model::check_text(id, limits::MESSAGE_ID).is_err()
+                {
+                    return Err(refused(
+                        "attribute `fetchreward-source-message-id` is not a message id",
+                    ));
+                }
+                let sent_at = sent
+                    .parse::<i64>()
+                    .ok()
+                    .and_then(DateTime::<Utc>::from_timestamp_millis)
+                    .ok_or_else(|| {
+                        refused("attribute `fetchreward-source-sent-timestamp` is not a timestamp in milliseconds")
+                    })?;
+                Ok(Origin { message_id: id.to_owned(), sent_at })
+            }
+            _ => Err(refused(
+                "attributes `fetchreward-source-message-id` and `fetchreward-source-sent-timestamp` come together",
+            )),
+        }
+    }
+}
+
 /// A message attribute as the producer set it.
 #[derive(Clone, PartialEq, Eq)]
 pub struct MessageAttribute {
@@ -42,6 +104,15 @@ pub struct MessageAttribute {
     pub string_value: Option<String>,
     /// The value of a `Binary` attribute.
     pub binary_value: Option<Vec<u8>>,
+}
+
+impl fmt::Debug for MessageAttribute {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // A producer's attribute may hold anything: only its type is shown.
+        f.debug_struct("MessageAttribute")
+            .field("data_type", &self.data_type)
+            .finish_non_exhaustive()
+    }
 }
 
 impl fmt::Debug for ReceivedMessage {
@@ -56,15 +127,15 @@ impl fmt::Debug for ReceivedMessage {
     }
 }
 
-/// A message that breaks the message rules, on its way to the dead-letter queue.
+/// A message that cannot become a row, on its way to the dead-letter queue.
 #[derive(Debug, Clone)]
 pub struct DeadLetter<'a> {
     /// The message, sent on byte for byte.
     pub message: &'a ReceivedMessage,
-    /// The one-line reason (never quotes a value).
-    pub reason: String,
-    /// The reason's stable code, e.g. `invalid_ip`.
-    pub reason_code: &'static str,
+    /// The message it was first sent as (the DLQ copy names it, so that a redrive keeps it).
+    pub origin: Origin,
+    /// Why, and who said so.
+    pub refusal: Refusal,
 }
 
 /// A failed queue operation.
@@ -105,8 +176,8 @@ pub trait Queue: Send + Sync + 'static {
         messages: &[&ReceivedMessage],
     ) -> impl Future<Output = Result<Vec<String>, QueueError>> + Send;
 
-    /// Sends messages to the dead-letter queue with their reasons as message attributes, then
-    /// deletes them from the source; returns the message_ids not fully moved.
+    /// Sends messages to the dead-letter queue with their refusals and origins as message
+    /// attributes, then deletes them from the source; returns the message_ids not fully moved.
     fn dead_letter(
         &self,
         letters: &[DeadLetter<'_>],
@@ -119,17 +190,4 @@ pub trait Queue: Send + Sync + 'static {
         messages: &[&ReceivedMessage],
         visibility: Duration,
     ) -> impl Future<Output = Result<(), QueueError>> + Send;
-}
-
-/// The names of the message attributes a dead-lettered message carries, beside the producer's
-/// own (as many of those as fit in SQS's limit of ten attributes per message).
-pub mod dlq_attributes {
-    /// The prefix of the names below; a producer's attribute with this prefix is not copied.
-    pub const PREFIX: &str = "fetchreward-";
-    /// The one-line reason.
-    pub const REASON: &str = "fetchreward-reason";
-    /// The reason's stable code.
-    pub const REASON_CODE: &str = "fetchreward-reason-code";
-    /// The message's id in the source queue.
-    pub const SOURCE_MESSAGE_ID: &str = "fetchreward-source-message-id";
 }

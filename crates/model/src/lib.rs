@@ -7,6 +7,9 @@
 //! - [`Token`] is the text form `<kind>_v<N>_<base64url>` of a tokenized value.
 //! - [`MaskedLogin`] is a login event whose personal fields have been replaced by tokens: the
 //!   row the writer stores.
+//! - [`attributes`] names the SQS message attributes of dead-lettered and redriven messages.
+
+pub mod attributes;
 
 mod app_version;
 mod login;

@@ -87,22 +87,23 @@ fn earliest_postgres_date() -> NaiveDate {
 }
 
 impl MaskedLogin {
-    /// The row of a parsed event whose personal values the vault has tokenized.
+    /// The row of a parsed event whose personal values the vault has tokenized. Only the
+    /// event's fields that are not personal are copied.
     pub fn from_event(
         message_id: String,
         sent_at: DateTime<Utc>,
-        event: LoginEvent,
+        event: &LoginEvent,
         masked_ip: Option<Token>,
         masked_device_id: Option<Token>,
     ) -> Self {
         MaskedLogin {
             message_id,
-            user_id: event.user_id,
-            device_type: event.device_type,
+            user_id: event.user_id.clone(),
+            device_type: event.device_type.clone(),
             masked_ip,
             masked_device_id,
-            locale: event.locale,
-            app_version: event.app_version,
+            locale: event.locale.clone(),
+            app_version: event.app_version.clone(),
             sent_at,
         }
     }

@@ -14,7 +14,7 @@ use crate::authz::{Caller, Method};
 use crate::error::VaultError;
 use crate::keys::KeyPurpose;
 use crate::metrics;
-use crate::vault::{ForgetStatus, RawPii, Recovery, Vault};
+use crate::vault::{ForgetStatus, RawPii, Recovery, RefusedValue, Vault};
 
 /// The fully qualified gRPC service name, as reported by the health service.
 pub const SERVICE_NAME: &str = "fetchreward.vault.v1.VaultService";
@@ -93,14 +93,29 @@ fn code_label(code: Code) -> &'static str {
     }
 }
 
-/// The domain kind of a proto kind; UNSPECIFIED and unknown numbers are refused.
-fn pii_kind(index: usize, kind: i32) -> Result<PiiKind, VaultError> {
+/// The domain kind of a proto kind; `None` for UNSPECIFIED and unknown numbers.
+fn pii_kind(kind: i32) -> Option<PiiKind> {
     match proto::PiiKind::try_from(kind) {
-        Ok(proto::PiiKind::Ip) => Ok(PiiKind::Ip),
-        Ok(proto::PiiKind::DeviceId) => Ok(PiiKind::DeviceId),
-        Ok(proto::PiiKind::Unspecified) | Err(_) => Err(VaultError::InvalidArgument(format!(
-            "values[{index}]: kind must be PII_KIND_IP or PII_KIND_DEVICE_ID"
-        ))),
+        Ok(proto::PiiKind::Ip) => Some(PiiKind::Ip),
+        Ok(proto::PiiKind::DeviceId) => Some(PiiKind::DeviceId),
+        Ok(proto::PiiKind::Unspecified) | Err(_) => None,
+    }
+}
+
+/// The refusal of a value whose kind is not one the vault knows.
+fn unknown_kind(index: usize) -> RefusedValue {
+    RefusedValue {
+        index,
+        code: "unknown_kind",
+        reason: "kind must be PII_KIND_IP or PII_KIND_DEVICE_ID".to_owned(),
+    }
+}
+
+fn refused_value(refused: RefusedValue) -> proto::RefusedValue {
+    proto::RefusedValue {
+        index: u32::try_from(refused.index).unwrap_or(u32::MAX),
+        code: refused.code.to_owned(),
+        reason: refused.reason,
     }
 }
 
@@ -123,17 +138,38 @@ impl VaultService for VaultGrpc {
         let started = Instant::now();
         let caller = caller_of(&request);
         let result = async {
-            let values = request
-                .into_inner()
-                .values
-                .into_iter()
-                .enumerate()
-                .map(|(index, value)| {
-                    Ok(RawPii { kind: pii_kind(index, value.kind)?, value: value.value })
-                })
-                .collect::<Result<Vec<_>, VaultError>>()?;
-            let tokens = self.vault.tokenize(&caller, values).await?;
-            Ok(proto::TokenizeResponse { tokens: tokens.iter().map(ToString::to_string).collect() })
+            let values = request.into_inner().values;
+            let mut refused = Vec::new();
+            let mut known = Vec::with_capacity(values.len());
+            let mut known_indexes = Vec::with_capacity(values.len());
+            for (index, value) in values.into_iter().enumerate() {
+                match pii_kind(value.kind) {
+                    Some(kind) => {
+                        known.push(RawPii { kind, value: value.value });
+                        known_indexes.push(index);
+                    }
+                    None => refused.push(unknown_kind(index)),
+                }
+            }
+            let count = known_indexes.len() + refused.len();
+            let tokenized = self.vault.tokenize(&caller, known).await?;
+            let mut tokens = vec![String::new(); count];
+            for (token, index) in tokenized.tokens.iter().zip(&known_indexes) {
+                if let Some(token) = token {
+                    tokens[*index] = token.to_string();
+                }
+            }
+            refused.extend(
+                tokenized
+                    .refused
+                    .into_iter()
+                    .map(|value| RefusedValue { index: known_indexes[value.index], ..value }),
+            );
+            refused.sort_by_key(|value| value.index);
+            Ok(proto::TokenizeResponse {
+                tokens,
+                refused: refused.into_iter().map(refused_value).collect(),
+            })
         }
         .await;
         finish(Method::Tokenize, started, result).map(Response::new)
@@ -230,16 +266,12 @@ mod tests {
     use super::*;
 
     #[test]
-    fn unspecified_and_unknown_kinds_are_refused_with_the_index() {
-        assert_eq!(pii_kind(0, proto::PiiKind::Ip.into()).ok(), Some(PiiKind::Ip));
-        assert_eq!(pii_kind(0, proto::PiiKind::DeviceId.into()).ok(), Some(PiiKind::DeviceId));
-        for kind in [proto::PiiKind::Unspecified as i32, 42] {
-            let err = pii_kind(7, kind).expect_err("refused");
-            assert_eq!(
-                err.to_string(),
-                "values[7]: kind must be PII_KIND_IP or PII_KIND_DEVICE_ID"
-            );
-        }
+    fn unspecified_and_unknown_kinds_have_no_domain_kind() {
+        assert_eq!(pii_kind(proto::PiiKind::Ip.into()), Some(PiiKind::Ip));
+        assert_eq!(pii_kind(proto::PiiKind::DeviceId.into()), Some(PiiKind::DeviceId));
+        assert_eq!(pii_kind(proto::PiiKind::Unspecified.into()), None);
+        assert_eq!(pii_kind(42), None);
+        assert_eq!(unknown_kind(7).code, "unknown_kind");
     }
 
     #[test]

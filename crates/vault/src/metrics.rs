@@ -4,6 +4,9 @@
 /// Counter: values received by Tokenize, by `kind` (`ip`, `device_id`).
 pub const TOKENIZE_VALUES: &str = "fetchreward_vault_tokenize_values_total";
 
+/// Counter: values Tokenize refused, by `code` (e.g. `invalid_ip`).
+pub const TOKENIZE_REFUSED: &str = "fetchreward_vault_tokenize_refused_total";
+
 /// Counter: tokens whose original was written to the database (new, or refilled after Forget).
 pub const TOKENS_STORED: &str = "fetchreward_vault_tokens_stored_total";
 

@@ -71,6 +71,26 @@ impl fmt::Debug for RawPii {
     }
 }
 
+/// A value Tokenize will not accept, by its position in the request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RefusedValue {
+    /// Its position in the request.
+    pub index: usize,
+    /// A stable code for the rule, e.g. `invalid_ip`.
+    pub code: &'static str,
+    /// The field and the rule, e.g. "ip is not a valid IPv4 or IPv6 address"; never the value.
+    pub reason: String,
+}
+
+/// The answer to a Tokenize call.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Tokenized {
+    /// One entry per value, in request order: its token, or `None` when it was refused.
+    pub tokens: Vec<Option<Token>>,
+    /// The refused values, in request order.
+    pub refused: Vec<RefusedValue>,
+}
+
 /// What the vault holds for one token.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Recovery {
@@ -160,7 +180,8 @@ impl fmt::Debug for Vault {
 
 /// A Tokenize batch after hashing: every token, and the sealed originals to store.
 struct PreparedBatch {
-    tokens: Vec<Token>,
+    tokens: Vec<Option<Token>>,
+    refused: Vec<RefusedValue>,
     to_store: Vec<NewToken>,
     to_remember: Vec<Token>,
     cache_hits: u64,
@@ -204,13 +225,14 @@ impl Vault {
         self.ring.read().expect("the key ring lock is never poisoned").clone()
     }
 
-    /// Tokens of `values`, in order, with every original stored before returning.
+    /// Tokens of `values`, in order, with every original stored before returning; a value
+    /// that breaks a rule is refused on its own and the others are tokenized.
     #[instrument(skip_all, fields(caller = %caller, values = values.len()))]
     pub async fn tokenize(
         &self,
         caller: &Caller,
         values: Vec<RawPii>,
-    ) -> Result<Vec<Token>, VaultError> {
+    ) -> Result<Tokenized, VaultError> {
         if !self.authorizer.allows(caller, Method::Tokenize) {
             return Err(denied(caller, Method::Tokenize));
         }
@@ -232,7 +254,8 @@ impl Vault {
         ::metrics::counter!(metrics::TOKEN_CACHE_HITS).increment(batch.cache_hits);
         ::metrics::counter!(metrics::TOKEN_CACHE_MISSES).increment(batch.to_store.len() as u64);
 
-        let PreparedBatch { tokens, mut to_store, to_remember, data_key_version, .. } = batch;
+        let PreparedBatch { tokens, refused, mut to_store, to_remember, data_key_version, .. } =
+            batch;
         if !to_store.is_empty() {
             let started = Instant::now();
             let written = self.store.store_tokens(data_key_version, &mut to_store).await?;
@@ -240,7 +263,10 @@ impl Vault {
             ::metrics::counter!(metrics::TOKENS_STORED).increment(written as u64);
             self.known.insert_all(&to_remember);
         }
-        Ok(tokens)
+        for value in &refused {
+            ::metrics::counter!(metrics::TOKENIZE_REFUSED, "code" => value.code).increment(1);
+        }
+        Ok(Tokenized { tokens, refused })
     }
 
     /// The originals of `tokens`, for `purpose`, if `caller` may recover them.
@@ -699,6 +725,7 @@ fn prepare_batch(
     let tokenization = ring.active_tokenization();
     let data = ring.active_data();
     let mut tokens = Vec::with_capacity(values.len());
+    let mut refused = Vec::new();
     let mut seen = HashSet::with_capacity(values.len());
     let mut to_store = Vec::new();
     let mut to_remember = Vec::new();
@@ -706,11 +733,17 @@ fn prepare_batch(
     let mut per_kind = [0u64; PiiKind::ALL.len()];
     for (index, raw) in values.into_iter().enumerate() {
         per_kind[raw.kind as usize] += 1;
-        let value = raw.kind.canonicalize(&raw.value).map_err(|err| {
-            VaultError::InvalidArgument(format!("values[{index}]: {} {err}", raw.kind))
-        })?;
+        let value = match raw.kind.canonicalize(&raw.value) {
+            Ok(value) => value,
+            Err(err) => {
+                let reason = format!("{} {err}", raw.kind);
+                refused.push(RefusedValue { index, code: err.code(), reason });
+                tokens.push(None);
+                continue;
+            }
+        };
         let token = tokenization.token(raw.kind, &value);
-        tokens.push(token);
+        tokens.push(Some(token));
         if !seen.insert(token) {
             continue;
         }
@@ -731,6 +764,7 @@ fn prepare_batch(
     }
     Ok(PreparedBatch {
         tokens,
+        refused,
         to_store,
         to_remember,
         cache_hits,
@@ -914,10 +948,11 @@ mod tests {
             ],
         )
         .expect("valid");
-        assert_eq!(batch.tokens.len(), 4);
-        assert_eq!(batch.tokens[0], batch.tokens[1]);
-        assert_eq!(batch.tokens[2], batch.tokens[3]);
-        assert_ne!(batch.tokens[0].mac(), batch.tokens[2].mac());
+        let tokens: Vec<Token> = batch.tokens.iter().map(|t| t.expect("tokenized")).collect();
+        assert_eq!(tokens.len(), 4);
+        assert_eq!(tokens[0], tokens[1]);
+        assert_eq!(tokens[2], tokens[3]);
+        assert_ne!(tokens[0].mac(), tokens[2].mac());
         assert_eq!(batch.to_store.len(), 2);
         assert_eq!(batch.to_store[0].kind, "ip");
         assert_eq!(batch.to_store[1].kind, "dev");
@@ -938,28 +973,33 @@ mod tests {
         assert_eq!(second.cache_hits, 1);
         assert_eq!(second.to_store.len(), 1);
         assert_eq!(second.tokens[0], first.tokens[0]);
+        assert!(second.tokens[0].is_some());
     }
 
     #[test]
-    fn an_invalid_value_is_named_by_index_and_rule_only() {
+    fn an_invalid_value_is_refused_alone_by_index_and_rule_only() {
         let known = KnownTokens::new(KnownTokensConfig::default());
         let values = vec![
             raw(PiiKind::Ip, "192.0.2.1"),
             raw(PiiKind::DeviceId, "abc"),
             raw(PiiKind::Ip, "999.1.2.3"),
+            raw(PiiKind::DeviceId, "  "),
+            raw(PiiKind::DeviceId, "593\0-47"),
         ];
-        let Err(VaultError::InvalidArgument(message)) = prepare_batch(&ring(), &known, values)
-        else {
-            panic!("expected INVALID_ARGUMENT");
-        };
-        assert_eq!(message, "values[2]: ip is not a valid IPv4 or IPv6 address");
-
-        let Err(VaultError::InvalidArgument(message)) =
-            prepare_batch(&ring(), &known, vec![raw(PiiKind::DeviceId, "  ")])
-        else {
-            panic!("expected INVALID_ARGUMENT");
-        };
-        assert_eq!(message, "values[0]: device_id is empty");
+        let batch = prepare_batch(&ring(), &known, values).expect("a batch with refusals");
+        let tokenized: Vec<bool> = batch.tokens.iter().map(Option::is_some).collect();
+        assert_eq!(tokenized, [true, true, false, false, false]);
+        assert_eq!(batch.to_store.len(), 2, "the accepted values are stored");
+        let refused: Vec<(usize, &str, &str)> =
+            batch.refused.iter().map(|r| (r.index, r.code, r.reason.as_str())).collect();
+        assert_eq!(
+            refused,
+            [
+                (2, "invalid_ip", "ip is not a valid IPv4 or IPv6 address"),
+                (3, "empty_value", "device_id is empty"),
+                (4, "nul_character", "device_id holds a NUL character (U+0000)"),
+            ]
+        );
     }
 
     #[test]

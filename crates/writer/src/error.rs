@@ -2,11 +2,11 @@
 
 use std::net::SocketAddr;
 
-use fetchreward_model::MaskedLoginError;
 use fetchreward_runtime::postgres::PgError;
 use tonic::Status;
 
-/// Why a batch was not written. Nothing of a refused batch is committed.
+/// Why a batch was not written. Nothing of a failed batch is committed. (A row refused for
+/// its own content is not a failure of the batch: see `WriteOutcome::refused`.)
 #[derive(Debug, thiserror::Error)]
 pub enum WriteError {
     /// More rows than one call may carry.
@@ -17,14 +17,6 @@ pub enum WriteError {
         /// The batch's size.
         len: usize,
     },
-    /// A row breaks a rule; the message names the row and the rule, never a value.
-    #[error("rows[{index}]: {source}")]
-    InvalidRow {
-        /// Position of the row in the request.
-        index: usize,
-        /// The rule it breaks.
-        source: MaskedLoginError,
-    },
     /// The database failed; nothing was committed.
     #[error(transparent)]
     Database(#[from] PgError),
@@ -33,9 +25,7 @@ pub enum WriteError {
 impl From<WriteError> for Status {
     fn from(err: WriteError) -> Self {
         match &err {
-            WriteError::TooManyRows { .. } | WriteError::InvalidRow { .. } => {
-                Status::invalid_argument(err.to_string())
-            }
+            WriteError::TooManyRows { .. } => Status::invalid_argument(err.to_string()),
             // Database messages can quote the data, so the caller gets only the category.
             WriteError::Database(db) if db.is_transient() => {
                 Status::unavailable("database unavailable; nothing was written")

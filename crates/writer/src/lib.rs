@@ -1,9 +1,10 @@
 //! The writer: the only service that writes `user_logins`.
 //!
-//! It accepts batches of masked rows over gRPC (`WriteLogins`), refuses any row whose masked
-//! fields are not tokens, and commits each batch in one transaction with
-//! `ON CONFLICT (message_id) DO NOTHING`, so redelivered messages and retried calls never
-//! duplicate a row. Its migrations create `user_logins` as Fetch's take-home database does, or
+//! It accepts batches of masked rows over gRPC (`WriteLogins`), refuses, one by one, the rows
+//! that break a rule of the model (a masked field that is not a token, say) or that the
+//! database refuses for their content, and commits the others of each batch in one
+//! transaction with `ON CONFLICT (message_id) DO NOTHING`, so redelivered messages and retried
+//! calls never duplicate a row. Its migrations create `user_logins` as Fetch's take-home database does, or
 //! extend that table when it is already there.
 
 mod config;
@@ -20,7 +21,7 @@ use tokio_util::sync::CancellationToken;
 
 pub use config::WriterConfig;
 pub use error::{StartError, WriteError};
-pub use store::{LoginStore, WriteOutcome};
+pub use store::{DatabaseRefusal, LoginStore, WriteOutcome};
 
 /// The service name the writer's binary, logs and traces use.
 pub const SERVICE: &str = "fetchreward-writer";
@@ -42,8 +43,8 @@ pub struct Application {
 impl Application {
     /// Connects to the database, runs the migrations and binds both listeners.
     pub async fn build(config: WriterConfig) -> Result<Self, StartError> {
-        let pool = postgres::pool(&config.database)?;
-        postgres::migrate(&pool, MIGRATIONS, "public", MIGRATION_LOCK_KEY).await?;
+        let pool = postgres::client_pool(&config.database)?;
+        postgres::migrate_with(&config.database, MIGRATIONS, "public", MIGRATION_LOCK_KEY).await?;
         let grpc_listener = TcpListener::bind(config.grpc_addr)
             .await
             .map_err(|err| StartError::Bind(config.grpc_addr, err))?;

@@ -8,16 +8,24 @@
 //! the unique index's locks in the same order, so one waits for the other instead of both
 //! deadlocking; `ON CONFLICT (message_id) DO NOTHING` turns the loser's rows into "already
 //! present" rather than errors.
+//!
+//! A row the database refuses because of its own content (a data exception, SQLSTATE class 22,
+//! or a constraint violation, class 23: the idempotency key cannot violate, `ON CONFLICT`
+//! takes it) fails its whole statement. The batch is then written again in a new transaction
+//! in which every part is tried under a savepoint and a refused part is split in two, until the
+//! refused rows stand alone: `k` bad rows among `n` cost about `2k·log2(n)` extra statements,
+//! and only batches that hold one pay anything. Any other failure ends the call, and nothing of
+//! the batch is committed.
 
 use std::collections::HashSet;
+use std::ops::Range;
 use std::time::Instant;
 
 use chrono::NaiveDate;
-use diesel::QueryableByName;
-use diesel::sql_types::{Array, Date, Integer, Nullable, Text};
-use diesel_async::{AsyncConnection as _, AsyncPgConnection, RunQueryDsl as _};
 use fetchreward_model::MaskedLogin;
-use fetchreward_runtime::postgres::{self, PgError, PgPool};
+use fetchreward_runtime::postgres::{self, PgClientPool, PgError};
+use tokio_postgres::GenericClient;
+use tokio_postgres::types::{ToSql, Type};
 
 use crate::WriteError;
 
@@ -35,6 +43,19 @@ SELECT * FROM UNNEST($1::varchar[], $2::varchar[], $3::varchar[], $4::varchar[],
 ON CONFLICT (message_id) DO NOTHING \
 RETURNING message_id";
 
+/// The parameter types of [`INSERT_CHUNK`], sent with it so it runs without a prepare step.
+const INSERT_TYPES: [Type; 9] = [
+    Type::VARCHAR_ARRAY,
+    Type::VARCHAR_ARRAY,
+    Type::VARCHAR_ARRAY,
+    Type::VARCHAR_ARRAY,
+    Type::VARCHAR_ARRAY,
+    Type::VARCHAR_ARRAY,
+    Type::INT4_ARRAY,
+    Type::VARCHAR_ARRAY,
+    Type::DATE_ARRAY,
+];
+
 /// What a committed batch did.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct WriteOutcome {
@@ -42,93 +63,228 @@ pub struct WriteOutcome {
     pub inserted: usize,
     /// message_ids of the batch that were already in the table.
     pub already_present: Vec<String>,
+    /// Rows the database refused, by their position in the batch, in order.
+    pub refused: Vec<(usize, DatabaseRefusal)>,
+}
+
+/// Why the database refused one row: its SQLSTATE and what it named, never the message (which
+/// can quote the row).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DatabaseRefusal {
+    /// The SQLSTATE, e.g. `22021` or `23514`.
+    pub sqlstate: String,
+    /// The violated constraint, or the column, when the server named one.
+    pub object: Option<String>,
+}
+
+impl DatabaseRefusal {
+    fn of(err: &PgError) -> Self {
+        DatabaseRefusal {
+            sqlstate: err.sqlstate().unwrap_or_default().to_owned(),
+            object: err.constraint().or(err.column()).map(str::to_owned),
+        }
+    }
+
+    /// `db_data_exception` (SQLSTATE class 22) or `db_constraint_violation` (class 23).
+    pub fn code(&self) -> &'static str {
+        if self.sqlstate.starts_with("22") {
+            "db_data_exception"
+        } else {
+            "db_constraint_violation"
+        }
+    }
+
+    /// One line for the caller.
+    pub fn reason(&self) -> String {
+        match &self.object {
+            Some(object) => {
+                format!("the database refused the row: SQLSTATE {} on {object}", self.sqlstate)
+            }
+            None => format!("the database refused the row: SQLSTATE {}", self.sqlstate),
+        }
+    }
 }
 
 /// The `user_logins` table.
 #[derive(Clone)]
 pub struct LoginStore {
-    pool: PgPool,
+    pool: PgClientPool,
 }
 
-#[derive(QueryableByName)]
-struct InsertedId {
-    #[diesel(sql_type = Text)]
-    message_id: String,
+/// The rows of a batch in write order, with where each came from.
+struct Ordered {
+    /// Distinct by message_id, sorted by it.
+    rows: Vec<MaskedLogin>,
+    /// For each of `rows`, its positions in the batch (more than one when a message_id repeats).
+    positions: Vec<Vec<usize>>,
+}
+
+impl Ordered {
+    fn new(rows: Vec<MaskedLogin>) -> Self {
+        let mut indexed: Vec<(usize, MaskedLogin)> = rows.into_iter().enumerate().collect();
+        indexed.sort_by(|(_, a), (_, b)| a.message_id.cmp(&b.message_id));
+        let mut ordered = Ordered { rows: Vec::new(), positions: Vec::new() };
+        for (position, row) in indexed {
+            match ordered.rows.last() {
+                Some(last) if last.message_id == row.message_id => {
+                    ordered.positions.last_mut().expect("beside its row").push(position);
+                }
+                _ => {
+                    ordered.rows.push(row);
+                    ordered.positions.push(vec![position]);
+                }
+            }
+        }
+        ordered
+    }
+}
+
+/// The result of writing the rows of a batch inside its transaction.
+#[derive(Default)]
+struct Written {
+    inserted: HashSet<String>,
+    /// Positions in [`Ordered::rows`] of refused rows.
+    refused: Vec<(usize, DatabaseRefusal)>,
 }
 
 impl LoginStore {
     /// A store on `pool`.
-    pub fn new(pool: PgPool) -> Self {
+    pub fn new(pool: PgClientPool) -> Self {
         LoginStore { pool }
     }
 
-    /// Writes `rows` in one transaction, skipping message_ids already present. A message_id
-    /// repeated within the batch is written once.
-    pub async fn write(&self, mut rows: Vec<MaskedLogin>) -> Result<WriteOutcome, WriteError> {
+    /// Writes `rows` in one transaction, skipping message_ids already present and refusing
+    /// the rows the database refuses for their content. A message_id repeated within the batch
+    /// is written once.
+    pub async fn write(&self, rows: Vec<MaskedLogin>) -> Result<WriteOutcome, WriteError> {
         if rows.len() > MAX_BATCH_ROWS {
             return Err(WriteError::TooManyRows { max: MAX_BATCH_ROWS, len: rows.len() });
         }
         if rows.is_empty() {
             return Ok(WriteOutcome::default());
         }
-        rows.sort_by(|a, b| a.message_id.cmp(&b.message_id));
-        rows.dedup_by(|later, earlier| later.message_id == earlier.message_id);
-
+        let ordered = Ordered::new(rows);
         let started = Instant::now();
-        let mut conn = postgres::conn(&self.pool).await?;
-        let chunks = &rows;
-        let inserted: HashSet<String> = conn
-            .transaction::<_, diesel::result::Error, _>(async |conn| {
-                let mut inserted = HashSet::with_capacity(chunks.len());
-                for chunk in chunks.chunks(CHUNK_ROWS) {
-                    inserted.extend(insert_chunk(conn, chunk).await?);
-                }
-                Ok(inserted)
-            })
-            .await
-            .map_err(PgError::from)?;
+        let mut client = postgres::client(&self.pool).await?;
+        let written = match write_all(&mut client, &ordered.rows).await {
+            Err(err) if err.is_caused_by_data() => {
+                metrics::counter!("fetchreward_writer_isolations_total").increment(1);
+                write_isolating(&mut client, &ordered.rows).await?
+            }
+            written => written?,
+        };
         metrics::histogram!("fetchreward_writer_commit_seconds").record(started.elapsed());
-
-        let already_present: Vec<String> = rows
-            .into_iter()
-            .map(|row| row.message_id)
-            .filter(|id| !inserted.contains(id))
-            .collect();
-        metrics::counter!("fetchreward_writer_rows_total", "outcome" => "inserted")
-            .increment(inserted.len() as u64);
-        metrics::counter!("fetchreward_writer_rows_total", "outcome" => "already_present")
-            .increment(already_present.len() as u64);
-        Ok(WriteOutcome { inserted: inserted.len(), already_present })
+        Ok(outcome(ordered, written))
     }
+}
+
+/// The fast path: every chunk in one transaction, no savepoints.
+async fn write_all(
+    client: &mut tokio_postgres::Client,
+    rows: &[MaskedLogin],
+) -> Result<Written, PgError> {
+    let transaction = client.transaction().await?;
+    let mut written = Written::default();
+    for chunk in rows.chunks(CHUNK_ROWS) {
+        written.inserted.extend(insert_chunk(&transaction, chunk).await?);
+    }
+    transaction.commit().await?;
+    Ok(written)
+}
+
+/// The slow path: every part under a savepoint, refused parts split until single rows.
+async fn write_isolating(
+    client: &mut tokio_postgres::Client,
+    rows: &[MaskedLogin],
+) -> Result<Written, PgError> {
+    let mut transaction = client.transaction().await?;
+    let mut written = Written::default();
+    // A stack of parts still to write, the next on top: rows stay in message_id order.
+    let mut pending: Vec<Range<usize>> = (0..rows.len())
+        .step_by(CHUNK_ROWS)
+        .map(|start| start..(start + CHUNK_ROWS).min(rows.len()))
+        .rev()
+        .collect();
+    while let Some(part) = pending.pop() {
+        let savepoint = transaction.savepoint("isolate").await?;
+        match insert_chunk(&savepoint, &rows[part.clone()]).await {
+            Ok(inserted) => {
+                savepoint.commit().await?;
+                written.inserted.extend(inserted);
+            }
+            Err(err) if err.is_caused_by_data() => {
+                savepoint.rollback().await?;
+                if part.len() == 1 {
+                    written.refused.push((part.start, DatabaseRefusal::of(&err)));
+                } else {
+                    let middle = part.start + part.len() / 2;
+                    pending.push(middle..part.end);
+                    pending.push(part.start..middle);
+                }
+            }
+            Err(err) => return Err(err),
+        }
+    }
+    transaction.commit().await?;
+    Ok(written)
 }
 
 /// One statement for a chunk of rows; returns the message_ids it inserted.
 async fn insert_chunk(
-    conn: &mut AsyncPgConnection,
+    client: &impl GenericClient,
     rows: &[MaskedLogin],
-) -> Result<Vec<String>, diesel::result::Error> {
-    let column = |f: fn(&MaskedLogin) -> Option<String>| rows.iter().map(f).collect::<Vec<_>>();
-    let message_ids: Vec<String> = rows.iter().map(|r| r.message_id.clone()).collect();
-    let user_ids: Vec<String> = rows.iter().map(|r| r.user_id.clone()).collect();
-    let device_types = column(|r| r.device_type.clone());
-    let masked_ips = column(|r| r.masked_ip.map(|t| t.to_string()));
-    let masked_device_ids = column(|r| r.masked_device_id.map(|t| t.to_string()));
-    let locales = column(|r| r.locale.clone());
+) -> Result<Vec<String>, PgError> {
+    let text = |f: fn(&MaskedLogin) -> Option<String>| rows.iter().map(f).collect::<Vec<_>>();
+    let message_ids: Vec<&str> = rows.iter().map(|r| r.message_id.as_str()).collect();
+    let user_ids: Vec<&str> = rows.iter().map(|r| r.user_id.as_str()).collect();
+    let device_types = text(|r| r.device_type.clone());
+    let masked_ips = text(|r| r.masked_ip.map(|t| t.to_string()));
+    let masked_device_ids = text(|r| r.masked_device_id.map(|t| t.to_string()));
+    let locales = text(|r| r.locale.clone());
     let app_versions: Vec<Option<i32>> = rows.iter().map(MaskedLogin::app_version_number).collect();
-    let app_versions_raw = column(|r| r.app_version.clone());
+    let app_versions_raw = text(|r| r.app_version.clone());
     let create_dates: Vec<NaiveDate> = rows.iter().map(MaskedLogin::create_date).collect();
+    let values: [&(dyn ToSql + Sync); 9] = [
+        &message_ids,
+        &user_ids,
+        &device_types,
+        &masked_ips,
+        &masked_device_ids,
+        &locales,
+        &app_versions,
+        &app_versions_raw,
+        &create_dates,
+    ];
+    let params: Vec<(&(dyn ToSql + Sync), Type)> =
+        values.into_iter().zip(INSERT_TYPES.iter().cloned()).collect();
+    let inserted = client.query_typed(INSERT_CHUNK, &params).await?;
+    Ok(inserted.iter().map(|row| row.get::<_, String>(0)).collect())
+}
 
-    let inserted: Vec<InsertedId> = diesel::sql_query(INSERT_CHUNK)
-        .bind::<Array<Text>, _>(message_ids)
-        .bind::<Array<Text>, _>(user_ids)
-        .bind::<Array<Nullable<Text>>, _>(device_types)
-        .bind::<Array<Nullable<Text>>, _>(masked_ips)
-        .bind::<Array<Nullable<Text>>, _>(masked_device_ids)
-        .bind::<Array<Nullable<Text>>, _>(locales)
-        .bind::<Array<Nullable<Integer>>, _>(app_versions)
-        .bind::<Array<Nullable<Text>>, _>(app_versions_raw)
-        .bind::<Array<Date>, _>(create_dates)
-        .load(conn)
-        .await?;
-    Ok(inserted.into_iter().map(|row| row.message_id).collect())
+/// The outcome of a committed batch, in the batch's own positions.
+fn outcome(ordered: Ordered, written: Written) -> WriteOutcome {
+    let Ordered { rows, positions } = ordered;
+    let Written { inserted, refused: refused_rows } = written;
+    let refused_ids: HashSet<&str> =
+        refused_rows.iter().map(|(row, _)| rows[*row].message_id.as_str()).collect();
+    let already_present: Vec<String> = rows
+        .iter()
+        .map(|row| &row.message_id)
+        .filter(|id| !inserted.contains(*id) && !refused_ids.contains(id.as_str()))
+        .cloned()
+        .collect();
+    let mut refused: Vec<(usize, DatabaseRefusal)> = refused_rows
+        .into_iter()
+        .flat_map(|(row, refusal)| {
+            positions[row].iter().map(move |&position| (position, refusal.clone()))
+        })
+        .collect();
+    refused.sort_by_key(|(position, _)| *position);
+    for (outcome, count) in
+        [("inserted", inserted.len()), ("already_present", already_present.len())]
+    {
+        metrics::counter!("fetchreward_writer_rows_total", "outcome" => outcome)
+            .increment(count as u64);
+    }
+    WriteOutcome { inserted: inserted.len(), already_present, refused }
 }

@@ -9,22 +9,35 @@ use std::time::Duration;
 use chrono::Utc;
 use tokio::time::Instant;
 
-use super::{DeadLetter, Queue, QueueError, ReceivedMessage};
+use super::{DeadLetter, MessageAttribute, Queue, QueueError, ReceivedMessage};
+use crate::refusal::Refusal;
 
 #[derive(Debug)]
 struct Stored {
     message_id: String,
     body: String,
+    attributes: Vec<(String, MessageAttribute)>,
     sent_at: chrono::DateTime<Utc>,
     receive_count: u32,
     /// Handle of the latest delivery, and when it becomes visible again.
     delivery: Option<(String, Instant)>,
 }
 
+/// A message in the dead-letter queue.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MemoryLetter {
+    /// The message id it came from (its origin's, for a dead-lettered one).
+    pub source_message_id: String,
+    /// The body, as sent.
+    pub body: String,
+    /// Why the ingestor dead-lettered it; `None` when the redrive policy moved it.
+    pub refusal: Option<Refusal>,
+}
+
 #[derive(Debug, Default)]
 struct State {
     messages: VecDeque<Stored>,
-    dead_letters: Vec<(String, String, String)>,
+    dead_letters: Vec<MemoryLetter>,
     next_id: u64,
     /// Operations to fail with a transient error before succeeding again.
     failures_left: u32,
@@ -45,12 +58,33 @@ impl MemoryQueue {
 
     /// Enqueues a body; returns its message_id.
     pub fn send(&self, body: impl Into<String>) -> String {
+        self.send_with_attributes(body, &[])
+    }
+
+    /// Enqueues a body with `String` message attributes; returns its message_id.
+    pub fn send_with_attributes(
+        &self,
+        body: impl Into<String>,
+        attributes: &[(&str, &str)],
+    ) -> String {
+        let attributes = attributes
+            .iter()
+            .map(|(name, value)| {
+                let attribute = MessageAttribute {
+                    data_type: "String".to_owned(),
+                    string_value: Some((*value).to_owned()),
+                    binary_value: None,
+                };
+                ((*name).to_owned(), attribute)
+            })
+            .collect();
         let mut state = self.lock();
         state.next_id += 1;
         let message_id = format!("mem-{:06}", state.next_id);
         state.messages.push_back(Stored {
             message_id: message_id.clone(),
             body: body.into(),
+            attributes,
             sent_at: Utc::now(),
             receive_count: 0,
             delivery: None,
@@ -68,8 +102,8 @@ impl MemoryQueue {
         self.len() == 0
     }
 
-    /// The DLQ's messages as (source message_id, body, reason).
-    pub fn dead_letters(&self) -> Vec<(String, String, String)> {
+    /// The DLQ's messages.
+    pub fn dead_letters(&self) -> Vec<MemoryLetter> {
         self.lock().dead_letters.clone()
     }
 
@@ -110,7 +144,11 @@ impl Queue for MemoryQueue {
                 for stored in state.messages.drain(..) {
                     let visible = stored.delivery.as_ref().is_none_or(|(_, until)| *until <= now);
                     if visible && stored.receive_count >= max_receive_count {
-                        redriven.push((stored.message_id, stored.body, "redrive".to_owned()));
+                        redriven.push(MemoryLetter {
+                            source_message_id: stored.message_id,
+                            body: stored.body,
+                            refusal: None,
+                        });
                     } else {
                         kept.push_back(stored);
                     }
@@ -134,7 +172,7 @@ impl Queue for MemoryQueue {
                         body: stored.body.clone(),
                         sent_at: stored.sent_at,
                         receive_count: stored.receive_count,
-                        attributes: Vec::new(),
+                        attributes: stored.attributes.clone(),
                     });
                 }
                 received
@@ -173,11 +211,11 @@ impl Queue for MemoryQueue {
             let mut state = self.lock();
             Self::injected_failure(&mut state)?;
             for letter in letters {
-                state.dead_letters.push((
-                    letter.message.message_id.clone(),
-                    letter.message.body.clone(),
-                    letter.reason.clone(),
-                ));
+                state.dead_letters.push(MemoryLetter {
+                    source_message_id: letter.origin.message_id.clone(),
+                    body: letter.message.body.clone(),
+                    refusal: Some(letter.refusal.clone()),
+                });
             }
         }
         let messages: Vec<&ReceivedMessage> = letters.iter().map(|l| l.message).collect();

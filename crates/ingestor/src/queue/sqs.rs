@@ -10,10 +10,9 @@ use aws_sdk_sqs::types::{
     MessageAttributeValue, MessageSystemAttributeName, SendMessageBatchRequestEntry,
 };
 use chrono::{DateTime, Utc};
+use fetchreward_model::attributes;
 
-use super::{
-    BATCH_LIMIT, DeadLetter, MessageAttribute, Queue, QueueError, ReceivedMessage, dlq_attributes,
-};
+use super::{BATCH_LIMIT, DeadLetter, MessageAttribute, Queue, QueueError, ReceivedMessage};
 
 /// SQS's limit of message attributes per message.
 const MAX_ATTRIBUTES: usize = 10;
@@ -56,6 +55,14 @@ where
 fn string_attribute(value: &str) -> MessageAttributeValue {
     MessageAttributeValue::builder()
         .data_type("String")
+        .string_value(value)
+        .build()
+        .expect("data_type is set")
+}
+
+fn number_attribute(value: &str) -> MessageAttributeValue {
+    MessageAttributeValue::builder()
+        .data_type("Number")
         .string_value(value)
         .build()
         .expect("data_type is set")
@@ -219,24 +226,23 @@ impl Queue for SqsQueue {
     }
 }
 
-/// The attributes of a DLQ copy: the reason, its code and the source message id, then the
-/// producer's own attributes as long as SQS's limit allows.
+/// The attributes of a DLQ copy: the refusal (reason, code, who refused) and the origin
+/// (message id and sent time), then the producer's own attributes as long as SQS's limit
+/// allows.
 fn dlq_copy_attributes(letter: &DeadLetter<'_>) -> HashMap<String, MessageAttributeValue> {
-    let mut attributes = HashMap::from([
-        (dlq_attributes::REASON.to_owned(), string_attribute(&letter.reason)),
-        (dlq_attributes::REASON_CODE.to_owned(), string_attribute(letter.reason_code)),
-        (
-            dlq_attributes::SOURCE_MESSAGE_ID.to_owned(),
-            string_attribute(&letter.message.message_id),
-        ),
+    let refusal = &letter.refusal;
+    let sent_ms = letter.origin.sent_at.timestamp_millis().to_string();
+    let mut copied = HashMap::from([
+        (attributes::REASON.to_owned(), string_attribute(&refusal.reason)),
+        (attributes::REASON_CODE.to_owned(), string_attribute(&refusal.code)),
+        (attributes::REFUSED_BY.to_owned(), string_attribute(refusal.refused_by)),
+        (attributes::SOURCE_MESSAGE_ID.to_owned(), string_attribute(&letter.origin.message_id)),
+        (attributes::SOURCE_SENT_TIMESTAMP.to_owned(), number_attribute(&sent_ms)),
     ]);
-    let own = letter
-        .message
-        .attributes
-        .iter()
-        .filter(|(name, _)| !name.starts_with(dlq_attributes::PREFIX));
+    let own =
+        letter.message.attributes.iter().filter(|(name, _)| !name.starts_with(attributes::PREFIX));
     for (name, attribute) in own {
-        if attributes.len() == MAX_ATTRIBUTES {
+        if copied.len() == MAX_ATTRIBUTES {
             tracing::debug!(
                 message_id = %letter.message.message_id,
                 "producer attributes beyond the limit are not copied to the DLQ"
@@ -251,9 +257,9 @@ fn dlq_copy_attributes(letter: &DeadLetter<'_>) -> HashMap<String, MessageAttrib
             )
             .build()
             .expect("data_type is set");
-        attributes.insert(name.clone(), value);
+        copied.insert(name.clone(), value);
     }
-    attributes
+    copied
 }
 
 /// The message_ids of a chunk whose batch-entry ids (their positions) failed.

@@ -46,10 +46,16 @@ fn env_of<'a>(pairs: &'a [(&'a str, &'a str)]) -> HashMap<&'a str, &'a str> {
 impl Pipeline {
     /// Fresh resources and the vault and writer started; the ingestor is started separately.
     pub async fn start() -> Pipeline {
+        Pipeline::start_with_max_receive_count(MAX_RECEIVE_COUNT).await
+    }
+
+    /// [`Pipeline::start`] with a source queue whose redrive policy moves a message to the DLQ
+    /// after `max_receive_count` deliveries (1: anything not handled on its first receipt).
+    pub async fn start_with_max_receive_count(max_receive_count: u32) -> Pipeline {
         let stack = Stack::from_env();
         let sqs = stack.sqs();
         let db = TestDatabase::create(&stack).await;
-        let queues = QueuePair::create(&sqs, MAX_RECEIVE_COUNT, 5).await;
+        let queues = QueuePair::create(&sqs, max_receive_count, 5).await;
         let kms_key = create_kms_key(&stack.kms()).await;
         let mut pipeline = Pipeline {
             stack,

@@ -3,4 +3,5 @@
 
 mod delivery;
 mod harness;
+mod refusals;
 mod samples;

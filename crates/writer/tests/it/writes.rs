@@ -144,38 +144,131 @@ async fn batches_above_the_parameter_limit_are_chunked() {
 }
 
 #[tokio::test]
-async fn a_raw_looking_ip_refuses_the_whole_batch() {
+async fn a_raw_looking_ip_is_refused_alone_and_the_rest_written() {
     let mut writer = spawn_writer().await;
     let mut batch = rows("raw", 3);
     batch[1].masked_ip = Some("203.0.113.77".into());
-    let status =
-        writer.client.write_logins(WriteLoginsRequest { rows: batch }).await.expect_err("refused");
-    assert_eq!(status.code(), Code::InvalidArgument);
-    assert!(status.message().contains("rows[1]"), "{}", status.message());
-    assert!(status.message().contains("masked_ip"), "{}", status.message());
-    assert!(!status.message().contains("203.0.113"), "{}", status.message());
-    assert_eq!(count_rows(&writer.db).await, 0, "nothing of the batch is written");
+    let reply = writer
+        .client
+        .write_logins(WriteLoginsRequest { rows: batch })
+        .await
+        .expect("answered")
+        .into_inner();
+    assert_eq!(reply.inserted, 2);
+    assert_eq!(reply.refused.len(), 1);
+    let refused = &reply.refused[0];
+    assert_eq!((refused.index, refused.code.as_str()), (1, "not_a_token"));
+    assert!(refused.reason.starts_with("field `masked_ip`"), "{}", refused.reason);
+    assert!(!refused.reason.contains("203.0.113"), "{}", refused.reason);
+    assert_eq!(count_rows(&writer.db).await, 2);
 }
 
 #[tokio::test]
 async fn a_token_of_the_wrong_kind_or_a_raw_device_id_is_refused() {
     let mut writer = spawn_writer().await;
-    let mut swapped = rows("kind", 2);
-    swapped[0].masked_device_id = Some(token(PiiKind::Ip, 9));
-    let status = writer.client.write_logins(WriteLoginsRequest { rows: swapped }).await;
-    assert_eq!(status.expect_err("refused").code(), Code::InvalidArgument);
+    let mut batch = rows("kind", 4);
+    batch[0].masked_device_id = Some(token(PiiKind::Ip, 9));
+    batch[3].masked_device_id = Some("593-47-5928".into());
+    let reply = writer
+        .client
+        .write_logins(WriteLoginsRequest { rows: batch })
+        .await
+        .expect("answered")
+        .into_inner();
+    let refused: Vec<(u32, &str)> =
+        reply.refused.iter().map(|r| (r.index, r.code.as_str())).collect();
+    assert_eq!(refused, [(0, "wrong_token_kind"), (3, "not_a_token")]);
+    assert!(reply.refused.iter().all(|r| !r.reason.contains("593-47")));
+    assert_eq!(count_rows(&writer.db).await, 2);
+}
 
-    let mut raw = rows("raw-dev", 2);
-    raw[1].masked_device_id = Some("593-47-5928".into());
-    let status = writer.client.write_logins(WriteLoginsRequest { rows: raw }).await;
-    let status = status.expect_err("refused");
-    assert!(
-        status.message().starts_with("rows[1]: field `masked_device_id`"),
-        "{}",
-        status.message()
+#[tokio::test]
+async fn rows_breaking_the_models_rules_are_refused_by_index_with_their_code() {
+    let mut writer = spawn_writer().await;
+    let mut batch = rows("rules", 6);
+    batch[0].user_id = "  ".into();
+    batch[2].locale = Some("R\0U".into());
+    batch[4].device_type = Some("x".repeat(33));
+    batch[5].sent_timestamp_ms = -210_866_803_200_001;
+    let reply = writer
+        .client
+        .write_logins(WriteLoginsRequest { rows: batch })
+        .await
+        .expect("answered")
+        .into_inner();
+    let refused: Vec<(u32, &str)> =
+        reply.refused.iter().map(|r| (r.index, r.code.as_str())).collect();
+    assert_eq!(
+        refused,
+        [(0, "missing_field"), (2, "nul_character"), (4, "too_long"), (5, "bad_timestamp")]
     );
-    assert!(!status.message().contains("593-47"));
-    assert_eq!(count_rows(&writer.db).await, 0);
+    assert_eq!(reply.inserted, 2);
+    let stored: HashSet<Option<String>> =
+        stored_rows(&writer.db).await.into_iter().map(|r| r.message_id).collect();
+    assert_eq!(stored, HashSet::from([Some("rules-1".to_owned()), Some("rules-3".to_owned())]));
+}
+
+#[tokio::test]
+async fn rows_the_database_refuses_are_isolated_and_the_others_committed() {
+    let mut writer = spawn_writer().await;
+    // Rules the model does not know, so the rows get past it and the database refuses them:
+    // a check constraint (SQLSTATE 23514) and a trigger raising a data exception (22023).
+    let mut conn = writer.db.connect().await;
+    for statement in [
+        "ALTER TABLE user_logins ADD CONSTRAINT no_blocked_users CHECK (user_id NOT LIKE 'blocked%')",
+        "CREATE FUNCTION refuse_odd_locale() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN \
+           IF NEW.locale = 'odd' THEN RAISE EXCEPTION 'odd locale' USING ERRCODE = '22023'; END IF; \
+           RETURN NEW; END $$",
+        "CREATE TRIGGER refuse_odd_locale BEFORE INSERT ON user_logins \
+           FOR EACH ROW EXECUTE FUNCTION refuse_odd_locale()",
+    ] {
+        diesel_async::RunQueryDsl::execute(diesel::sql_query(statement), &mut conn)
+            .await
+            .expect("prepares the table");
+    }
+    let mut batch = rows("iso", 500);
+    batch[3].user_id = "blocked-3".into();
+    batch[250].locale = Some("odd".into());
+    batch[499].user_id = "blocked-499".into();
+
+    let reply = writer
+        .client
+        .write_logins(WriteLoginsRequest { rows: batch.clone() })
+        .await
+        .expect("answered")
+        .into_inner();
+
+    assert_eq!(reply.inserted, 497);
+    let refused: Vec<(u32, &str, &str)> =
+        reply.refused.iter().map(|r| (r.index, r.code.as_str(), r.reason.as_str())).collect();
+    assert_eq!(
+        refused,
+        [
+            (
+                3,
+                "db_constraint_violation",
+                "the database refused the row: SQLSTATE 23514 on no_blocked_users"
+            ),
+            (250, "db_data_exception", "the database refused the row: SQLSTATE 22023"),
+            (
+                499,
+                "db_constraint_violation",
+                "the database refused the row: SQLSTATE 23514 on no_blocked_users"
+            ),
+        ]
+    );
+    assert_eq!(count_rows(&writer.db).await, 497);
+
+    // The same batch again: the committed rows are already there, the refused ones refused.
+    let again = writer
+        .client
+        .write_logins(WriteLoginsRequest { rows: batch })
+        .await
+        .expect("answered")
+        .into_inner();
+    assert_eq!(again.inserted, 0);
+    assert_eq!(again.already_present_message_ids.len(), 497);
+    assert_eq!(again.refused.len(), 3);
 }
 
 #[tokio::test]
@@ -229,4 +322,45 @@ fn postgres_port(stack: &Stack) -> u16 {
     let after_host = stack.database_url.rsplit('@').next().unwrap_or_default();
     let port = after_host.split(['/', '?']).next().unwrap_or_default().rsplit(':').next();
     port.and_then(|p| p.parse().ok()).expect("a port in DATABASE_URL")
+}
+
+#[tokio::test]
+async fn a_nul_character_past_the_model_is_isolated_to_its_row() {
+    use fetchreward_model::MaskedLoginFields;
+    use fetchreward_runtime::postgres::{self, PgConfig};
+    use fetchreward_writer::LoginStore;
+
+    // The store below the model's check: Postgres itself refuses the NUL (SQLSTATE 22021).
+    let writer = spawn_writer().await;
+    let pool = postgres::client_pool(&PgConfig::plain(&writer.db.url)).expect("a pool");
+    let store = LoginStore::new(pool);
+    let mut batch: Vec<fetchreward_model::MaskedLogin> = rows("nul", 500)
+        .into_iter()
+        .map(|row| {
+            let fields = MaskedLoginFields {
+                message_id: row.message_id,
+                user_id: row.user_id,
+                device_type: row.device_type,
+                masked_ip: row.masked_ip,
+                masked_device_id: row.masked_device_id,
+                locale: row.locale,
+                app_version: row.app_version,
+                sent_timestamp_ms: row.sent_timestamp_ms,
+            };
+            fields.check().expect("a valid row")
+        })
+        .collect();
+    batch[7].user_id = "nul\0user".into();
+    batch[400].locale = Some("R\0U".into());
+
+    let outcome = store.write(batch).await.expect("the batch commits");
+
+    assert_eq!(outcome.inserted, 498);
+    let refused: Vec<(usize, &str, &str)> = outcome
+        .refused
+        .iter()
+        .map(|(position, refusal)| (*position, refusal.sqlstate.as_str(), refusal.code()))
+        .collect();
+    assert_eq!(refused, [(7, "22021", "db_data_exception"), (400, "22021", "db_data_exception")]);
+    assert_eq!(count_rows(&writer.db).await, 498);
 }
