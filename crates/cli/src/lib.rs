@@ -1,6 +1,7 @@
 //! The library behind the `fetchreward` command: sample messages and queue operations, also
 //! used by the end-to-end tests and benchmarks.
 
+pub mod dlq;
 pub mod queue;
 pub mod sample;
 pub mod vault;

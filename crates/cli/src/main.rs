@@ -10,7 +10,7 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use comfy_table::Table;
-use fetchreward_cli::{queue, sample, vault};
+use fetchreward_cli::{dlq, queue, sample, vault};
 use fetchreward_proto::vault::v1::KeyTarget;
 use fetchreward_proto::vault::v1::vault_service_client::VaultServiceClient;
 use fetchreward_runtime::tls::TlsFiles;
@@ -32,7 +32,7 @@ enum Command {
         #[command(subcommand)]
         command: QueueCommand,
     },
-    /// Read the dead-letter queue.
+    /// Read, redrive or empty the dead-letter queue.
     Dlq {
         #[command(subcommand)]
         command: DlqCommand,
@@ -121,13 +121,49 @@ enum QueueCommand {
 
 #[derive(Subcommand)]
 enum DlqCommand {
-    /// Show dead-lettered messages with their reasons, without consuming them.
+    /// Show dead-lettered messages with who refused them and why, without consuming them.
     List {
         #[arg(long, env = "DLQ_URL")]
         dlq_url: String,
         /// At most this many messages.
         #[arg(long, default_value_t = 20)]
         max: usize,
+    },
+    /// Show one dead-lettered message whole: its refusal, origin, attributes and body.
+    Show {
+        /// Its id in the DLQ, or the id it was first sent with.
+        id: String,
+        #[arg(long, env = "DLQ_URL")]
+        dlq_url: String,
+    },
+    /// Send dead-lettered messages back to the source queue (after the cause is fixed).
+    ///
+    /// Each keeps the message id it was first sent with, so redriving twice (an interrupted run,
+    /// say) still gives one row.
+    Redrive {
+        #[arg(long, env = "DLQ_URL")]
+        dlq_url: String,
+        /// The queue to send them to.
+        #[arg(long, env = "QUEUE_URL")]
+        queue_url: String,
+        /// Only messages refused with this code (repeatable); `redrive_policy` names those the
+        /// redrive policy moved without a reason.
+        #[arg(long = "reason-code")]
+        reason_codes: Vec<String>,
+        /// Only this message, by DLQ id or first id (repeatable).
+        #[arg(long = "message-id")]
+        message_ids: Vec<String>,
+        /// Count what would move, move nothing.
+        #[arg(long)]
+        dry_run: bool,
+    },
+    /// Delete every message of the dead-letter queue.
+    Purge {
+        #[arg(long, env = "DLQ_URL")]
+        dlq_url: String,
+        /// Confirms that the messages are to be deleted for good.
+        #[arg(long)]
+        yes: bool,
     },
 }
 
@@ -223,6 +259,105 @@ async fn sqs() -> aws_sdk_sqs::Client {
     )
 }
 
+async fn run_dlq(command: DlqCommand) -> anyhow::Result<()> {
+    let sqs = sqs().await;
+    match command {
+        DlqCommand::List { dlq_url, max } => {
+            let letters = dlq::list(&sqs, &dlq_url, max).await?;
+            let mut table = Table::new();
+            table.set_header([
+                "dlq message_id",
+                "first message_id",
+                "refused by",
+                "code",
+                "reason",
+            ]);
+            for letter in &letters {
+                table.add_row([
+                    letter.message_id.clone(),
+                    letter.source_message_id.clone(),
+                    letter.refusal.as_ref().map_or("redrive policy", |r| &r.refused_by).to_owned(),
+                    letter.code().to_owned(),
+                    letter.reason(),
+                ]);
+            }
+            println!("{table}");
+            println!("{} message(s); `fetchreward dlq show ID` shows one whole", letters.len());
+        }
+        DlqCommand::Show { id, dlq_url } => {
+            let Some(letter) = dlq::show(&sqs, &dlq_url, &id).await? else {
+                anyhow::bail!("no message {id} in {dlq_url}");
+            };
+            let refused_by =
+                letter.refusal.as_ref().map_or("the redrive policy", |r| &r.refused_by);
+            println!("dlq message_id     {}", letter.message_id);
+            println!("first message_id   {}", letter.source_message_id);
+            println!("first sent at      {}", time_text(letter.source_sent_timestamp_ms));
+            println!("refused by         {refused_by}");
+            println!("code               {}", letter.code());
+            println!("reason             {}", letter.reason());
+            println!("receives in dlq    {}", letter.receive_count);
+            let mut names: Vec<&String> = letter.producer_attributes.keys().collect();
+            names.sort();
+            for name in names {
+                let value = &letter.producer_attributes[name];
+                let shown = value.string_value.as_deref().unwrap_or("(binary)");
+                println!("attribute          {name} ({}) = {shown}", value.data_type);
+            }
+            println!("body ({} bytes, may hold personal data):", letter.body.len());
+            println!("{}", letter.body);
+        }
+        DlqCommand::Redrive { dlq_url, queue_url, reason_codes, message_ids, dry_run } => {
+            let filter = dlq::RedriveFilter { codes: reason_codes, message_ids };
+            let (visible, _) = queue::depth(&sqs, &dlq_url).await?;
+            let bar = indicatif::ProgressBar::new(visible);
+            bar.set_style(
+                indicatif::ProgressStyle::with_template("{bar:40} {pos}/{len} looked at, {msg}")
+                    .expect("a valid template"),
+            );
+            let verb = if dry_run { "would move" } else { "moved" };
+            let report = dlq::redrive(&sqs, &dlq_url, &queue_url, &filter, dry_run, |so_far| {
+                bar.set_length(bar.length().unwrap_or(0).max(so_far.seen as u64));
+                bar.set_position(so_far.seen as u64);
+                let count = if dry_run { so_far.matched } else { so_far.moved };
+                bar.set_message(format!("{count} {verb}"));
+            })
+            .await;
+            bar.finish_and_clear();
+            let report = report?;
+            if dry_run {
+                println!(
+                    "dry run: {} of {} message(s) would move to {queue_url}; nothing moved",
+                    report.matched, report.seen
+                );
+            } else {
+                println!(
+                    "moved {} of {} message(s) to {queue_url}; the others stay in the DLQ",
+                    report.moved, report.seen
+                );
+            }
+        }
+        DlqCommand::Purge { dlq_url, yes } => {
+            if !yes {
+                anyhow::bail!(
+                    "purging deletes every message of {dlq_url} for good: add --yes to confirm"
+                );
+            }
+            let count = dlq::purge(&sqs, &dlq_url).await?;
+            println!("purged {dlq_url} ({count} message(s))");
+        }
+    }
+    Ok(())
+}
+
+/// Milliseconds since the Unix epoch as UTC text.
+fn time_text(unix_ms: i64) -> String {
+    chrono::DateTime::from_timestamp_millis(unix_ms).map_or_else(
+        || format!("{unix_ms} ms after the Unix epoch"),
+        |at| at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+    )
+}
+
 async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Seed(args) => {
@@ -258,21 +393,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 queue::wait_empty(&sqs().await, &queue_url, Duration::from_secs(timeout)).await?;
             println!("queue empty after {:.1} s", waited.as_secs_f64());
         }
-        Command::Dlq { command: DlqCommand::List { dlq_url, max } } => {
-            let letters = queue::peek(&sqs().await, &dlq_url, max).await?;
-            let mut table = Table::new();
-            table.set_header(["dlq message_id", "receives", "reason", "body"]);
-            for letter in &letters {
-                table.add_row([
-                    letter.message_id.as_str(),
-                    letter.receive_count.as_str(),
-                    letter.reason.as_deref().unwrap_or("(redriven after repeated failures)"),
-                    letter.body.as_str(),
-                ]);
-            }
-            println!("{table}");
-            println!("{} message(s)", letters.len());
-        }
+        Command::Dlq { command } => run_dlq(command).await?,
         Command::Detokenize { tokens, purpose, vault } => {
             let mut client = vault.connect().await?;
             let (rows, audit_id) = vault::detokenize(&mut client, tokens, purpose).await?;

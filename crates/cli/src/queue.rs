@@ -1,12 +1,10 @@
-//! Queue commands: seeding, waiting for the queue to drain, reading the DLQ.
+//! Queue commands: seeding, queue depth, waiting for the queue to drain.
 
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use aws_sdk_sqs::Client;
-use aws_sdk_sqs::types::{
-    MessageSystemAttributeName, QueueAttributeName, SendMessageBatchRequestEntry,
-};
+use aws_sdk_sqs::types::{QueueAttributeName, SendMessageBatchRequestEntry};
 use futures::StreamExt;
 use indicatif::{ProgressBar, ProgressStyle};
 
@@ -115,64 +113,4 @@ pub async fn wait_empty(
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-}
-
-/// A message read from the DLQ.
-pub struct DeadLetter {
-    /// Its id in the DLQ.
-    pub message_id: String,
-    /// The reason attribute, if the ingestor put it there (redriven messages have none).
-    pub reason: Option<String>,
-    /// How many times SQS delivered it.
-    pub receive_count: String,
-    /// The body as sent.
-    pub body: String,
-}
-
-/// Reads up to `max` messages of the DLQ without consuming them: they are received with a
-/// visibility timeout of zero, so they stay available.
-pub async fn peek(sqs: &Client, dlq_url: &str, max: usize) -> anyhow::Result<Vec<DeadLetter>> {
-    let mut letters: Vec<DeadLetter> = Vec::new();
-    let mut empty_receives = 0;
-    while letters.len() < max && empty_receives < 3 {
-        let output = sqs
-            .receive_message()
-            .queue_url(dlq_url)
-            .max_number_of_messages(BATCH as i32)
-            .visibility_timeout(0)
-            .message_attribute_names("All")
-            .message_system_attribute_names(MessageSystemAttributeName::ApproximateReceiveCount)
-            .send()
-            .await
-            .map_err(aws_sdk_sqs::Error::from)
-            .context("ReceiveMessage on the DLQ failed")?;
-        let messages = output.messages.unwrap_or_default();
-        let before = letters.len();
-        for message in messages {
-            let message_id = message.message_id.clone().unwrap_or_default();
-            if letters.iter().any(|l| l.message_id == message_id) {
-                continue;
-            }
-            letters.push(DeadLetter {
-                message_id,
-                reason: message
-                    .message_attributes
-                    .as_ref()
-                    .and_then(|a| a.get("fetchreward-reason"))
-                    .and_then(|v| v.string_value.clone()),
-                receive_count: message
-                    .attributes
-                    .as_ref()
-                    .and_then(|a| a.get(&MessageSystemAttributeName::ApproximateReceiveCount))
-                    .cloned()
-                    .unwrap_or_default(),
-                body: message.body.unwrap_or_default(),
-            });
-        }
-        if letters.len() == before {
-            empty_receives += 1;
-        }
-    }
-    letters.truncate(max);
-    Ok(letters)
 }

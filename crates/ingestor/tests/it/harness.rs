@@ -217,7 +217,9 @@ impl Pipeline {
     pub async fn rows(&self) -> Vec<Row> {
         let mut conn = self.db.connect().await;
         diesel::sql_query(
-            "SELECT message_id, user_id, masked_ip, masked_device_id FROM user_logins ORDER BY message_id",
+            "SELECT message_id, user_id, device_type, masked_ip, masked_device_id, locale, \
+                    app_version, app_version_raw, create_date::text AS create_date \
+             FROM user_logins ORDER BY message_id",
         )
         .load(&mut conn)
         .await
@@ -279,6 +281,32 @@ pub struct Row {
     pub masked_ip: Option<String>,
     #[diesel(sql_type = Nullable<Text>)]
     pub masked_device_id: Option<String>,
+    #[diesel(sql_type = Nullable<Text>)]
+    pub device_type: Option<String>,
+    #[diesel(sql_type = Nullable<Text>)]
+    pub locale: Option<String>,
+    #[diesel(sql_type = Nullable<diesel::sql_types::Integer>)]
+    pub app_version: Option<i32>,
+    #[diesel(sql_type = Nullable<Text>)]
+    pub app_version_raw: Option<String>,
+    #[diesel(sql_type = Nullable<Text>)]
+    pub create_date: Option<String>,
+}
+
+impl Row {
+    /// Every column but the message id.
+    pub fn content(&self) -> impl PartialEq + std::fmt::Debug + '_ {
+        (
+            &self.user_id,
+            &self.device_type,
+            &self.masked_ip,
+            &self.masked_device_id,
+            &self.locale,
+            self.app_version,
+            &self.app_version_raw,
+            &self.create_date,
+        )
+    }
 }
 
 /// A dead-lettered message.

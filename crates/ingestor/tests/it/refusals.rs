@@ -61,3 +61,101 @@ async fn nul_characters_and_over_long_values_are_dead_lettered_with_their_reason
     }
     pipeline.stop_ingestor().await;
 }
+
+#[tokio::test]
+async fn messages_the_writer_refused_are_redriven_and_written_once_the_cause_is_fixed() {
+    use diesel_async::RunQueryDsl;
+    use fetchreward_cli::dlq;
+
+    let mut pipeline = Pipeline::start().await;
+    // A rule of the table the model does not know, which the operator will lift.
+    let mut conn = pipeline.db.connect().await;
+    diesel::sql_query(
+        "ALTER TABLE user_logins ADD CONSTRAINT no_blocked CHECK (user_id NOT LIKE 'blocked-%')",
+    )
+    .execute(&mut conn)
+    .await
+    .expect("adds the constraint");
+    let valid = logins(60, 61);
+    let blocked: Vec<String> = (0..5)
+        .map(|i| {
+            format!(r#"{{"user_id": "blocked-{i}", "ip": "192.0.2.{i}", "device_id": "b-{i}"}}"#)
+        })
+        .collect();
+    let bodies = mixed(&valid, &blocked);
+    let ids = pipeline.send(&bodies).await;
+    let blocked_ids: HashSet<&str> = ids
+        .iter()
+        .zip(&bodies)
+        .filter(|(_, body)| blocked.contains(body))
+        .map(|(id, _)| id.as_str())
+        .collect();
+    pipeline.start_ingestor(&[]).await;
+    pipeline.wait_drained(Duration::from_secs(60)).await;
+    assert_eq!(pipeline.rows().await.len(), 60);
+
+    let (sqs, dlq_url, queue_url) =
+        (&pipeline.sqs, &pipeline.queues.dlq_url, &pipeline.queues.queue_url);
+    let letters = dlq::list(sqs, dlq_url, 100).await.expect("lists the DLQ");
+    assert_eq!(letters.len(), 5);
+    for letter in &letters {
+        let refusal = letter.refusal.as_ref().expect("refused by the writer");
+        assert_eq!(
+            (refusal.refused_by.as_str(), refusal.code.as_str()),
+            ("writer", "db_constraint_violation")
+        );
+        assert!(blocked_ids.contains(letter.source_message_id.as_str()));
+    }
+    let shown = dlq::show(sqs, dlq_url, &letters[0].source_message_id).await.expect("shows");
+    assert_eq!(shown.map(|l| l.message_id), Some(letters[0].message_id.clone()));
+
+    diesel::sql_query("ALTER TABLE user_logins DROP CONSTRAINT no_blocked")
+        .execute(&mut conn)
+        .await
+        .expect("lifts the rule");
+    let everything = dlq::RedriveFilter::default();
+    let dry = dlq::redrive(sqs, dlq_url, queue_url, &everything, true, |_| {}).await.expect("runs");
+    assert_eq!((dry.matched, dry.moved), (5, 0));
+    let other_code =
+        dlq::RedriveFilter { codes: vec!["invalid_ip".into()], message_ids: Vec::new() };
+    let none =
+        dlq::redrive(sqs, dlq_url, queue_url, &other_code, false, |_| {}).await.expect("runs");
+    assert_eq!(none.moved, 0);
+    let moved =
+        dlq::redrive(sqs, dlq_url, queue_url, &everything, false, |_| {}).await.expect("runs");
+    assert_eq!(moved.moved, 5);
+    // An interrupted second run would leave one more copy of a message in the source queue.
+    let again = &letters[1];
+    pipeline
+        .sqs
+        .send_message()
+        .queue_url(queue_url)
+        .message_body(&again.body)
+        .message_attributes(
+            fetchreward_model::attributes::SOURCE_MESSAGE_ID,
+            string_attribute("String", &again.source_message_id),
+        )
+        .message_attributes(
+            fetchreward_model::attributes::SOURCE_SENT_TIMESTAMP,
+            string_attribute("Number", &again.source_sent_timestamp_ms.to_string()),
+        )
+        .send()
+        .await
+        .expect("sends the copy");
+    pipeline.wait_drained(Duration::from_secs(60)).await;
+
+    let rows = pipeline.rows().await;
+    let stored: HashSet<&str> = rows.iter().filter_map(|r| r.message_id.as_deref()).collect();
+    assert_eq!(rows.len(), 65, "every message once, the redriven ones under their first ids");
+    assert_eq!(stored, ids.iter().map(String::as_str).collect::<HashSet<_>>());
+    assert!(dlq::list(sqs, dlq_url, 10).await.expect("lists").is_empty());
+    pipeline.stop_ingestor().await;
+}
+
+fn string_attribute(data_type: &str, value: &str) -> aws_sdk_sqs::types::MessageAttributeValue {
+    aws_sdk_sqs::types::MessageAttributeValue::builder()
+        .data_type(data_type)
+        .string_value(value)
+        .build()
+        .expect("an attribute")
+}
