@@ -493,6 +493,34 @@ mod tests {
     }
 
     #[test]
+    fn sqlstates_of_a_passing_condition_are_transient_and_those_of_the_data_are_not() {
+        for transient in [
+            SqlState::CONNECTION_FAILURE,
+            SqlState::T_R_SERIALIZATION_FAILURE,
+            SqlState::T_R_DEADLOCK_DETECTED,
+            SqlState::ADMIN_SHUTDOWN,
+            SqlState::CRASH_SHUTDOWN,
+            SqlState::CANNOT_CONNECT_NOW,
+            SqlState::TOO_MANY_CONNECTIONS,
+            SqlState::DISK_FULL,
+            SqlState::LOCK_NOT_AVAILABLE,
+            SqlState::IO_ERROR,
+        ] {
+            assert!(is_transient_sqlstate(&transient), "{}", transient.code());
+        }
+        for lasting in [
+            SqlState::CHARACTER_NOT_IN_REPERTOIRE,
+            SqlState::STRING_DATA_RIGHT_TRUNCATION,
+            SqlState::CHECK_VIOLATION,
+            SqlState::NOT_NULL_VIOLATION,
+            SqlState::UNDEFINED_TABLE,
+            SqlState::INSUFFICIENT_PRIVILEGE,
+        ] {
+            assert!(!is_transient_sqlstate(&lasting), "{}", lasting.code());
+        }
+    }
+
+    #[test]
     fn the_url_never_shows_in_debug() {
         let config = PgConfig::plain("postgres://app:hunter2@db/x");
         assert!(!format!("{config:?}").contains("hunter2"));
