@@ -285,19 +285,7 @@ impl RowSink for GrpcWriter {
         let request = writer::WriteLoginsRequest {
             rows: rows
                 .into_iter()
-                .map(|row| {
-                    let fields = MaskedLoginFields::from(row);
-                    writer::MaskedLogin {
-                        message_id: fields.message_id,
-                        user_id: fields.user_id,
-                        device_type: fields.device_type,
-                        masked_ip: fields.masked_ip,
-                        masked_device_id: fields.masked_device_id,
-                        locale: fields.locale,
-                        app_version: fields.app_version,
-                        sent_timestamp_ms: fields.sent_timestamp_ms,
-                    }
-                })
+                .map(|row| writer::MaskedLogin::from(MaskedLoginFields::from(row)))
                 .collect(),
         };
         let response = self

@@ -3,7 +3,9 @@
 //! This is the only crate that runs protoc. It re-exports `tonic` and `prost` so that every
 //! service builds against the same versions, and exposes the descriptor set for gRPC
 //! reflection. Business logic never works on these types directly: each service converts them
-//! to `fetchreward-model` types at its edge.
+//! to `fetchreward-model` types at its edge, with the conversions written once here.
+
+mod convert;
 
 pub use prost;
 pub use tonic;

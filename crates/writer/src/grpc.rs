@@ -73,7 +73,7 @@ impl WriterGrpc {
         let mut accepted = Vec::with_capacity(rows.len());
         let mut accepted_indexes = Vec::with_capacity(rows.len());
         for (index, row) in rows.into_iter().enumerate() {
-            match fields(row).check() {
+            match MaskedLoginFields::from(row).check() {
                 Ok(row) => {
                     accepted.push(row);
                     accepted_indexes.push(index);
@@ -102,17 +102,4 @@ fn refusal(index: usize, code: &'static str, reason: String) -> RefusedRow {
     metrics::counter!("fetchreward_writer_rows_refused_total", "code" => code).increment(1);
     tracing::debug!(index, code, "row refused");
     RefusedRow { index: u32::try_from(index).unwrap_or(u32::MAX), code: code.to_owned(), reason }
-}
-
-fn fields(row: MaskedLogin) -> MaskedLoginFields {
-    MaskedLoginFields {
-        message_id: row.message_id,
-        user_id: row.user_id,
-        device_type: row.device_type,
-        masked_ip: row.masked_ip,
-        masked_device_id: row.masked_device_id,
-        locale: row.locale,
-        app_version: row.app_version,
-        sent_timestamp_ms: row.sent_timestamp_ms,
-    }
 }

@@ -52,6 +52,16 @@ fn fits_the_table(event: &LoginEvent) -> bool {
     strings.iter().all(|(text, max)| text.is_none_or(|text| check_text(text, *max).is_ok()))
 }
 
+/// A JSON object with one of `values` for each of [`FIELDS`].
+fn object_of(values: &[serde_json_value::Value]) -> String {
+    let members: Vec<String> = FIELDS
+        .iter()
+        .zip(values)
+        .map(|(field, value)| format!("{}: {}", serde_json_value::quote(field), value.to_json()))
+        .collect();
+    format!("{{{}}}", members.join(", "))
+}
+
 /// The same body as an SNS notification envelope would carry it.
 fn sns_envelope(body: &str) -> String {
     format!(
@@ -164,13 +174,7 @@ proptest! {
             FIELDS.len(),
         ),
     ) {
-        let body = FIELDS
-            .iter()
-            .zip(&values)
-            .map(|(field, value)| format!("{}: {}", serde_json_value::quote(field), value.to_json()))
-            .collect::<Vec<_>>()
-            .join(", ");
-        if let Ok(event) = parse_login(format!("{{{body}}}").as_bytes()) {
+        if let Ok(event) = parse_login(object_of(&values).as_bytes()) {
             prop_assert!(fits_the_table(&event), "{event:?}");
         }
     }
@@ -210,13 +214,7 @@ proptest! {
     fn an_sns_envelope_parses_as_its_message(
         values in proptest::collection::vec(json_value("\\PC{0,40}".prop_map(String::from)), FIELDS.len()),
     ) {
-        let body = FIELDS
-            .iter()
-            .zip(&values)
-            .map(|(field, value)| format!("{}: {}", serde_json_value::quote(field), value.to_json()))
-            .collect::<Vec<_>>()
-            .join(", ");
-        let body = format!("{{{body}}}");
+        let body = object_of(&values);
         prop_assert_eq!(parse_login(sns_envelope(&body).as_bytes()), parse_login(body.as_bytes()));
     }
 

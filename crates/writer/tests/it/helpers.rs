@@ -6,8 +6,8 @@ use diesel::QueryableByName;
 use diesel::sql_types::{Date, Integer, Nullable, Text};
 use diesel_async::RunQueryDsl;
 use fetchreward_model::{MAC_LEN, PiiKind, Token};
-use fetchreward_proto::writer::v1::MaskedLogin;
 use fetchreward_proto::writer::v1::writer_service_client::WriterServiceClient;
+use fetchreward_proto::writer::v1::{MaskedLogin, WriteLoginsRequest, WriteLoginsResponse};
 use fetchreward_testkit::{Spawned, Stack, TestDatabase};
 use fetchreward_writer::{Application, StartError, WriterConfig};
 use tonic::transport::Channel;
@@ -18,6 +18,17 @@ pub struct TestWriter {
     pub http_addr: std::net::SocketAddr,
     pub db: TestDatabase,
     pub running: Spawned<Result<(), StartError>>,
+}
+
+impl TestWriter {
+    /// Writes `rows` in one call that must be answered (refusals of rows are an answer).
+    pub async fn write(&mut self, rows: Vec<MaskedLogin>) -> WriteLoginsResponse {
+        self.client
+            .write_logins(WriteLoginsRequest { rows })
+            .await
+            .expect("the call is answered")
+            .into_inner()
+    }
 }
 
 /// The configuration of a writer on `database_url`, on free ports.

@@ -148,12 +148,7 @@ async fn a_raw_looking_ip_is_refused_alone_and_the_rest_written() {
     let mut writer = spawn_writer().await;
     let mut batch = rows("raw", 3);
     batch[1].masked_ip = Some("203.0.113.77".into());
-    let reply = writer
-        .client
-        .write_logins(WriteLoginsRequest { rows: batch })
-        .await
-        .expect("answered")
-        .into_inner();
+    let reply = writer.write(batch).await;
     assert_eq!(reply.inserted, 2);
     assert_eq!(reply.refused.len(), 1);
     let refused = &reply.refused[0];
@@ -169,12 +164,7 @@ async fn a_token_of_the_wrong_kind_or_a_raw_device_id_is_refused() {
     let mut batch = rows("kind", 4);
     batch[0].masked_device_id = Some(token(PiiKind::Ip, 9));
     batch[3].masked_device_id = Some("593-47-5928".into());
-    let reply = writer
-        .client
-        .write_logins(WriteLoginsRequest { rows: batch })
-        .await
-        .expect("answered")
-        .into_inner();
+    let reply = writer.write(batch).await;
     let refused: Vec<(u32, &str)> =
         reply.refused.iter().map(|r| (r.index, r.code.as_str())).collect();
     assert_eq!(refused, [(0, "wrong_token_kind"), (3, "not_a_token")]);
@@ -190,12 +180,7 @@ async fn rows_breaking_the_models_rules_are_refused_by_index_with_their_code() {
     batch[2].locale = Some("R\0U".into());
     batch[4].device_type = Some("x".repeat(33));
     batch[5].sent_timestamp_ms = -210_866_803_200_001;
-    let reply = writer
-        .client
-        .write_logins(WriteLoginsRequest { rows: batch })
-        .await
-        .expect("answered")
-        .into_inner();
+    let reply = writer.write(batch).await;
     let refused: Vec<(u32, &str)> =
         reply.refused.iter().map(|r| (r.index, r.code.as_str())).collect();
     assert_eq!(
@@ -231,12 +216,7 @@ async fn rows_the_database_refuses_are_isolated_and_the_others_committed() {
     batch[250].locale = Some("odd".into());
     batch[499].user_id = "blocked-499".into();
 
-    let reply = writer
-        .client
-        .write_logins(WriteLoginsRequest { rows: batch.clone() })
-        .await
-        .expect("answered")
-        .into_inner();
+    let reply = writer.write(batch.clone()).await;
 
     assert_eq!(reply.inserted, 497);
     let refused: Vec<(u32, &str, &str)> =
@@ -260,12 +240,7 @@ async fn rows_the_database_refuses_are_isolated_and_the_others_committed() {
     assert_eq!(count_rows(&writer.db).await, 497);
 
     // The same batch again: the committed rows are already there, the refused ones refused.
-    let again = writer
-        .client
-        .write_logins(WriteLoginsRequest { rows: batch })
-        .await
-        .expect("answered")
-        .into_inner();
+    let again = writer.write(batch).await;
     assert_eq!(again.inserted, 0);
     assert_eq!(again.already_present_message_ids.len(), 497);
     assert_eq!(again.refused.len(), 3);
@@ -336,19 +311,7 @@ async fn a_nul_character_past_the_model_is_isolated_to_its_row() {
     let store = LoginStore::new(pool);
     let mut batch: Vec<fetchreward_model::MaskedLogin> = rows("nul", 500)
         .into_iter()
-        .map(|row| {
-            let fields = MaskedLoginFields {
-                message_id: row.message_id,
-                user_id: row.user_id,
-                device_type: row.device_type,
-                masked_ip: row.masked_ip,
-                masked_device_id: row.masked_device_id,
-                locale: row.locale,
-                app_version: row.app_version,
-                sent_timestamp_ms: row.sent_timestamp_ms,
-            };
-            fields.check().expect("a valid row")
-        })
+        .map(|row| MaskedLoginFields::from(row).check().expect("a valid row"))
         .collect();
     batch[7].user_id = "nul\0user".into();
     batch[400].locale = Some("R\0U".into());
