@@ -22,12 +22,11 @@ use anyhow::{Context, bail};
 use aws_sdk_sqs::Client;
 use aws_sdk_sqs::types::{
     ChangeMessageVisibilityBatchRequestEntry, DeleteMessageBatchRequestEntry, Message,
-    MessageAttributeValue, MessageSystemAttributeName, SendMessageBatchRequestEntry,
+    MessageAttributeValue, MessageSystemAttributeName,
 };
 use fetchreward_model::attributes;
 
-/// SQS's batch limit.
-const BATCH: usize = 10;
+use crate::queue::{BATCH, Outgoing, send_batch};
 
 /// How long a walked message stays invisible to others before the walk hands it back.
 pub const WALK_VISIBILITY_SECS: i32 = 300;
@@ -328,10 +327,9 @@ pub async fn purge(sqs: &Client, dlq_url: &str) -> anyhow::Result<u64> {
 }
 
 async fn send_back(sqs: &Client, queue_url: &str, letters: &[&DeadLetter]) -> anyhow::Result<()> {
-    let entries = letters
+    let messages: Vec<Outgoing> = letters
         .iter()
-        .enumerate()
-        .map(|(i, letter)| {
+        .map(|letter| {
             let mut attributes = letter.producer_attributes.clone();
             attributes.insert(
                 attributes::SOURCE_MESSAGE_ID.to_owned(),
@@ -341,29 +339,12 @@ async fn send_back(sqs: &Client, queue_url: &str, letters: &[&DeadLetter]) -> an
                 attributes::SOURCE_SENT_TIMESTAMP.to_owned(),
                 attribute("Number", &letter.source_sent_timestamp_ms.to_string()),
             );
-            SendMessageBatchRequestEntry::builder()
-                .id(i.to_string())
-                .message_body(&letter.body)
-                .set_message_attributes(Some(attributes))
-                .build()
-                .expect("id and body are set")
+            Outgoing { body: letter.body.clone(), attributes }
         })
         .collect();
-    let output = sqs
-        .send_message_batch()
-        .queue_url(queue_url)
-        .set_entries(Some(entries))
-        .send()
+    send_batch(sqs, queue_url, &messages)
         .await
-        .map_err(aws_sdk_sqs::Error::from)
-        .context("SendMessageBatch to the source queue failed")?;
-    if let Some(failed) = output.failed().first() {
-        bail!(
-            "the source queue refused a message: {} ({}); nothing of this batch left the DLQ",
-            failed.code(),
-            failed.message().unwrap_or("no detail")
-        );
-    }
+        .context("sending back to the source queue failed; nothing of this batch left the DLQ")?;
     Ok(())
 }
 

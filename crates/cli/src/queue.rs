@@ -1,21 +1,38 @@
 //! Queue commands: seeding, queue depth, waiting for the queue to drain.
 
+use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use aws_sdk_sqs::Client;
-use aws_sdk_sqs::types::{QueueAttributeName, SendMessageBatchRequestEntry};
+use aws_sdk_sqs::types::{MessageAttributeValue, QueueAttributeName, SendMessageBatchRequestEntry};
 use futures::StreamExt;
 use indicatif::{ProgressBar, ProgressStyle};
 
 /// SendMessageBatch's limit.
-const BATCH: usize = 10;
+pub const BATCH: usize = 10;
 /// SendMessageBatch calls in flight.
 const CONCURRENT_SENDS: usize = 16;
 /// Above this many messages, seeding shows a progress bar.
 const PROGRESS_FROM: usize = 1_000;
 
-/// Sends `bodies` to `queue_url` in batches of ten; returns how many were sent.
+/// One message to send: its body and its message attributes.
+#[derive(Clone, Default)]
+pub struct Outgoing {
+    /// The body. May hold personal data.
+    pub body: String,
+    /// Message attributes by name.
+    pub attributes: HashMap<String, MessageAttributeValue>,
+}
+
+impl From<&String> for Outgoing {
+    fn from(body: &String) -> Self {
+        Outgoing { body: body.clone(), attributes: HashMap::new() }
+    }
+}
+
+/// Sends `bodies` to `queue_url` in batches of ten, with a progress bar for many; returns how
+/// many were sent.
 pub async fn seed(sqs: &Client, queue_url: &str, bodies: Vec<String>) -> anyhow::Result<usize> {
     let progress = if bodies.len() >= PROGRESS_FROM {
         let bar = ProgressBar::new(bodies.len() as u64);
@@ -27,33 +44,63 @@ pub async fn seed(sqs: &Client, queue_url: &str, bodies: Vec<String>) -> anyhow:
     } else {
         ProgressBar::hidden()
     };
-    let batches: Vec<Vec<String>> = bodies.chunks(BATCH).map(<[String]>::to_vec).collect();
-    let mut sends = futures::stream::iter(batches)
-        .map(|batch| send_batch(sqs, queue_url, batch))
-        .buffer_unordered(CONCURRENT_SENDS);
-    let mut sent = 0;
-    while let Some(result) = sends.next().await {
-        let count = result?;
-        sent += count;
-        progress.inc(count as u64);
-    }
+    let ids = send_all(sqs, queue_url, &bodies, |count| progress.inc(count as u64)).await?;
     progress.finish_and_clear();
-    Ok(sent)
+    Ok(ids.len())
 }
 
-async fn send_batch(sqs: &Client, queue_url: &str, bodies: Vec<String>) -> anyhow::Result<usize> {
-    let entries = bodies
-        .into_iter()
+/// Sends `bodies` to `queue_url`, ten per SendMessageBatch call, several calls at a time, and
+/// returns the message id SQS gave each body, in the order of `bodies`. `sent` is told how many
+/// each call sent.
+pub async fn send_all(
+    sqs: &Client,
+    queue_url: &str,
+    bodies: &[String],
+    mut sent: impl FnMut(usize),
+) -> anyhow::Result<Vec<String>> {
+    // The calls are made before they are streamed: a closure inside the stream would make the
+    // future too general for tokio::spawn (rust-lang/rust#102211).
+    let calls: Vec<_> = bodies
+        .chunks(BATCH)
         .enumerate()
-        .map(|(i, body)| {
+        .map(|(index, chunk)| {
+            let messages: Vec<Outgoing> = chunk.iter().map(Outgoing::from).collect();
+            async move { (index * BATCH, send_batch(sqs, queue_url, &messages).await) }
+        })
+        .collect();
+    let mut sends = futures::stream::iter(calls).buffer_unordered(CONCURRENT_SENDS);
+    let mut ids = vec![String::new(); bodies.len()];
+    while let Some((start, result)) = sends.next().await {
+        let batch_ids = result?;
+        sent(batch_ids.len());
+        for (offset, id) in batch_ids.into_iter().enumerate() {
+            ids[start + offset] = id;
+        }
+    }
+    Ok(ids)
+}
+
+/// One SendMessageBatch call of at most [`BATCH`] messages; returns the message ids SQS gave
+/// them, in order. Fails when SQS refuses any of them (the others were sent).
+pub async fn send_batch(
+    sqs: &Client,
+    queue_url: &str,
+    messages: &[Outgoing],
+) -> anyhow::Result<Vec<String>> {
+    let entries = messages
+        .iter()
+        .enumerate()
+        .map(|(i, message)| {
             SendMessageBatchRequestEntry::builder()
                 .id(i.to_string())
-                .message_body(body)
+                .message_body(&message.body)
+                .set_message_attributes(
+                    (!message.attributes.is_empty()).then(|| message.attributes.clone()),
+                )
                 .build()
                 .expect("id and body are set")
         })
         .collect::<Vec<_>>();
-    let count = entries.len();
     let output = sqs
         .send_message_batch()
         .queue_url(queue_url)
@@ -69,7 +116,15 @@ async fn send_batch(sqs: &Client, queue_url: &str, bodies: Vec<String>) -> anyho
             failed.message().unwrap_or("no detail")
         );
     }
-    Ok(count)
+    let mut ids = vec![String::new(); messages.len()];
+    for sent in output.successful() {
+        let slot = sent.id().parse::<usize>().ok().and_then(|position| ids.get_mut(position));
+        *slot.context("SQS answered an unknown entry id")? = sent.message_id().to_owned();
+    }
+    if ids.iter().any(String::is_empty) {
+        bail!("SendMessageBatch did not answer a message id for every message");
+    }
+    Ok(ids)
 }
 
 /// Visible and in-flight message counts of a queue.
