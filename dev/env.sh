@@ -28,6 +28,10 @@ fi
 : "${FR_PG_DB:=fetchreward}"       # database created in the cluster
 : "${FR_PG_MAX_CONNECTIONS:=300}"  # many tests run in parallel, each with its own pool
 : "${FR_READY_TIMEOUT:=60}"        # seconds to wait for each service to answer
+# 1: PostgreSQL with fsync, synchronous_commit and full_page_writes on (crash-safe, slower;
+# `make chaos` needs it). 0: all three off (fast; a Postgres crash loses recent commits). Not
+# sticky: every `make up` applies the value it is given, to a running cluster too (a reload).
+: "${FR_PG_DURABLE:=0}"
 
 # Deliberately FR_-prefixed rather than read from AWS_*: a developer's real AWS credentials
 # must never end up in target/dev/env, and the emulators accept any credentials anyway.

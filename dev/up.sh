@@ -293,6 +293,33 @@ EOF
     as_pg_user tee -a "$PGDATA/postgresql.conf" >/dev/null
 fi
 
+# Durability (FR_PG_DURABLE) in a file of its own, rewritten at every run: fsync,
+# synchronous_commit and full_page_writes all change with a reload, so a running cluster
+# switches mode without a restart (see the reload below). The file is written before the
+# include line is added, so the server never reads an include of a missing file; clusters made
+# before this file existed include only fetchreward.conf, and get the line appended.
+case "$FR_PG_DURABLE" in
+  1) pg_durability=on ;;
+  0) pg_durability=off ;;
+  *) die "FR_PG_DURABLE must be 0 (fast) or 1 (durable), not '$FR_PG_DURABLE'" ;;
+esac
+pg_durability_was="$(sed -n 's/^fsync = //p' "$PGDATA/fetchreward-durability.conf" 2>/dev/null || true)"
+as_pg_user tee "$PGDATA/fetchreward-durability.conf" >/dev/null <<EOF
+# Written by dev/up.sh from FR_PG_DURABLE=$FR_PG_DURABLE at every run; a reload applies it.
+# off: throwaway data, durability traded for speed (a crash loses recent commits).
+# on: a commit is on disk before it is acknowledged (make chaos).
+fsync = $pg_durability
+synchronous_commit = $pg_durability
+full_page_writes = $pg_durability
+# Crash recovery first flushes the data directory: one syncfs() of its file system instead of
+# an fsync() of every file (thousands, with the tests' databases), which takes many seconds.
+recovery_init_sync_method = syncfs
+EOF
+if ! grep -qxF "include 'fetchreward-durability.conf'" "$PGDATA/postgresql.conf"; then
+  printf "# Durability (FR_PG_DURABLE), rewritten by dev/up.sh at every run.\ninclude 'fetchreward-durability.conf'\n" |
+    as_pg_user tee -a "$PGDATA/postgresql.conf" >/dev/null
+fi
+
 if [[ -z "$pg_pid" ]]; then
   # Rewritten at every start, so changed FR_* settings apply to an existing cluster.
   as_pg_user tee "$PGDATA/fetchreward.conf" >/dev/null <<EOF
@@ -300,10 +327,7 @@ listen_addresses = '$FR_HOST'
 port = $FR_PG_PORT
 unix_socket_directories = ''
 max_connections = $FR_PG_MAX_CONNECTIONS
-# Throwaway data: trade durability for speed.
-fsync = off
-synchronous_commit = off
-full_page_writes = off
+# fsync, synchronous_commit and full_page_writes: see fetchreward-durability.conf.
 # TLS is offered, not required: sslmode=disable and sslmode=require/verify-full both work.
 ssl = on
 ssl_cert_file = 'server.crt'
@@ -329,6 +353,10 @@ EOF
   fi
 else
   say "PostgreSQL already running, pid $pg_pid, data $PGDATA"
+  # The durability settings may have changed (above). pg_ctl reload only signals the server,
+  # which applies them to new sessions a moment later (checked below).
+  as_pg_user "$PG_BINDIR/pg_ctl" -D "$PGDATA" -s reload ||
+    die "pg_ctl reload failed (log: $PGDATA/server.log)"
 fi
 
 pg_ready=0
@@ -348,6 +376,22 @@ if ((!pg_ready)); then
 fi
 
 psql_admin() { "$PSQL" -X -q -v ON_ERROR_STOP=1 -h "$FR_HOST" -p "$FR_PG_PORT" -U postgres "$@"; }
+
+# The server runs in the mode asked for (after a reload, new sessions see it within moments).
+pg_mode_want="$pg_durability,$pg_durability,$pg_durability"
+pg_mode=""
+for ((i = 0; i < FR_READY_TIMEOUT * 5; i++)); do
+  pg_mode="$(psql_admin -d postgres -tA -c 'SHOW fsync' -c 'SHOW synchronous_commit' -c 'SHOW full_page_writes' | paste -sd, - || true)"
+  [[ "$pg_mode" == "$pg_mode_want" ]] && break
+  sleep 0.2
+done
+[[ "$pg_mode" == "$pg_mode_want" ]] ||
+  die "PostgreSQL reports fsync,synchronous_commit,full_page_writes = $pg_mode, expected $pg_mode_want (log: $PGDATA/server.log)"
+if [[ "$pg_durability" == on && "$pg_durability_was" != on ]]; then
+  # Pages written while fsync was off may still be in the kernel's cache only. A server crash
+  # does not lose them, a machine crash would: flush them, so durability holds for both.
+  sync -f "$PGDATA/PG_VERSION" 2>/dev/null || sync
+fi
 if [[ "$(psql_admin -d postgres -tAc "SELECT 1 FROM pg_database WHERE datname = '$FR_PG_DB'")" != "1" ]]; then
   say "creating database $FR_PG_DB"
   psql_admin -d postgres -c "CREATE DATABASE \"$FR_PG_DB\""
@@ -404,10 +448,16 @@ env_line() {
 } >"$FR_ENV_FILE.tmp"
 mv "$FR_ENV_FILE.tmp" "$FR_ENV_FILE"
 
+if [[ "$pg_durability" == on ]]; then
+  pg_mode_text="durable: fsync, synchronous_commit, full_page_writes on (FR_PG_DURABLE=1)"
+else
+  pg_mode_text="not durable: fsync, synchronous_commit, full_page_writes off (FR_PG_DURABLE=1 make up: durable)"
+fi
 cat <<EOF
 [up] local stack is up:
   PostgreSQL  $FR_HOST:$FR_PG_PORT  database $FR_PG_DB, user postgres, trust auth, TLS optional (CA $FR_PG_TLS_DIR/ca.pem)
               data $PGDATA, log $FR_LOG_DIR/postgres.log
+              $pg_mode_text
   SQS         http://$FR_HOST:$FR_SQS_PORT  (fauxqs, log $FR_LOG_DIR/fauxqs.log)
               $QUEUE_URL
               $DLQ_URL
