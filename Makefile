@@ -7,7 +7,7 @@ SHELL := /bin/bash
 # Exports the local stack's endpoints (written by dev/up.sh) into a recipe line's commands.
 STACK_ENV := set -a; . target/dev/env; set +a
 
-.PHONY: up down env test demo bench fuzz certs
+.PHONY: up down env test demo bench fuzz certs chaos soak
 
 ## up: start the local stack (idempotent) and print its endpoints
 up:
@@ -47,3 +47,20 @@ bench: up
 FUZZ_CASES ?= 1000000
 fuzz:
 	PROPTEST_CASES=$(FUZZ_CASES) cargo test --release -p fetchreward-model --test it
+
+## chaos: faults under load on the durable stack: kill -9 of each service, a Postgres crash, an SQS outage, replicas, poison (CHAOS_MESSAGES=100000)
+# The durable mode (FR_PG_DURABLE=1) is on for the run only: afterwards the stack is switched
+# back to the fast mode, whatever the result, and the run's exit status is kept. See docs/chaos.md.
+CHAOS_MESSAGES ?= 100000
+chaos:
+	cargo build --release --bins
+	@FR_PG_DURABLE=1 bash dev/up.sh
+	$(STACK_ENV); status=0; CHAOS_MESSAGES=$(CHAOS_MESSAGES) target/release/fetchreward-stress chaos || status=$$?; \
+	  FR_PG_DURABLE=0 bash dev/up.sh >/dev/null && echo "[chaos] the local stack is back in the fast (not durable) mode"; \
+	  exit $$status
+
+## soak: a long load through one set of services; fails when a service's memory keeps growing (SOAK_MESSAGES=1000000)
+SOAK_MESSAGES ?= 1000000
+soak: up
+	cargo build --release --bins
+	$(STACK_ENV); SOAK_MESSAGES=$(SOAK_MESSAGES) target/release/fetchreward-stress soak
