@@ -17,7 +17,9 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use aws_config::SdkConfig;
-use fetchreward_telemetry::{OpsServer, Readiness, ReadinessCheck};
+use fetchreward_runtime::config::{ConfigErrors, EnvSource};
+use fetchreward_runtime::service::Service;
+use fetchreward_telemetry::{LoggingConfig, OpsServer, Readiness, ReadinessCheck};
 use tokio_util::sync::CancellationToken;
 use tonic::transport::Endpoint;
 
@@ -27,23 +29,10 @@ use crate::pipeline::{Health, Pipeline, RetryPolicy};
 use crate::queue::sqs::SqsQueue;
 
 pub use config::IngestorConfig;
+pub use fetchreward_runtime::service::StartError;
 
 /// The service name the ingestor's binary, logs and traces use.
 pub const SERVICE: &str = "fetchreward-ingestor";
-
-/// Why the ingestor could not start.
-#[derive(Debug, thiserror::Error)]
-pub enum StartError {
-    /// The operations listener could not be bound.
-    #[error("cannot listen on {0}: {1}")]
-    Bind(SocketAddr, std::io::Error),
-    /// An endpoint is not a valid URI, or its TLS settings are unusable.
-    #[error("invalid endpoint: {0}")]
-    Endpoint(#[from] tonic::transport::Error),
-    /// The TLS files cannot be read.
-    #[error(transparent)]
-    Tls(#[from] fetchreward_runtime::tls::TlsError),
-}
 
 /// An ingestor with its listener bound, ready to consume.
 pub struct Application {
@@ -61,10 +50,12 @@ impl Application {
         let queue =
             SqsQueue::new(aws_sdk_sqs::Client::new(aws), &config.queue_url, &config.dlq_url);
         let tls = config.tls.as_ref().map(|files| files.client_config()).transpose()?;
-        let vault_endpoint = Endpoint::from_shared(config.vault_endpoint.clone())?;
-        let vault = GrpcVault::new(channel(vault_endpoint, tls.clone())?);
-        let writer_endpoint = Endpoint::from_shared(config.writer_endpoint.clone())?;
-        let writer = GrpcWriter::new(channel(writer_endpoint, tls)?);
+        let endpoint = |uri: &str| {
+            let endpoint = Endpoint::from_shared(uri.to_owned()).map_err(StartError::own)?;
+            channel(endpoint, tls.clone()).map_err(StartError::own)
+        };
+        let vault = GrpcVault::new(endpoint(&config.vault_endpoint)?);
+        let writer = GrpcWriter::new(endpoint(&config.writer_endpoint)?);
         let retry = RetryPolicy { give_up_after: config.retry_give_up, ..RetryPolicy::default() };
         let shutdown = CancellationToken::new();
         let pipeline = Arc::new(Pipeline::new(
@@ -75,9 +66,11 @@ impl Application {
             config.visibility,
             shutdown.clone(),
         ));
-        let ops = OpsServer::bind(config.common.http_addr, readiness(pipeline.health()))
-            .await
-            .map_err(|err| StartError::Bind(config.common.http_addr, err))?;
+        let http_addr = config.common.http_addr;
+        let ops =
+            OpsServer::bind(http_addr, readiness(pipeline.health())).await.map_err(|source| {
+                StartError::Bind { what: "the operations server", addr: http_addr, source }
+            })?;
         let settings = ConsumerSettings {
             pollers: config.pollers,
             workers: config.workers,
@@ -110,8 +103,35 @@ impl Application {
             "ingestor consuming"
         );
         consumer::run(pipeline, settings, shutdown).await;
-        let _ = ops.await;
+        match ops.await {
+            Ok(Ok(())) => {}
+            Ok(Err(err)) => tracing::warn!(error = %err, "the operations server failed"),
+            Err(err) => tracing::warn!(error = %err, "the operations server task failed"),
+        }
         Ok(())
+    }
+}
+
+impl Service for Application {
+    const NAME: &'static str = SERVICE;
+    type Config = IngestorConfig;
+
+    fn read_config(env: &dyn EnvSource) -> Result<IngestorConfig, ConfigErrors> {
+        IngestorConfig::from_env(env)
+    }
+
+    fn logging(config: &IngestorConfig) -> &LoggingConfig {
+        &config.common.logging
+    }
+
+    /// Region, credentials and an `AWS_ENDPOINT_URL_SQS` override from the standard chain.
+    async fn start(config: IngestorConfig) -> Result<Self, StartError> {
+        let aws = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
+        Application::build(config, &aws).await
+    }
+
+    async fn run_until_stopped(self, shutdown: CancellationToken) -> Result<(), StartError> {
+        Application::run_until_stopped(self, shutdown).await
     }
 }
 

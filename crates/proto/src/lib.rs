@@ -10,12 +10,12 @@ mod convert;
 pub use prost;
 pub use tonic;
 
-/// The encoded `FileDescriptorSet` of every Fetchreward proto, for gRPC reflection.
-pub const FILE_DESCRIPTOR_SET: &[u8] =
-    include_bytes!(concat!(env!("OUT_DIR"), "/fetchreward_descriptor.bin"));
-
 /// `fetchreward.vault.v1`: tokenize, detokenize, forget, rotate keys.
 pub mod vault {
+    /// The encoded `FileDescriptorSet` of the vault's protos, for gRPC reflection.
+    pub const FILE_DESCRIPTOR_SET: &[u8] =
+        include_bytes!(concat!(env!("OUT_DIR"), "/vault_descriptor.bin"));
+
     /// Version 1 of the vault API.
     pub mod v1 {
         #![allow(missing_docs, clippy::all)]
@@ -25,6 +25,10 @@ pub mod vault {
 
 /// `fetchreward.writer.v1`: idempotent batch writes of masked rows.
 pub mod writer {
+    /// The encoded `FileDescriptorSet` of the writer's protos, for gRPC reflection.
+    pub const FILE_DESCRIPTOR_SET: &[u8] =
+        include_bytes!(concat!(env!("OUT_DIR"), "/writer_descriptor.bin"));
+
     /// Version 1 of the writer API.
     pub mod v1 {
         #![allow(missing_docs, clippy::all)]
@@ -72,30 +76,36 @@ mod tests {
     }
 
     #[test]
-    fn descriptor_set_names_both_services() {
-        use prost::Message;
-        let set = prost_types_free_decode(super::FILE_DESCRIPTOR_SET);
-        assert!(set.contains(&"fetchreward/vault/v1/vault.proto".to_string()));
-        assert!(set.contains(&"fetchreward/writer/v1/writer.proto".to_string()));
+    fn each_descriptor_set_names_its_own_service_only() {
+        assert_eq!(
+            file_names(super::vault::FILE_DESCRIPTOR_SET),
+            ["fetchreward/vault/v1/vault.proto"]
+        );
+        assert_eq!(
+            file_names(super::writer::FILE_DESCRIPTOR_SET),
+            ["fetchreward/writer/v1/writer.proto"]
+        );
+    }
 
-        /// Decodes only the file names (field 1 of each FileDescriptorProto, field 1 of the set).
-        fn prost_types_free_decode(bytes: &[u8]) -> Vec<String> {
-            #[derive(Clone, PartialEq, prost::Message)]
-            struct File {
-                #[prost(string, tag = "1")]
-                name: String,
-            }
-            #[derive(Clone, PartialEq, prost::Message)]
-            struct Set {
-                #[prost(message, repeated, tag = "1")]
-                file: Vec<File>,
-            }
-            Set::decode(bytes)
-                .expect("descriptor set decodes")
-                .file
-                .into_iter()
-                .map(|f| f.name)
-                .collect()
+    /// The file names of a descriptor set (field 1 of each FileDescriptorProto, field 1 of the
+    /// set), decoded without prost-types.
+    fn file_names(bytes: &[u8]) -> Vec<String> {
+        use prost::Message;
+        #[derive(Clone, PartialEq, prost::Message)]
+        struct File {
+            #[prost(string, tag = "1")]
+            name: String,
         }
+        #[derive(Clone, PartialEq, prost::Message)]
+        struct Set {
+            #[prost(message, repeated, tag = "1")]
+            file: Vec<File>,
+        }
+        Set::decode(bytes)
+            .expect("descriptor set decodes")
+            .file
+            .into_iter()
+            .map(|f| f.name)
+            .collect()
     }
 }

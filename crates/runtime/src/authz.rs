@@ -63,12 +63,6 @@ impl Policy {
     }
 }
 
-/// Counts a refusal: `fetchreward_authz_denied_total{service, method}`.
-pub fn count_denial(service: &'static str, method: &'static str) {
-    metrics::counter!("fetchreward_authz_denied_total", "service" => service, "method" => method)
-        .increment(1);
-}
-
 #[cfg(test)]
 mod tests {
     use std::collections::HashMap;

@@ -13,7 +13,6 @@
 
 use std::path::PathBuf;
 
-use tonic::Request;
 use tonic::transport::{Certificate, ClientTlsConfig, Identity, ServerTlsConfig};
 
 use crate::config::ConfigReader;
@@ -90,15 +89,6 @@ impl TlsFiles {
             .ca_certificate(Certificate::from_pem(Self::read(&self.ca)?))
             .identity(identity))
     }
-}
-
-/// The identity of the caller of `request`: the SPIFFE id of its verified client certificate,
-/// or [`ANONYMOUS`].
-pub fn caller_identity<T>(request: &Request<T>) -> String {
-    request
-        .peer_certs()
-        .and_then(|chain| chain.first().and_then(|leaf| spiffe_id(leaf.as_ref())))
-        .unwrap_or_else(|| ANONYMOUS.to_owned())
 }
 
 /// The first `spiffe://` URI SAN of a DER certificate.

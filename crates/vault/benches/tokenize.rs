@@ -18,7 +18,7 @@ use fetchreward_proto::vault::v1::vault_service_client::VaultServiceClient;
 use fetchreward_proto::vault::v1::{PiiKind, PiiValue, TokenizeRequest};
 use fetchreward_testkit::{Spawned, Stack, TestDatabase, create_kms_key};
 use fetchreward_vault::kms::{KmsKeyProvider, KmsSettings};
-use fetchreward_vault::{Application, ServeError, VaultConfig};
+use fetchreward_vault::{Application, StartError, VaultConfig};
 use tonic::transport::Channel;
 
 /// Values per batch in the throughput benchmarks.
@@ -54,7 +54,7 @@ impl FreshValues {
 /// A vault serving on port 0 and a client to it.
 struct RunningVault {
     client: VaultServiceClient<Channel>,
-    _running: Spawned<Result<(), ServeError>>,
+    _running: Spawned<Result<(), StartError>>,
 }
 
 async fn start_vault(stack: &Stack, db: &TestDatabase, key_id: &str, cache: &str) -> RunningVault {
@@ -72,7 +72,7 @@ async fn start_vault(stack: &Stack, db: &TestDatabase, key_id: &str, cache: &str
         &stack.aws_config(&stack.kms_endpoint),
         KmsSettings { key_id: key_id.to_owned(), endpoint: None },
     );
-    let app = Application::build_with(config, std::sync::Arc::new(kms))
+    let app = Application::build(config, std::sync::Arc::new(kms))
         .await
         .expect("the vault starts (run `make up`)");
     let addr = app.grpc_addr();

@@ -1,45 +1,34 @@
 //! Who may call what.
 //!
-//! Every request carries a [`Caller`]: the SPIFFE id of its verified client certificate, or
-//! `anonymous`. An [`Authorizer`] decides per method; in the service it is the operator's
-//! deny-by-default [`Policy`] (`AUTHZ_TOKENIZE`, `AUTHZ_DETOKENIZE`, `AUTHZ_ADMIN`).
+//! The call layer in front of the gRPC server (`fetchreward_runtime::calls`) authenticates
+//! every request and applies the operator's deny-by-default policy (`AUTHZ_TOKENIZE`,
+//! `AUTHZ_DETOKENIZE`, `AUTHZ_ADMIN`; `fetchreward_runtime::authz::Policy`) with the rules of [`Method::RULES`]. A refused Tokenize
+//! never reaches the vault; a refused call of an audited method does, as an [`Access`] that is
+//! not allowed, so that the vault writes its audit row before refusing it.
 
 use std::fmt;
 
-use fetchreward_runtime::authz::Policy;
+pub use fetchreward_runtime::calls::Caller;
+use fetchreward_runtime::calls::MethodRule;
 
-/// The identity of whoever sent a request (from its client certificate).
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub struct Caller(String);
-
-impl Caller {
-    /// The identity of a caller that presented none.
-    pub const ANONYMOUS: &'static str = "anonymous";
-
-    /// A caller without a verified identity.
-    pub fn anonymous() -> Self {
-        Caller(Self::ANONYMOUS.to_owned())
-    }
-
-    /// A caller with a verified identity, e.g. a certificate's subject name.
-    pub fn identified(identity: impl Into<String>) -> Self {
-        Caller(identity.into())
-    }
-
-    /// The identity, as written to the audit trail.
-    pub fn identity(&self) -> &str {
-        &self.0
-    }
-
-    /// Whether the caller presented no identity.
-    pub fn is_anonymous(&self) -> bool {
-        self.0 == Self::ANONYMOUS
-    }
+/// Who calls, and whether the policy lets them: what the call layer decided.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Access {
+    /// The caller.
+    pub caller: Caller,
+    /// Whether the policy allows the call.
+    pub allowed: bool,
 }
 
-impl fmt::Display for Caller {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
+impl Access {
+    /// An allowed call by `caller`.
+    pub fn allowed(caller: Caller) -> Self {
+        Access { caller, allowed: true }
+    }
+
+    /// A refused call by `caller`.
+    pub fn denied(caller: Caller) -> Self {
+        Access { caller, allowed: false }
     }
 }
 
@@ -66,13 +55,22 @@ impl Method {
         ("admin", "AUTHZ_ADMIN"),
     ];
 
+    /// How the call layer treats each method: Tokenize is refused there; the others are
+    /// audited, so their refusals reach the vault.
+    pub const RULES: [MethodRule; 5] = [
+        MethodRule::guarded("Tokenize", "tokenize"),
+        MethodRule::audited("Detokenize", "detokenize"),
+        MethodRule::audited("Forget", "admin"),
+        MethodRule::audited("RotateKeys", "admin"),
+        MethodRule::audited("Rewrap", "admin"),
+    ];
+
     /// The policy group that decides who may call this method.
     pub fn policy_group(self) -> &'static str {
-        match self {
-            Method::Tokenize => "tokenize",
-            Method::Detokenize => "detokenize",
-            Method::Forget | Method::RotateKeys | Method::Rewrap => "admin",
-        }
+        Method::RULES
+            .iter()
+            .find(|rule| rule.method == self.as_str())
+            .map_or("admin", |rule| rule.group)
     }
 
     /// The gRPC method name, as stored in the audit trail and used as a metric label.
@@ -93,23 +91,11 @@ impl fmt::Display for Method {
     }
 }
 
-/// Decides whether a caller may call a method.
-pub trait Authorizer: Send + Sync + fmt::Debug + 'static {
-    /// Whether `caller` may call `method`.
-    fn allows(&self, caller: &Caller, method: Method) -> bool;
-}
-
-/// The operator's policy (`AUTHZ_*`) decides, method by method.
-impl Authorizer for Policy {
-    fn allows(&self, caller: &Caller, method: Method) -> bool {
-        Policy::allows(self, method.policy_group(), caller.identity())
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use std::collections::HashMap;
 
+    use fetchreward_runtime::authz::Policy;
     use fetchreward_runtime::config::ConfigReader;
 
     use super::*;
@@ -145,7 +131,7 @@ mod tests {
         for (method, allowed) in expected {
             for caller in [&ingestor, &reader, &admin, &Caller::anonymous()] {
                 assert_eq!(
-                    Authorizer::allows(&policy, caller, method),
+                    policy.allows(method.policy_group(), caller.identity()),
                     caller == allowed,
                     "{caller} calling {method}"
                 );
@@ -157,7 +143,7 @@ mod tests {
     fn nothing_is_allowed_by_default() {
         let policy = policy(&[], false);
         for method in [Method::Tokenize, Method::Detokenize, Method::Forget, Method::RotateKeys] {
-            assert!(!Authorizer::allows(&policy, &Caller::anonymous(), method));
+            assert!(!policy.allows(method.policy_group(), Caller::anonymous().identity()));
         }
     }
 }

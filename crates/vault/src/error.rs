@@ -3,8 +3,6 @@
 //! No error carries a personal value: validation messages name the index and the rule, and
 //! database or KMS messages are about connections and statements, never about bound values.
 
-use std::net::SocketAddr;
-
 use fetchreward_runtime::postgres::PgError;
 use tonic::{Code, Status};
 
@@ -138,41 +136,6 @@ impl From<VaultError> for Status {
     fn from(err: VaultError) -> Self {
         Status::new(err.code(), err.client_message())
     }
-}
-
-/// Why the vault could not start.
-#[derive(Debug, thiserror::Error)]
-pub enum StartError {
-    /// A listener could not be bound.
-    #[error("cannot listen for {what} on {addr}: {source}")]
-    Bind {
-        /// `gRPC` or `the operations server`.
-        what: &'static str,
-        /// The address.
-        addr: SocketAddr,
-        /// The OS error.
-        source: std::io::Error,
-    },
-    /// The pool could not be built (TLS settings).
-    #[error("cannot set up the database pool: {0}")]
-    Pool(PgError),
-    /// Migrations failed or the database is unreachable.
-    #[error("cannot migrate the vault schema: {0}")]
-    Migrate(PgError),
-    /// The keys could not be loaded or created.
-    #[error(transparent)]
-    Keys(#[from] KeyError),
-    /// The TLS files cannot be read.
-    #[error(transparent)]
-    Tls(#[from] fetchreward_runtime::tls::TlsError),
-}
-
-/// Why the vault stopped serving.
-#[derive(Debug, thiserror::Error)]
-pub enum ServeError {
-    /// The gRPC server failed.
-    #[error(transparent)]
-    Grpc(#[from] fetchreward_runtime::grpc::GrpcServeError),
 }
 
 #[cfg(test)]

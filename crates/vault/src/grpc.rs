@@ -1,19 +1,18 @@
 //! The gRPC face of the vault: translates `fetchreward.vault.v1` messages to and from the
-//! domain types of [`crate::vault`], takes the caller's identity from the request, and maps
-//! errors to status codes. Nothing here decides anything.
+//! domain types of [`crate::vault`], takes the call layer's decision from the request, and
+//! maps errors to status codes. Nothing here decides anything.
 
 use std::sync::Arc;
-use std::time::Instant;
 
 use fetchreward_model::PiiKind;
 use fetchreward_proto::vault::v1 as proto;
+use fetchreward_runtime::calls::CallInfo;
 use proto::vault_service_server::{VaultService, VaultServiceServer};
 use tonic::{Code, Request, Response, Status};
 
-use crate::authz::{Caller, Method};
+use crate::authz::{Access, Method};
 use crate::error::VaultError;
 use crate::keys::KeyPurpose;
-use crate::metrics;
 use crate::vault::{ForgetStatus, RawPii, Recovery, RefusedValue, Vault};
 
 /// The fully qualified gRPC service name, as reported by the health service.
@@ -39,16 +38,16 @@ impl VaultGrpc {
     }
 }
 
-/// The identity of the caller of `request`: the SPIFFE id of its verified client certificate.
-fn caller_of<T>(request: &Request<T>) -> Caller {
-    let identity = fetchreward_runtime::tls::caller_identity(request);
-    if identity == Caller::ANONYMOUS { Caller::anonymous() } else { Caller::identified(identity) }
+/// The caller of `request` and whether the call layer's policy allows the call.
+fn access_of<T>(request: &Request<T>) -> Access {
+    let call = CallInfo::of(request);
+    Access { caller: call.caller, allowed: call.allowed }
 }
 
-/// Records the call's latency and outcome, and logs server-side failures once, here where
-/// they are handled.
-fn finish<T>(method: Method, started: Instant, result: Result<T, VaultError>) -> Result<T, Status> {
-    let result = result.map_err(|err| {
+/// Maps the outcome to a status, logging server-side failures once, here where they are
+/// handled (the call layer records every call's code and duration).
+fn finish<T>(method: Method, result: Result<T, VaultError>) -> Result<T, Status> {
+    result.map_err(|err| {
         match err.code() {
             Code::Internal | Code::Unavailable | Code::Unknown | Code::DataLoss => {
                 tracing::error!(method = method.as_str(), error = %err, "call failed");
@@ -56,41 +55,7 @@ fn finish<T>(method: Method, started: Instant, result: Result<T, VaultError>) ->
             _ => tracing::debug!(method = method.as_str(), error = %err, "call refused"),
         }
         Status::from(err)
-    });
-    let code = match &result {
-        Ok(_) => Code::Ok,
-        Err(status) => status.code(),
-    };
-    ::metrics::histogram!(
-        metrics::CALL_SECONDS,
-        "method" => method.as_str(),
-        "code" => code_label(code)
-    )
-    .record(started.elapsed().as_secs_f64());
-    result
-}
-
-/// A bounded label for a status code.
-fn code_label(code: Code) -> &'static str {
-    match code {
-        Code::Ok => "ok",
-        Code::InvalidArgument => "invalid_argument",
-        Code::PermissionDenied => "permission_denied",
-        Code::Unavailable => "unavailable",
-        Code::Internal => "internal",
-        Code::Unimplemented => "unimplemented",
-        Code::Aborted => "aborted",
-        Code::FailedPrecondition => "failed_precondition",
-        Code::Cancelled
-        | Code::Unknown
-        | Code::DeadlineExceeded
-        | Code::NotFound
-        | Code::AlreadyExists
-        | Code::ResourceExhausted
-        | Code::OutOfRange
-        | Code::DataLoss
-        | Code::Unauthenticated => "other",
-    }
+    })
 }
 
 /// The domain kind of a proto kind; `None` for UNSPECIFIED and unknown numbers.
@@ -135,8 +100,7 @@ impl VaultService for VaultGrpc {
         &self,
         request: Request<proto::TokenizeRequest>,
     ) -> Result<Response<proto::TokenizeResponse>, Status> {
-        let started = Instant::now();
-        let caller = caller_of(&request);
+        let access = access_of(&request);
         let result = async {
             let values = request.into_inner().values;
             let mut refused = Vec::new();
@@ -152,7 +116,7 @@ impl VaultService for VaultGrpc {
                 }
             }
             let count = known_indexes.len() + refused.len();
-            let tokenized = self.vault.tokenize(&caller, known).await?;
+            let tokenized = self.vault.tokenize(&access, known).await?;
             let mut tokens = vec![String::new(); count];
             for (token, index) in tokenized.tokens.iter().zip(&known_indexes) {
                 if let Some(token) = token {
@@ -172,17 +136,16 @@ impl VaultService for VaultGrpc {
             })
         }
         .await;
-        finish(Method::Tokenize, started, result).map(Response::new)
+        finish(Method::Tokenize, result).map(Response::new)
     }
 
     async fn detokenize(
         &self,
         request: Request<proto::DetokenizeRequest>,
     ) -> Result<Response<proto::DetokenizeResponse>, Status> {
-        let started = Instant::now();
-        let caller = caller_of(&request);
+        let access = access_of(&request);
         let proto::DetokenizeRequest { tokens, purpose } = request.into_inner();
-        let result = self.vault.detokenize(&caller, tokens, purpose).await.map(|answer| {
+        let result = self.vault.detokenize(&access, tokens, purpose).await.map(|answer| {
             let results = answer
                 .results
                 .into_iter()
@@ -197,17 +160,16 @@ impl VaultService for VaultGrpc {
                 .collect();
             proto::DetokenizeResponse { results, audit_id: answer.audit_id }
         });
-        finish(Method::Detokenize, started, result).map(Response::new)
+        finish(Method::Detokenize, result).map(Response::new)
     }
 
     async fn forget(
         &self,
         request: Request<proto::ForgetRequest>,
     ) -> Result<Response<proto::ForgetResponse>, Status> {
-        let started = Instant::now();
-        let caller = caller_of(&request);
+        let access = access_of(&request);
         let proto::ForgetRequest { tokens, purpose } = request.into_inner();
-        let result = self.vault.forget(&caller, tokens, purpose).await.map(|answer| {
+        let result = self.vault.forget(&access, tokens, purpose).await.map(|answer| {
             let results = answer
                 .results
                 .into_iter()
@@ -221,35 +183,33 @@ impl VaultService for VaultGrpc {
                 .collect();
             proto::ForgetResponse { results, audit_id: answer.audit_id }
         });
-        finish(Method::Forget, started, result).map(Response::new)
+        finish(Method::Forget, result).map(Response::new)
     }
 
     async fn rotate_keys(
         &self,
         request: Request<proto::RotateKeysRequest>,
     ) -> Result<Response<proto::RotateKeysResponse>, Status> {
-        let started = Instant::now();
-        let caller = caller_of(&request);
+        let access = access_of(&request);
         let proto::RotateKeysRequest { target, purpose } = request.into_inner();
         let result =
-            self.vault.rotate_keys(&caller, key_target(target), purpose).await.map(|rotated| {
+            self.vault.rotate_keys(&access, key_target(target), purpose).await.map(|rotated| {
                 proto::RotateKeysResponse {
                     active_version: rotated.version,
                     audit_id: rotated.audit_id,
                     activates_at_unix_ms: rotated.activates_at_unix_ms,
                 }
             });
-        finish(Method::RotateKeys, started, result).map(Response::new)
+        finish(Method::RotateKeys, result).map(Response::new)
     }
 
     async fn rewrap(
         &self,
         request: Request<proto::RewrapRequest>,
     ) -> Result<Response<proto::RewrapResponse>, Status> {
-        let started = Instant::now();
-        let caller = caller_of(&request);
+        let access = access_of(&request);
         let proto::RewrapRequest { purpose, max_rows } = request.into_inner();
-        let result = self.vault.rewrap(&caller, purpose, max_rows).await.map(|answer| {
+        let result = self.vault.rewrap(&access, purpose, max_rows).await.map(|answer| {
             proto::RewrapResponse {
                 rewrapped: answer.rewrapped,
                 remaining: answer.remaining,
@@ -257,7 +217,7 @@ impl VaultService for VaultGrpc {
                 data_key_version: answer.data_key_version,
             }
         });
-        finish(Method::Rewrap, started, result).map(Response::new)
+        finish(Method::Rewrap, result).map(Response::new)
     }
 }
 

@@ -23,9 +23,6 @@ pub const AUDITED_CALLS: &str = "fetchreward_vault_audited_calls_total";
 /// Counter: tokens answered by Detokenize and Forget, by `method` and `status`.
 pub const TOKEN_RESULTS: &str = "fetchreward_vault_token_results_total";
 
-/// Histogram (seconds): gRPC call latency, by `method` and `code`.
-pub const CALL_SECONDS: &str = "fetchreward_vault_call_duration_seconds";
-
 /// Histogram (seconds): the database statement that stores a Tokenize batch.
 pub const STORE_SECONDS: &str = "fetchreward_vault_store_duration_seconds";
 

@@ -23,7 +23,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::instrument;
 
 use crate::audit::{AuditEntry, AuditOutcome, StatusCounts};
-use crate::authz::{Authorizer, Caller, Method};
+use crate::authz::{Access, Caller, Method};
 use crate::crypto::{DataKey, Sealed};
 use crate::error::VaultError;
 use crate::keys::{self, KeyError, KeyLabel, KeyProvider, KeyPurpose, KeyRing, KeyTiming};
@@ -163,7 +163,6 @@ pub struct Vault {
     /// Serialises key reloads, so a burst of rows under a new data key unwraps it once.
     reload: tokio::sync::Mutex<()>,
     known: KnownTokens,
-    authorizer: Arc<dyn Authorizer>,
     timing: KeyTiming,
 }
 
@@ -172,7 +171,6 @@ impl fmt::Debug for Vault {
         f.debug_struct("Vault")
             .field("keys", &self.ring())
             .field("known", &self.known)
-            .field("authorizer", &self.authorizer)
             .field("timing", &self.timing)
             .finish_non_exhaustive()
     }
@@ -193,7 +191,6 @@ impl Vault {
     pub async fn open(
         store: VaultStore,
         provider: Arc<dyn KeyProvider>,
-        authorizer: Arc<dyn Authorizer>,
         known: KnownTokensConfig,
         timing: KeyTiming,
     ) -> Result<Self, KeyError> {
@@ -205,7 +202,6 @@ impl Vault {
             ring: RwLock::new(Arc::new(ring)),
             reload: tokio::sync::Mutex::new(()),
             known: KnownTokens::new(known),
-            authorizer,
             timing,
         })
     }
@@ -227,14 +223,14 @@ impl Vault {
 
     /// Tokens of `values`, in order, with every original stored before returning; a value
     /// that breaks a rule is refused on its own and the others are tokenized.
-    #[instrument(skip_all, fields(caller = %caller, values = values.len()))]
+    #[instrument(skip_all, fields(caller = %access.caller, values = values.len()))]
     pub async fn tokenize(
         &self,
-        caller: &Caller,
+        access: &Access,
         values: Vec<RawPii>,
     ) -> Result<Tokenized, VaultError> {
-        if !self.authorizer.allows(caller, Method::Tokenize) {
-            return Err(denied(caller, Method::Tokenize));
+        if !access.allowed {
+            return Err(denied(&access.caller, Method::Tokenize));
         }
         if values.len() > MAX_TOKENIZE_VALUES {
             return Err(VaultError::InvalidArgument(format!(
@@ -270,17 +266,19 @@ impl Vault {
     }
 
     /// The originals of `tokens`, for `purpose`, if `caller` may recover them.
-    #[instrument(skip_all, fields(caller = %caller, tokens = tokens.len()))]
+    #[instrument(skip_all, fields(caller = %access.caller, tokens = tokens.len()))]
     pub async fn detokenize(
         &self,
-        caller: &Caller,
+        access: &Access,
         tokens: Vec<String>,
         purpose: String,
     ) -> Result<Detokenized, VaultError> {
         let method = Method::Detokenize;
-        let audit =
-            |outcome, counts| audit_entry(caller, method, &purpose, tokens.len(), outcome, counts);
-        if !self.authorizer.allows(caller, method) {
+        let audit = |outcome, counts| {
+            audit_entry(&access.caller, method, &purpose, tokens.len(), outcome, counts)
+        };
+        let caller = &access.caller;
+        if !access.allowed {
             self.write_audit(&audit(AuditOutcome::Denied, StatusCounts::default())).await?;
             return Err(denied(caller, method));
         }
@@ -309,17 +307,19 @@ impl Vault {
     }
 
     /// Destroys the originals of `tokens`, for `purpose`, if `caller` may.
-    #[instrument(skip_all, fields(caller = %caller, tokens = tokens.len()))]
+    #[instrument(skip_all, fields(caller = %access.caller, tokens = tokens.len()))]
     pub async fn forget(
         &self,
-        caller: &Caller,
+        access: &Access,
         tokens: Vec<String>,
         purpose: String,
     ) -> Result<Forgotten, VaultError> {
         let method = Method::Forget;
-        let audit =
-            |outcome, counts| audit_entry(caller, method, &purpose, tokens.len(), outcome, counts);
-        if !self.authorizer.allows(caller, method) {
+        let audit = |outcome, counts| {
+            audit_entry(&access.caller, method, &purpose, tokens.len(), outcome, counts)
+        };
+        let caller = &access.caller;
+        if !access.allowed {
             self.write_audit(&audit(AuditOutcome::Denied, StatusCounts::default())).await?;
             return Err(denied(caller, method));
         }
@@ -512,21 +512,23 @@ impl Vault {
 
     /// Makes a new version of the `target` key, taking over after the rotation delay, if
     /// `caller` may. `target` is `None` when the request named no valid key.
-    #[instrument(skip_all, fields(caller = %caller))]
+    #[instrument(skip_all, fields(caller = %access.caller))]
     pub async fn rotate_keys(
         &self,
-        caller: &Caller,
+        access: &Access,
         target: Option<KeyPurpose>,
         purpose: String,
     ) -> Result<Rotated, VaultError> {
         let method = Method::RotateKeys;
-        let audit =
-            |outcome, detail: String| admin_audit_entry(caller, method, &purpose, outcome, detail);
+        let audit = |outcome, detail: String| {
+            admin_audit_entry(&access.caller, method, &purpose, outcome, detail)
+        };
         let asked = match target {
             Some(target) => format!("rotate the {target} key"),
             None => "rotate an unspecified key".to_owned(),
         };
-        if !self.authorizer.allows(caller, method) {
+        let caller = &access.caller;
+        if !access.allowed {
             self.write_audit(&audit(AuditOutcome::Denied, asked)).await?;
             return Err(denied(caller, method));
         }
@@ -616,21 +618,23 @@ impl Vault {
     /// Refused while a newer data key version waits for its activation time: the rows would
     /// stay under the version about to be replaced, and "nothing remaining" would wrongly
     /// suggest that it can be retired.
-    #[instrument(skip_all, fields(caller = %caller, max_rows))]
+    #[instrument(skip_all, fields(caller = %access.caller, max_rows))]
     pub async fn rewrap(
         &self,
-        caller: &Caller,
+        access: &Access,
         purpose: String,
         max_rows: u32,
     ) -> Result<Rewrapped, VaultError> {
         let method = Method::Rewrap;
-        let audit =
-            |outcome, detail: String| admin_audit_entry(caller, method, &purpose, outcome, detail);
+        let audit = |outcome, detail: String| {
+            admin_audit_entry(&access.caller, method, &purpose, outcome, detail)
+        };
         let limit = if max_rows == 0 { DEFAULT_REWRAP_ROWS } else { max_rows };
         let asked = |version: u32| {
             format!("re-encrypt up to {limit} stored values under data key v{version}")
         };
-        if !self.authorizer.allows(caller, method) {
+        let caller = &access.caller;
+        if !access.allowed {
             let version = self.ring().active_data().version();
             self.write_audit(&audit(AuditOutcome::Denied, asked(version))).await?;
             return Err(denied(caller, method));
@@ -902,7 +906,6 @@ fn count_audited(method: Method, outcome: AuditOutcome) {
 
 /// A refusal, counted in `fetchreward_authz_denied_total`.
 fn denied(caller: &Caller, method: Method) -> VaultError {
-    fetchreward_runtime::authz::count_denial("vault", method.as_str());
     VaultError::PermissionDenied { caller: caller.identity().to_owned(), method }
 }
 

@@ -1,7 +1,5 @@
 //! The writer's errors and their gRPC status codes.
 
-use std::net::SocketAddr;
-
 use fetchreward_runtime::postgres::PgError;
 use tonic::Status;
 
@@ -33,21 +31,4 @@ impl From<WriteError> for Status {
             WriteError::Database(_) => Status::internal("database error; nothing was written"),
         }
     }
-}
-
-/// Why the writer could not start or stopped serving.
-#[derive(Debug, thiserror::Error)]
-pub enum StartError {
-    /// Connecting or migrating failed.
-    #[error(transparent)]
-    Database(#[from] PgError),
-    /// A listener could not be bound.
-    #[error("cannot listen on {0}: {1}")]
-    Bind(SocketAddr, std::io::Error),
-    /// The gRPC server failed.
-    #[error(transparent)]
-    Serve(#[from] fetchreward_runtime::grpc::GrpcServeError),
-    /// The TLS files cannot be loaded.
-    #[error(transparent)]
-    Tls(#[from] fetchreward_runtime::tls::TlsError),
 }

@@ -5,21 +5,19 @@ use fetchreward_proto::writer::v1::writer_service_server::{WriterService, Writer
 use fetchreward_proto::writer::v1::{
     MaskedLogin, RefusedRow, WriteLoginsRequest, WriteLoginsResponse,
 };
-use fetchreward_runtime::authz::{self, Policy};
 use fetchreward_runtime::grpc::MAX_MESSAGE_BYTES;
-use fetchreward_runtime::tls;
 use tonic::{Request, Response, Status};
 
-use crate::config::WRITE;
 use crate::store::MAX_BATCH_ROWS;
 use crate::{LoginStore, WriteError};
 
 /// The name the health service reports.
 pub(crate) const SERVICE_NAME: &str = "fetchreward.writer.v1.WriterService";
 
-/// The tonic service of the writer.
-pub(crate) fn service(store: LoginStore, policy: Policy) -> WriterServiceServer<WriterGrpc> {
-    WriterServiceServer::new(WriterGrpc { store, policy })
+/// The tonic service of the writer. Who may call it is the call layer's business
+/// (`fetchreward_runtime::calls`): a request that reaches it is allowed.
+pub(crate) fn service(store: LoginStore) -> WriterServiceServer<WriterGrpc> {
+    WriterServiceServer::new(WriterGrpc { store })
         .max_decoding_message_size(MAX_MESSAGE_BYTES)
         .max_encoding_message_size(MAX_MESSAGE_BYTES)
 }
@@ -27,7 +25,6 @@ pub(crate) fn service(store: LoginStore, policy: Policy) -> WriterServiceServer<
 /// Implements `fetchreward.writer.v1.WriterService`.
 pub(crate) struct WriterGrpc {
     store: LoginStore,
-    policy: Policy,
 }
 
 #[tonic::async_trait]
@@ -37,12 +34,6 @@ impl WriterService for WriterGrpc {
         &self,
         request: Request<WriteLoginsRequest>,
     ) -> Result<Response<WriteLoginsResponse>, Status> {
-        let caller = tls::caller_identity(&request);
-        if !self.policy.allows(WRITE, &caller) {
-            authz::count_denial("writer", "WriteLogins");
-            tracing::warn!(caller, "WriteLogins refused");
-            return Err(Status::permission_denied(format!("{caller} may not call WriteLogins")));
-        }
         let rows = request.into_inner().rows;
         tracing::Span::current().record("rows", rows.len());
         let outcome = self.write(rows).await;

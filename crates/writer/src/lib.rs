@@ -4,8 +4,8 @@
 //! that break a rule of the model (a masked field that is not a token, say) or that the
 //! database refuses for their content, and commits the others of each batch in one
 //! transaction with `ON CONFLICT (message_id) DO NOTHING`, so redelivered messages and retried
-//! calls never duplicate a row. Its migrations create `user_logins` as Fetch's take-home database does, or
-//! extend that table when it is already there.
+//! calls never duplicate a row. Its migrations create `user_logins` as Fetch's take-home
+//! database does, or extend that table when it is already there.
 
 mod config;
 mod error;
@@ -14,13 +14,17 @@ mod store;
 
 use std::net::SocketAddr;
 
+use fetchreward_runtime::calls::{CallPolicy, MethodRule};
+use fetchreward_runtime::config::{ConfigErrors, EnvSource};
+use fetchreward_runtime::grpc::{Api, GrpcServer};
 use fetchreward_runtime::postgres;
-use fetchreward_telemetry::OpsServer;
-use tokio::net::TcpListener;
+use fetchreward_runtime::service::Service;
+use fetchreward_telemetry::LoggingConfig;
 use tokio_util::sync::CancellationToken;
 
 pub use config::WriterConfig;
-pub use error::{StartError, WriteError};
+pub use error::WriteError;
+pub use fetchreward_runtime::service::StartError;
 pub use store::{DatabaseRefusal, LoginStore, WriteOutcome};
 
 /// The service name the writer's binary, logs and traces use.
@@ -34,58 +38,74 @@ const MIGRATIONS: diesel_migrations::EmbeddedMigrations = diesel_migrations::emb
 
 /// A writer whose listeners are bound and whose database is migrated, ready to serve.
 pub struct Application {
-    grpc_listener: TcpListener,
-    ops: OpsServer,
+    server: GrpcServer,
     store: LoginStore,
     config: WriterConfig,
 }
 
 impl Application {
-    /// Connects to the database, runs the migrations and binds both listeners.
+    /// Connects to the database, runs the migrations, loads the TLS files and binds both
+    /// listeners.
     pub async fn build(config: WriterConfig) -> Result<Self, StartError> {
         let pool = postgres::client_pool(&config.database)?;
         postgres::migrate_with(&config.database, MIGRATIONS, "public", MIGRATION_LOCK_KEY).await?;
-        let grpc_listener = TcpListener::bind(config.grpc_addr)
-            .await
-            .map_err(|err| StartError::Bind(config.grpc_addr, err))?;
-        let ops = OpsServer::bind(config.common.http_addr, postgres::readiness(pool.clone()))
-            .await
-            .map_err(|err| StartError::Bind(config.common.http_addr, err))?;
-        Ok(Application { grpc_listener, ops, store: LoginStore::new(pool), config })
+        let server = GrpcServer::bind(
+            config.grpc_addr,
+            &config.common,
+            config.tls.as_ref(),
+            postgres::readiness(pool.clone()),
+        )
+        .await?;
+        Ok(Application { server, store: LoginStore::new(pool), config })
     }
 
     /// The address of the gRPC listener.
     pub fn grpc_addr(&self) -> SocketAddr {
-        self.grpc_listener.local_addr().expect("a bound listener has an address")
+        self.server.grpc_addr()
     }
 
     /// The address of the operations server.
     pub fn http_addr(&self) -> SocketAddr {
-        self.ops.local_addr().expect("a bound listener has an address")
+        self.server.http_addr()
     }
 
     /// Serves until `shutdown` is cancelled, then lets in-flight batches finish within the
     /// grace period.
     pub async fn run_until_stopped(self, shutdown: CancellationToken) -> Result<(), StartError> {
-        let Application { grpc_listener, ops, store, config } = self;
-        let routes = tonic::service::Routes::new(grpc::service(store, config.policy.clone()));
-        let tls = config.tls.as_ref().map(|files| files.server_config()).transpose()?;
-        if tls.is_none() {
-            tracing::warn!(
-                "serving gRPC without TLS: callers are anonymous (local development only)"
-            );
-        }
-        tracing::info!(grpc_addr = %config.grpc_addr, tls = tls.is_some(), "writer serving");
-        fetchreward_runtime::grpc::serve_with_ops(
-            grpc_listener,
-            grpc::SERVICE_NAME,
-            routes,
-            tls,
-            ops,
-            shutdown,
-            config.common.grace,
-        )
-        .await?;
-        Ok(())
+        let Application { server, store, config } = self;
+        let api = Api {
+            name: grpc::SERVICE_NAME,
+            routes: tonic::service::Routes::new(grpc::service(store)),
+            descriptor_set: fetchreward_proto::writer::FILE_DESCRIPTOR_SET,
+            calls: CallPolicy::new(
+                "writer",
+                grpc::SERVICE_NAME,
+                &[MethodRule::guarded("WriteLogins", config::WRITE)],
+                config.policy,
+            ),
+        };
+        tracing::info!(grpc_addr = %config.grpc_addr, tls = config.tls.is_some(), "writer serving");
+        server.serve(api, shutdown).await
+    }
+}
+
+impl Service for Application {
+    const NAME: &'static str = SERVICE;
+    type Config = WriterConfig;
+
+    fn read_config(env: &dyn EnvSource) -> Result<WriterConfig, ConfigErrors> {
+        WriterConfig::from_env(env)
+    }
+
+    fn logging(config: &WriterConfig) -> &LoggingConfig {
+        &config.common.logging
+    }
+
+    async fn start(config: WriterConfig) -> Result<Self, StartError> {
+        Application::build(config).await
+    }
+
+    async fn run_until_stopped(self, shutdown: CancellationToken) -> Result<(), StartError> {
+        Application::run_until_stopped(self, shutdown).await
     }
 }

@@ -89,7 +89,7 @@ impl Pipeline {
             &self.stack.aws_config(&self.stack.kms_endpoint),
             KmsSettings { key_id: self.kms_key.clone(), endpoint: None },
         );
-        let app = Vault::build_with(config, Arc::new(provider)).await.expect("the vault starts");
+        let app = Vault::build(config, Arc::new(provider)).await.expect("the vault starts");
         self.vault_addr = app.grpc_addr();
         self.vault = Some(Spawned::new(|shutdown| async move {
             app.run_until_stopped(shutdown).await.expect("the vault serves");

@@ -99,10 +99,9 @@ async fn every_method_is_refused_to_all_but_its_listed_identity() {
         ("AUTHZ_ADMIN", ADMIN),
         ("VAULT_ROTATION_DELAY_SECS", "0"),
     ]);
-    let app =
-        fetchreward_vault::Application::build_with(resources.config(&settings), resources.kms())
-            .await
-            .expect("the vault starts with TLS");
+    let app = fetchreward_vault::Application::build(resources.config(&settings), resources.kms())
+        .await
+        .expect("the vault starts with TLS");
     let port = app.grpc_addr().port();
     let running = Spawned::new(|shutdown| app.run_until_stopped(shutdown));
 
@@ -198,7 +197,7 @@ async fn the_vault_connects_to_postgres_with_verified_tls() {
     let settings =
         [("DATABASE_URL", url.as_str()), ("DATABASE_CA_FILE", resources.stack.pg_ca_file.as_str())];
     let mut vault = serve(
-        fetchreward_vault::Application::build_with(resources.config(&settings), resources.kms())
+        fetchreward_vault::Application::build(resources.config(&settings), resources.kms())
             .await
             .expect("starts over TLS"),
     )

@@ -13,10 +13,9 @@ use fetchreward_proto::vault::v1::{
     RewrapResponse, RotateKeysRequest, RotateKeysResponse, TokenizeRequest,
 };
 use fetchreward_testkit::{Spawned, Stack, TestDatabase, create_kms_key};
-use fetchreward_vault::authz::{Authorizer, Caller, Method};
 use fetchreward_vault::keys::{GeneratedKey, KeyLabel, KeyProvider, KeyProviderError};
 use fetchreward_vault::kms::{KmsKeyProvider, KmsSettings};
-use fetchreward_vault::{Application, ServeError, VaultConfig};
+use fetchreward_vault::{Application, StartError, VaultConfig};
 use futures::future::BoxFuture;
 use tonic::transport::Channel;
 use zeroize::Zeroizing;
@@ -74,7 +73,7 @@ pub struct TestVault {
     pub client: VaultServiceClient<Channel>,
     pub grpc_addr: SocketAddr,
     pub http_addr: SocketAddr,
-    pub running: Spawned<Result<(), ServeError>>,
+    pub running: Spawned<Result<(), StartError>>,
 }
 
 /// The setting that lets the anonymous test client detokenize (plaintext only).
@@ -92,41 +91,29 @@ pub async fn spawn_vault() -> (TestVault, Resources) {
 
 /// Starts a vault on `resources` with extra settings.
 pub async fn spawn_vault_on(resources: &Resources, extra: &[(&str, &str)]) -> TestVault {
-    let app = Application::build_with(resources.config(extra), resources.kms())
+    let app = Application::build(resources.config(extra), resources.kms())
         .await
         .expect("the vault starts");
     serve(app).await
 }
 
-/// A policy that allows every call, the admin methods included: for tests of RotateKeys and
-/// Rewrap while no caller can prove an admin identity.
-#[derive(Debug)]
-pub struct AllowEverything;
-
-impl Authorizer for AllowEverything {
-    fn allows(&self, _caller: &Caller, _method: Method) -> bool {
-        true
-    }
-}
-
-/// Starts a vault on `resources` that allows every call, with extra settings.
+/// Starts a vault on `resources` that lets anonymous callers call everything, the admin
+/// methods included, with extra settings: for tests of RotateKeys and Rewrap while no caller
+/// proves an admin identity.
 pub async fn spawn_admin_vault_on(resources: &Resources, extra: &[(&str, &str)]) -> TestVault {
     spawn_admin_vault_with(resources, extra, resources.kms()).await
 }
 
-/// Starts a vault on `resources` that allows every call, with a given key provider.
+/// [`spawn_admin_vault_on`] with a given key provider.
 pub async fn spawn_admin_vault_with(
     resources: &Resources,
     extra: &[(&str, &str)],
     provider: Arc<dyn KeyProvider>,
 ) -> TestVault {
-    let app = Application::build_with_authorizer(
-        resources.config(extra),
-        provider,
-        Arc::new(AllowEverything),
-    )
-    .await
-    .expect("the vault starts");
+    let mut settings = vec![ALLOW_ANONYMOUS, ALLOW_ANONYMOUS_ADMIN];
+    settings.extend_from_slice(extra);
+    let app =
+        Application::build(resources.config(&settings), provider).await.expect("the vault starts");
     serve(app).await
 }
 

@@ -11,7 +11,7 @@ use fetchreward_proto::vault::v1::{
     DetokenizeRequest, ForgetRequest, KeyTarget, RewrapRequest, RotateKeysRequest, TokenStatus,
 };
 use fetchreward_vault::Application;
-use fetchreward_vault::authz::Caller;
+use fetchreward_vault::authz::{Access, Caller};
 use fetchreward_vault::vault::RawPii;
 use tokio::sync::Barrier;
 use tonic::Code;
@@ -370,7 +370,7 @@ async fn a_replica_whose_key_refresh_did_not_run_reloads_before_issuing_old_toke
     let timing = [("VAULT_ROTATION_DELAY_SECS", "2"), ("VAULT_KEY_REFRESH_SECS", "1")];
     let mut serving = spawn_admin_vault_on(&resources, &timing).await;
     // Built but never run, so its background refresh never starts: its ring only ages.
-    let idle = Application::build_with(resources.config(&timing), resources.kms())
+    let idle = Application::build(resources.config(&timing), resources.kms())
         .await
         .expect("the vault starts");
     let rotated = serving.rotate(KeyTarget::Tokenization).await.expect("allowed");
@@ -389,7 +389,11 @@ async fn a_replica_whose_key_refresh_did_not_run_reloads_before_issuing_old_toke
     assert!(now_unix_ms() >= rotated.activates_at_unix_ms - 100);
 
     let value = RawPii { kind: PiiKind::Ip, value: "192.0.2.7".into() };
-    let tokens = idle.vault().tokenize(&Caller::anonymous(), vec![value]).await.expect("tokenized");
+    let tokens = idle
+        .vault()
+        .tokenize(&Access::allowed(Caller::anonymous()), vec![value])
+        .await
+        .expect("tokenized");
     let token = tokens.tokens[0].expect("a valid value");
     assert_eq!(token.version(), 2, "the idle replica reloaded its keys first");
 }

@@ -35,8 +35,8 @@ async fn closed_endpoint() -> String {
 async fn two_instances_starting_together_on_an_empty_schema_end_with_one_key_set() {
     let resources = Resources::create().await;
     let (first, second) = tokio::join!(
-        Application::build_with(resources.config(&[]), resources.kms()),
-        Application::build_with(resources.config(&[]), resources.kms()),
+        Application::build(resources.config(&[]), resources.kms()),
+        Application::build(resources.config(&[]), resources.kms()),
     );
     let mut first = serve(first.expect("the first starts")).await;
     let mut second = serve(second.expect("the second starts")).await;
@@ -81,10 +81,9 @@ async fn racing_key_loads_on_an_empty_schema_all_use_the_one_key_set_that_won() 
 async fn start_with_kms_unreachable(resources: &Resources) -> (String, String) {
     let endpoint = closed_endpoint().await;
     let kms = kms_at(&resources.stack, &endpoint, &resources.kms_key_id);
-    let started =
-        tokio::time::timeout(FAIL_FAST, Application::build_with(resources.config(&[]), kms))
-            .await
-            .expect("fails fast");
+    let started = tokio::time::timeout(FAIL_FAST, Application::build(resources.config(&[]), kms))
+        .await
+        .expect("fails fast");
     (endpoint, started.expect_err("cannot start").to_string())
 }
 
@@ -116,7 +115,7 @@ async fn keys_wrapped_under_another_kms_key_are_refused() {
     spawn_vault_on(&resources, &[]).await.running.stop().await.expect("stops cleanly");
     let other_key = fetchreward_testkit::create_kms_key(&resources.stack.kms()).await;
     let kms = kms_at(&resources.stack, &resources.stack.kms_endpoint, &other_key);
-    let message = Application::build_with(resources.config(&[]), kms)
+    let message = Application::build(resources.config(&[]), kms)
         .await
         .expect_err("cannot unwrap")
         .to_string();
@@ -146,7 +145,13 @@ async fn serves_health_readiness_and_metrics_then_stops_cleanly() {
     vault.tokenize(vec![ip("192.0.2.31")]).await;
     let metrics = http_get(vault.http_addr, "/metrics").await;
     assert!(metrics.contains(r#"fetchreward_vault_tokenize_values_total{kind="ip"}"#), "{metrics}");
-    assert!(metrics.contains("fetchreward_vault_call_duration_seconds_bucket"), "{metrics}");
+    assert!(
+        metrics.contains(
+            r#"fetchreward_grpc_calls_total{service="vault",method="Tokenize",code="ok"} 1"#
+        ),
+        "{metrics}"
+    );
+    assert!(metrics.contains("fetchreward_grpc_call_duration_seconds_bucket"), "{metrics}");
     assert!(!metrics.contains("192.0.2.31"));
 
     vault.running.stop().await.expect("stops cleanly");
@@ -172,7 +177,7 @@ async fn the_binary_lists_every_configuration_problem_and_exits_non_zero() {
         ("VAULT_TOKEN_CACHE_TTL_SECS", "soon".into()),
     ])
     .await;
-    assert!(!output.status.success());
+    assert_eq!(output.status.code(), Some(2), "the exit status of a bad configuration");
     let stderr = String::from_utf8_lossy(&output.stderr);
     for variable in ["GRPC_ADDR", "DATABASE_URL", "KMS_KEY_ID", "VAULT_TOKEN_CACHE_TTL_SECS"] {
         assert!(stderr.contains(variable), "{variable} missing from: {stderr}");
@@ -202,5 +207,5 @@ async fn the_binary_names_kms_and_its_endpoint_when_kms_is_down() {
     assert!(!output.status.success());
     let stdout = String::from_utf8_lossy(&output.stdout);
     assert!(stdout.contains(&format!("cannot reach KMS at {endpoint}")), "{stdout}");
-    assert!(stdout.contains("the vault cannot start"), "{stdout}");
+    assert!(stdout.contains("fetchreward-vault cannot start"), "{stdout}");
 }
