@@ -19,6 +19,8 @@ use aws_lc_rs::{hkdf, hmac};
 use fetchreward_model::{MAC_LEN, Pii, PiiKind, Token};
 use zeroize::Zeroizing;
 
+use crate::version::KeyVersion;
+
 /// Length in bytes of every key the vault holds: tokenization root keys and data keys.
 pub const KEY_LEN: usize = 32;
 
@@ -41,22 +43,22 @@ pub enum CryptoError {
     Seal,
     /// The ciphertext, nonce or associated data do not authenticate under this key.
     #[error("ciphertext does not authenticate under data key v{0}")]
-    Open(u32),
+    Open(KeyVersion),
     /// The decrypted bytes are not UTF-8 text.
     #[error("decrypted value under data key v{0} is not text")]
-    NotText(u32),
+    NotText(KeyVersion),
 }
 
 /// One version of the tokenization root key, as the per-kind HMAC keys derived from it.
 pub struct TokenizationKey {
-    version: u32,
+    version: KeyVersion,
     ip: hmac::Key,
     device_id: hmac::Key,
 }
 
 impl TokenizationKey {
     /// Derives the per-kind HMAC keys of version `version` from its root key.
-    pub fn derive(version: u32, root: &Zeroizing<[u8; KEY_LEN]>) -> Self {
+    pub fn derive(version: KeyVersion, root: &Zeroizing<[u8; KEY_LEN]>) -> Self {
         // The root key is uniformly random (KMS GenerateDataKey), so an empty salt is as good
         // as any fixed one (RFC 5869 section 3.1); the kind lives in `info`.
         let prk = hkdf::Salt::new(hkdf::HKDF_SHA256, &[]).extract(root.as_slice());
@@ -70,7 +72,7 @@ impl TokenizationKey {
     }
 
     /// The key version, written into every token it makes.
-    pub fn version(&self) -> u32 {
+    pub fn version(&self) -> KeyVersion {
         self.version
     }
 
@@ -83,7 +85,7 @@ impl TokenizationKey {
         let tag = hmac::sign(key, value.expose().as_bytes());
         let mac: [u8; MAC_LEN] =
             tag.as_ref().try_into().expect("HMAC-SHA256 tags are 32 bytes long");
-        Token::new(kind, self.version, mac)
+        Token::new(kind, self.version.get(), mac)
     }
 }
 
@@ -111,20 +113,20 @@ impl fmt::Debug for Sealed {
 
 /// One version of the data key.
 pub struct DataKey {
-    version: u32,
+    version: KeyVersion,
     key: RandomizedNonceKey,
 }
 
 impl DataKey {
     /// An AES-256-GCM key of version `version`.
-    pub fn new(version: u32, bytes: &Zeroizing<[u8; KEY_LEN]>) -> Self {
+    pub fn new(version: KeyVersion, bytes: &Zeroizing<[u8; KEY_LEN]>) -> Self {
         let key = RandomizedNonceKey::new(&AES_256_GCM, bytes.as_slice())
             .expect("AES-256-GCM accepts any 32-byte key");
         DataKey { version, key }
     }
 
     /// The key version, stored beside every ciphertext it makes.
-    pub fn version(&self) -> u32 {
+    pub fn version(&self) -> KeyVersion {
         self.version
     }
 
@@ -181,21 +183,21 @@ mod tests {
 
     #[test]
     fn tokens_are_deterministic_per_key_and_version() {
-        let key = TokenizationKey::derive(1, &key_bytes(7));
-        let again = TokenizationKey::derive(1, &key_bytes(7));
+        let key = TokenizationKey::derive(KeyVersion::of(1), &key_bytes(7));
+        let again = TokenizationKey::derive(KeyVersion::of(1), &key_bytes(7));
         let value = ip("198.51.100.7");
         assert_eq!(key.token(PiiKind::Ip, &value), again.token(PiiKind::Ip, &value));
         assert_eq!(key.token(PiiKind::Ip, &value).version(), 1);
 
-        let other_root = TokenizationKey::derive(1, &key_bytes(8));
+        let other_root = TokenizationKey::derive(KeyVersion::of(1), &key_bytes(8));
         assert_ne!(key.token(PiiKind::Ip, &value), other_root.token(PiiKind::Ip, &value));
-        let other_version = TokenizationKey::derive(2, &key_bytes(7));
+        let other_version = TokenizationKey::derive(KeyVersion::of(2), &key_bytes(7));
         assert_eq!(other_version.token(PiiKind::Ip, &value).to_string()[..6], *"ip_v2_");
     }
 
     #[test]
     fn kinds_have_unrelated_keys() {
-        let key = TokenizationKey::derive(1, &key_bytes(7));
+        let key = TokenizationKey::derive(KeyVersion::of(1), &key_bytes(7));
         let text = Pii::from_canonical("10.0.0.1".into());
         let as_ip = key.token(PiiKind::Ip, &text);
         let as_device = key.token(PiiKind::DeviceId, &text);
@@ -206,7 +208,7 @@ mod tests {
 
     #[test]
     fn the_mac_is_not_an_unkeyed_hash_of_the_value() {
-        let key = TokenizationKey::derive(1, &key_bytes(7));
+        let key = TokenizationKey::derive(KeyVersion::of(1), &key_bytes(7));
         let value = ip("198.51.100.7");
         let mac = *key.token(PiiKind::Ip, &value).mac();
         let sha = digest::digest(&digest::SHA256, value.expose().as_bytes());
@@ -217,7 +219,7 @@ mod tests {
 
     #[test]
     fn seal_then_open_round_trips_and_hides_the_value() {
-        let key = DataKey::new(3, &key_bytes(1));
+        let key = DataKey::new(KeyVersion::of(3), &key_bytes(1));
         let value = ip("2001:db8::1");
         let sealed = key.seal("ip_v1_x", &value).expect("seals");
         assert_eq!(sealed.ciphertext.len(), value.expose().len() + TAG_LEN);
@@ -228,7 +230,7 @@ mod tests {
 
     #[test]
     fn nonces_are_fresh_for_every_seal() {
-        let key = DataKey::new(1, &key_bytes(1));
+        let key = DataKey::new(KeyVersion::of(1), &key_bytes(1));
         let value = ip("192.0.2.1");
         let first = key.seal("t", &value).expect("seals");
         let second = key.seal("t", &value).expect("seals");
@@ -238,16 +240,16 @@ mod tests {
 
     #[test]
     fn a_ciphertext_moved_to_another_token_does_not_open() {
-        let key = DataKey::new(1, &key_bytes(1));
+        let key = DataKey::new(KeyVersion::of(1), &key_bytes(1));
         let sealed = key.seal("ip_v1_a", &ip("192.0.2.1")).expect("seals");
         assert_eq!(
             key.open("ip_v1_b", &sealed.nonce, &sealed.ciphertext),
-            Err(CryptoError::Open(1))
+            Err(CryptoError::Open(KeyVersion::of(1)))
         );
-        let other = DataKey::new(2, &key_bytes(2));
+        let other = DataKey::new(KeyVersion::of(2), &key_bytes(2));
         assert_eq!(
             other.open("ip_v1_a", &sealed.nonce, &sealed.ciphertext),
-            Err(CryptoError::Open(2))
+            Err(CryptoError::Open(KeyVersion::of(2)))
         );
         let mut tampered = sealed.ciphertext.clone();
         tampered[0] ^= 1;
@@ -257,8 +259,8 @@ mod tests {
 
     #[test]
     fn debug_shows_versions_only() {
-        let tokenization = TokenizationKey::derive(4, &key_bytes(0xAB));
-        let data = DataKey::new(5, &key_bytes(0xAB));
+        let tokenization = TokenizationKey::derive(KeyVersion::of(4), &key_bytes(0xAB));
+        let data = DataKey::new(KeyVersion::of(5), &key_bytes(0xAB));
         let printed = format!("{tokenization:?} {data:?}");
         assert_eq!(printed, "TokenizationKey { version: 4, .. } DataKey { version: 5, .. }");
     }

@@ -9,6 +9,7 @@ use tonic::{Code, Status};
 use crate::authz::Method;
 use crate::crypto::CryptoError;
 use crate::keys::{KeyError, KeyPurpose};
+use crate::version::KeyVersion;
 
 /// Why a call failed.
 #[derive(Debug, thiserror::Error)]
@@ -66,7 +67,7 @@ pub enum VaultError {
         /// The rotated key.
         purpose: KeyPurpose,
         /// The version both rotations made.
-        version: u32,
+        version: KeyVersion,
     },
 }
 
@@ -166,7 +167,7 @@ mod tests {
 
         let conflict = Status::from(VaultError::RotationConflict {
             purpose: KeyPurpose::Tokenization,
-            version: 3,
+            version: KeyVersion::of(3),
         });
         assert_eq!(conflict.code(), Code::Aborted);
         assert!(

@@ -155,7 +155,11 @@ impl VaultService for VaultGrpc {
                         Recovery::NotFound => (proto::TokenStatus::NotFound, String::new()),
                         Recovery::Forgotten => (proto::TokenStatus::Forgotten, String::new()),
                     };
-                    proto::DetokenizeResult { token, status: status.into(), value }
+                    proto::DetokenizeResult {
+                        token: token.to_string(),
+                        status: status.into(),
+                        value,
+                    }
                 })
                 .collect();
             proto::DetokenizeResponse { results, audit_id: answer.audit_id }
@@ -178,7 +182,7 @@ impl VaultService for VaultGrpc {
                         ForgetStatus::Forgotten => proto::TokenStatus::Forgotten,
                         ForgetStatus::NotFound => proto::TokenStatus::NotFound,
                     };
-                    proto::ForgetResult { token, status: status.into() }
+                    proto::ForgetResult { token: token.to_string(), status: status.into() }
                 })
                 .collect();
             proto::ForgetResponse { results, audit_id: answer.audit_id }
@@ -195,7 +199,7 @@ impl VaultService for VaultGrpc {
         let result =
             self.vault.rotate_keys(&access, key_target(target), purpose).await.map(|rotated| {
                 proto::RotateKeysResponse {
-                    active_version: rotated.version,
+                    active_version: rotated.version.get(),
                     audit_id: rotated.audit_id,
                     activates_at_unix_ms: rotated.activates_at_unix_ms,
                 }
@@ -214,7 +218,7 @@ impl VaultService for VaultGrpc {
                 rewrapped: answer.rewrapped,
                 remaining: answer.remaining,
                 audit_id: answer.audit_id,
-                data_key_version: answer.data_key_version,
+                data_key_version: answer.data_key_version.get(),
             }
         });
         finish(Method::Rewrap, result).map(Response::new)

@@ -27,6 +27,7 @@ use zeroize::Zeroizing;
 
 use crate::crypto::{DataKey, KEY_LEN, TokenizationKey};
 use crate::store::{KeyRow, VaultStore};
+use crate::version::KeyVersion;
 
 /// What a key is used for; also its `purpose` in `vault.keys`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -71,8 +72,8 @@ impl fmt::Display for KeyPurpose {
 pub struct KeyLabel {
     /// What the key is for.
     pub purpose: KeyPurpose,
-    /// Its version, from 1.
-    pub version: u32,
+    /// Its version.
+    pub version: KeyVersion,
 }
 
 /// A freshly generated key: the plaintext for use now, the wrapped form for storage.
@@ -162,7 +163,7 @@ pub enum KeyError {
         /// The key's purpose.
         purpose: KeyPurpose,
         /// The key's version.
-        version: u32,
+        version: KeyVersion,
         /// The provider's answer.
         source: KeyProviderError,
     },
@@ -251,14 +252,14 @@ impl<K> Clone for Scheduled<K> {
 /// its tokenization version; a stored row names its data key version); newer ones wait for
 /// their activation time.
 pub struct KeyRing {
-    tokenization: BTreeMap<u32, Scheduled<TokenizationKey>>,
-    data: BTreeMap<u32, Scheduled<DataKey>>,
+    tokenization: BTreeMap<KeyVersion, Scheduled<TokenizationKey>>,
+    data: BTreeMap<KeyVersion, Scheduled<DataKey>>,
     /// When the rows behind this ring were read.
     loaded_at: Instant,
 }
 
 /// The active key among `versions` at `now`: the highest version already activated.
-fn active_at<K>(versions: &BTreeMap<u32, Scheduled<K>>, now: Instant) -> &K {
+fn active_at<K>(versions: &BTreeMap<KeyVersion, Scheduled<K>>, now: Instant) -> &K {
     let scheduled = versions
         .values()
         .rev()
@@ -303,8 +304,8 @@ impl KeyRing {
     }
 
     fn from_versions(
-        tokenization: BTreeMap<u32, Scheduled<TokenizationKey>>,
-        data: BTreeMap<u32, Scheduled<DataKey>>,
+        tokenization: BTreeMap<KeyVersion, Scheduled<TokenizationKey>>,
+        data: BTreeMap<KeyVersion, Scheduled<DataKey>>,
         loaded_at: Instant,
     ) -> Option<Self> {
         (!tokenization.is_empty() && !data.is_empty()).then_some(KeyRing {
@@ -335,12 +336,12 @@ impl KeyRing {
     }
 
     /// The data key of `version`, if held.
-    pub fn data_key(&self, version: u32) -> Option<&DataKey> {
+    pub fn data_key(&self, version: KeyVersion) -> Option<&DataKey> {
         self.data.get(&version).map(|scheduled| &*scheduled.key)
     }
 
     /// The versions held of `purpose`, oldest first.
-    pub fn versions(&self, purpose: KeyPurpose) -> Vec<u32> {
+    pub fn versions(&self, purpose: KeyPurpose) -> Vec<KeyVersion> {
         match purpose {
             KeyPurpose::Tokenization => self.tokenization.keys().copied().collect(),
             KeyPurpose::Data => self.data.keys().copied().collect(),
@@ -386,10 +387,16 @@ pub async fn load_or_create(
         if rows.iter().any(|row| row.purpose == purpose.as_str()) {
             continue;
         }
-        let label = KeyLabel { purpose, version: 1 };
+        let label = KeyLabel { purpose, version: KeyVersion::FIRST };
         let generated = generate(provider, label).await?;
         let inserted = store
-            .insert_key(purpose, 1, &generated.wrapped, provider.master_key_id(), Duration::ZERO)
+            .insert_key(
+                purpose,
+                KeyVersion::FIRST,
+                &generated.wrapped,
+                provider.master_key_id(),
+                Duration::ZERO,
+            )
             .await?;
         if inserted.is_some() {
             tracing::info!(purpose = purpose.as_str(), version = 1, "vault key created");
@@ -433,7 +440,7 @@ async fn build_ring(
     for row in rows {
         let purpose = KeyPurpose::from_name(&row.purpose)
             .ok_or_else(|| KeyError::BadRow(format!("unknown purpose {:?}", row.purpose)))?;
-        let version = u32::try_from(row.version).ok().filter(|v| *v >= 1).ok_or_else(|| {
+        let version = KeyVersion::from_db(row.version).ok_or_else(|| {
             KeyError::BadRow(format!("{purpose} key has version {}", row.version))
         })?;
         let label = KeyLabel { purpose, version };
@@ -481,7 +488,7 @@ async fn unwrap(
         .map_err(|err| KeyError::unwrapping(label, err))?;
     tracing::debug!(
         purpose = label.purpose.as_str(),
-        version = label.version,
+        version = label.version.get(),
         "vault key unwrapped"
     );
     Ok(plaintext)
@@ -579,7 +586,7 @@ mod tests {
     use super::*;
 
     fn label(purpose: KeyPurpose, version: u32) -> KeyLabel {
-        KeyLabel { purpose, version }
+        KeyLabel { purpose, version: KeyVersion::of(version) }
     }
 
     /// A stored row of a freshly generated key that activates `activates_in_ms` after the read.
@@ -592,7 +599,7 @@ mod tests {
         let generated = provider.generate(label(purpose, version)).await.expect("generates");
         KeyRow {
             purpose: purpose.as_str().into(),
-            version: version as i32,
+            version: KeyVersion::of(version).to_db(),
             wrapped: generated.wrapped,
             activates_in_ms,
         }
@@ -632,7 +639,11 @@ mod tests {
             second.active_tokenization().token(PiiKind::Ip, &value)
         );
         let sealed = first.active_data().seal("t", &value).expect("seals");
-        let opened = second.data_key(1).expect("v1").open("t", &sealed.nonce, &sealed.ciphertext);
+        let opened = second.data_key(KeyVersion::of(1)).expect("v1").open(
+            "t",
+            &sealed.nonce,
+            &sealed.ciphertext,
+        );
         assert_eq!(opened, Ok(value));
     }
 
@@ -648,7 +659,7 @@ mod tests {
         let ring = build_ring(&rows, Instant::now(), &provider, None).await.expect("unwraps");
         assert_eq!(ring.active_tokenization().version(), 2);
         assert_eq!(ring.active_data().version(), 2);
-        assert!(ring.data_key(1).is_some());
+        assert!(ring.data_key(KeyVersion::of(1)).is_some());
         assert_eq!(
             format!("{ring:?}"),
             "KeyRing { tokenization_versions: [1, 2], active_tokenization: 2, \
@@ -674,7 +685,7 @@ mod tests {
         }
         // The pending data key is held already: rows another replica seals under it at the
         // switch can be read here.
-        assert!(ring.data_key(2).is_some());
+        assert!(ring.data_key(KeyVersion::of(2)).is_some());
     }
 
     #[test]
@@ -683,18 +694,21 @@ mod tests {
         let at = |secs: u64| start + Duration::from_secs(secs);
         let ring = KeyRing::scheduled(
             [
-                (TokenizationKey::derive(1, &key_bytes(1)), at(0)),
-                (TokenizationKey::derive(2, &key_bytes(2)), at(10)),
-                (TokenizationKey::derive(3, &key_bytes(3)), at(20)),
+                (TokenizationKey::derive(KeyVersion::of(1), &key_bytes(1)), at(0)),
+                (TokenizationKey::derive(KeyVersion::of(2), &key_bytes(2)), at(10)),
+                (TokenizationKey::derive(KeyVersion::of(3), &key_bytes(3)), at(20)),
             ],
-            [(DataKey::new(1, &key_bytes(4)), at(0)), (DataKey::new(2, &key_bytes(5)), at(5))],
+            [
+                (DataKey::new(KeyVersion::of(1), &key_bytes(4)), at(0)),
+                (DataKey::new(KeyVersion::of(2), &key_bytes(5)), at(5)),
+            ],
             start,
         )
         .expect("ring");
         let versions = |secs| {
             (
-                ring.active_tokenization_at(at(secs)).version(),
-                ring.active_data_at(at(secs)).version(),
+                ring.active_tokenization_at(at(secs)).version().get(),
+                ring.active_data_at(at(secs)).version().get(),
             )
         };
         assert_eq!(versions(0), (1, 1));
@@ -710,10 +724,10 @@ mod tests {
         let later = start + Duration::from_secs(60);
         let ring = KeyRing::scheduled(
             [
-                (TokenizationKey::derive(2, &key_bytes(2)), later),
-                (TokenizationKey::derive(1, &key_bytes(1)), later),
+                (TokenizationKey::derive(KeyVersion::of(2), &key_bytes(2)), later),
+                (TokenizationKey::derive(KeyVersion::of(1), &key_bytes(1)), later),
             ],
-            [(DataKey::new(1, &key_bytes(3)), later)],
+            [(DataKey::new(KeyVersion::of(1), &key_bytes(3)), later)],
             start,
         )
         .expect("ring");
@@ -736,7 +750,10 @@ mod tests {
             build_ring(&rows, Instant::now(), &provider, Some(&first)).await.expect("unwraps");
         assert_eq!(fake.unwrapped.load(Ordering::SeqCst), 3, "only data v2 was unwrapped");
         assert_eq!(second.versions(KeyPurpose::Data), [1, 2]);
-        assert!(Arc::ptr_eq(&first.data[&1].key, &second.data[&1].key));
+        assert!(Arc::ptr_eq(
+            &first.data[&KeyVersion::FIRST].key,
+            &second.data[&KeyVersion::FIRST].key
+        ));
 
         let rows = vec![tokenization_v1, data_v2];
         let third =
@@ -774,7 +791,7 @@ mod tests {
     #[test]
     fn a_ring_needs_both_purposes() {
         let root = key_bytes(1);
-        assert!(KeyRing::new([TokenizationKey::derive(1, &root)], []).is_none());
-        assert!(KeyRing::new([], [DataKey::new(1, &root)]).is_none());
+        assert!(KeyRing::new([TokenizationKey::derive(KeyVersion::of(1), &root)], []).is_none());
+        assert!(KeyRing::new([], [DataKey::new(KeyVersion::of(1), &root)]).is_none());
     }
 }

@@ -25,6 +25,7 @@ pub mod metrics;
 pub mod schema;
 pub mod store;
 pub mod vault;
+pub mod version;
 
 use std::net::SocketAddr;
 use std::sync::Arc;

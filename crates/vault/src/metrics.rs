@@ -36,3 +36,7 @@ pub const KEY_REFRESH_FAILURES: &str = "fetchreward_vault_key_refresh_failures_t
 
 /// Counter: stored originals re-encrypted under the active data key by Rewrap.
 pub const REWRAPPED_ROWS: &str = "fetchreward_vault_rewrapped_rows_total";
+
+/// Histogram (seconds): one database operation of the vault, by `operation` (e.g.
+/// `store_tokens`, `lookup`, `audit`) and `outcome` (`ok`, `error`).
+pub const DB_SECONDS: &str = "fetchreward_vault_db_seconds";

@@ -1,22 +1,25 @@
 //! The vault's tables in Postgres: wrapped keys, sealed originals, the audit trail.
 //!
-//! Each method is one round trip (or one transaction) on a pooled connection. Batches go in
+//! Each method is one round trip (or one transaction) on a pooled connection, through one
+//! helper that times it by operation (`fetchreward_vault_db_seconds`). Batches go in
 //! as arrays (`UNNEST`, `= ANY`), so a Tokenize of 10,000 values is still one statement.
 //! Times that matter across replicas (key activation) are computed by the database, on its
 //! clock.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use diesel::prelude::*;
 use diesel::sql_types::{Array, BigInt, Binary, Integer, Text};
-use diesel_async::{AsyncConnection, RunQueryDsl};
+use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
 use diesel_migrations::{EmbeddedMigrations, embed_migrations};
+use fetchreward_model::Token;
 use fetchreward_runtime::postgres::{self, PgError, PgPool};
 
 use crate::audit::AuditEntry;
 use crate::crypto::Sealed;
 use crate::keys::KeyPurpose;
 use crate::schema::{audit_log, pii_tokens};
+use crate::version::KeyVersion;
 
 /// The vault's migrations, compiled into the binary.
 pub const MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations");
@@ -189,6 +192,12 @@ pub enum AuditedWriteFailure {
     Audit(PgError),
 }
 
+impl From<PgError> for AuditedWriteFailure {
+    fn from(err: PgError) -> Self {
+        AuditedWriteFailure::Write(err)
+    }
+}
+
 impl From<diesel::result::Error> for AuditedWriteFailure {
     fn from(err: diesel::result::Error) -> Self {
         AuditedWriteFailure::Write(PgError::Query(err))
@@ -204,6 +213,12 @@ pub enum RewrapFailure<E> {
     /// Re-encrypting a row failed.
     #[error("{0}")]
     Reseal(E),
+}
+
+impl<E> From<PgError> for RewrapFailure<E> {
+    fn from(err: PgError) -> Self {
+        RewrapFailure::Database(err)
+    }
 }
 
 impl<E> From<diesel::result::Error> for RewrapFailure<E> {
@@ -240,11 +255,34 @@ impl VaultStore {
         postgres::migrate(&self.pool, MIGRATIONS, SCHEMA, MIGRATION_LOCK_KEY).await
     }
 
+    /// Runs `op` on a pooled connection and records how long it took:
+    /// `fetchreward_vault_db_seconds{operation, outcome}`. Every method below goes through
+    /// here.
+    async fn with_conn<T, E: From<PgError>>(
+        &self,
+        operation: &'static str,
+        op: impl AsyncFnOnce(&mut AsyncPgConnection) -> Result<T, E>,
+    ) -> Result<T, E> {
+        let started = Instant::now();
+        let result = match postgres::conn(&self.pool).await {
+            Ok(mut conn) => op(&mut conn).await,
+            Err(err) => Err(E::from(err)),
+        };
+        let outcome = if result.is_ok() { "ok" } else { "error" };
+        ::metrics::histogram!(
+            crate::metrics::DB_SECONDS,
+            "operation" => operation,
+            "outcome" => outcome
+        )
+        .record(started.elapsed().as_secs_f64());
+        result
+    }
+
     /// Every stored key, in purpose and version order, with its activation time relative to
     /// the moment of the read.
     pub async fn key_rows(&self) -> Result<Vec<KeyRow>, PgError> {
-        let mut conn = postgres::conn(&self.pool).await?;
-        Ok(diesel::sql_query(KEY_ROWS).load(&mut conn).await?)
+        self.with_conn("key_rows", async |conn| Ok(diesel::sql_query(KEY_ROWS).load(conn).await?))
+            .await
     }
 
     /// Stores a wrapped key that takes over `delay` from now, unless that purpose and version
@@ -252,23 +290,31 @@ impl VaultStore {
     pub async fn insert_key(
         &self,
         purpose: KeyPurpose,
-        version: u32,
+        version: KeyVersion,
         wrapped: &[u8],
         kms_key_id: &str,
         delay: Duration,
     ) -> Result<Option<i64>, PgError> {
-        let mut conn = postgres::conn(&self.pool).await?;
-        insert_key(&mut conn, purpose, version, wrapped, kms_key_id, delay).await
+        self.with_conn("insert_key", async |conn| {
+            insert_key(conn, purpose, version, wrapped, kms_key_id, delay).await
+        })
+        .await
     }
 
     /// The version a rotation of `purpose` would create now: one above the highest stored.
-    pub async fn next_key_version(&self, purpose: KeyPurpose) -> Result<u32, PgError> {
-        let mut conn = postgres::conn(&self.pool).await?;
-        let next: Number = diesel::sql_query(NEXT_KEY_VERSION)
-            .bind::<Text, _>(purpose.as_str())
-            .get_result(&mut conn)
+    pub async fn next_key_version(&self, purpose: KeyPurpose) -> Result<KeyVersion, PgError> {
+        let next: Number = self
+            .with_conn::<_, PgError>("next_key_version", async |conn| {
+                Ok(diesel::sql_query(NEXT_KEY_VERSION)
+                    .bind::<Text, _>(purpose.as_str())
+                    .get_result(conn)
+                    .await?)
+            })
             .await?;
-        Ok(u32::try_from(next.n).expect("key versions stay far below 2^31"))
+        Ok(i32::try_from(next.n)
+            .ok()
+            .and_then(KeyVersion::from_db)
+            .expect("key versions stay far below 2^31"))
     }
 
     /// Stores a rotated key and the audit row that `audit` builds from its activation time
@@ -278,24 +324,26 @@ impl VaultStore {
     pub async fn insert_key_and_audit(
         &self,
         purpose: KeyPurpose,
-        version: u32,
+        version: KeyVersion,
         wrapped: &[u8],
         kms_key_id: &str,
         delay: Duration,
         audit: impl FnOnce(i64) -> AuditEntry + Send,
     ) -> Result<Option<(i64, i64)>, AuditedWriteFailure> {
-        let mut conn = postgres::conn(&self.pool).await.map_err(AuditedWriteFailure::Write)?;
-        conn.transaction::<_, AuditedWriteFailure, _>(async |conn| {
-            let inserted = insert_key(conn, purpose, version, wrapped, kms_key_id, delay)
-                .await
-                .map_err(AuditedWriteFailure::Write)?;
-            let Some(activates_at_unix_ms) = inserted else {
-                return Ok(None);
-            };
-            let id = insert_audit(conn, &audit(activates_at_unix_ms))
-                .await
-                .map_err(AuditedWriteFailure::Audit)?;
-            Ok(Some((activates_at_unix_ms, id)))
+        self.with_conn("insert_key_and_audit", async |conn| {
+            conn.transaction::<_, AuditedWriteFailure, _>(async |conn| {
+                let inserted = insert_key(conn, purpose, version, wrapped, kms_key_id, delay)
+                    .await
+                    .map_err(AuditedWriteFailure::Write)?;
+                let Some(activates_at_unix_ms) = inserted else {
+                    return Ok(None);
+                };
+                let id = insert_audit(conn, &audit(activates_at_unix_ms))
+                    .await
+                    .map_err(AuditedWriteFailure::Audit)?;
+                Ok(Some((activates_at_unix_ms, id)))
+            })
+            .await
         })
         .await
     }
@@ -308,42 +356,47 @@ impl VaultStore {
     /// same order and cannot deadlock on each other.
     pub async fn store_tokens(
         &self,
-        data_key_version: u32,
+        data_key_version: KeyVersion,
         rows: &mut [NewToken],
     ) -> Result<usize, PgError> {
         if rows.is_empty() {
             return Ok(0);
         }
         rows.sort_unstable_by(|a, b| a.token.cmp(&b.token));
-        let version = i32::try_from(data_key_version).expect("key versions stay far below 2^31");
         let tokens: Vec<&str> = rows.iter().map(|row| row.token.as_str()).collect();
         let kinds: Vec<&str> = rows.iter().map(|row| row.kind).collect();
         let nonces: Vec<&[u8]> = rows.iter().map(|row| row.sealed.nonce.as_slice()).collect();
         let ciphertexts: Vec<&[u8]> =
             rows.iter().map(|row| row.sealed.ciphertext.as_slice()).collect();
-        let mut conn = postgres::conn(&self.pool).await?;
-        Ok(diesel::sql_query(STORE_TOKENS)
-            .bind::<Array<Text>, _>(tokens)
-            .bind::<Array<Text>, _>(kinds)
-            .bind::<Integer, _>(version)
-            .bind::<Array<Binary>, _>(nonces)
-            .bind::<Array<Binary>, _>(ciphertexts)
-            .execute(&mut conn)
-            .await?)
+        self.with_conn("store_tokens", async |conn| {
+            Ok(diesel::sql_query(STORE_TOKENS)
+                .bind::<Array<Text>, _>(tokens)
+                .bind::<Array<Text>, _>(kinds)
+                .bind::<Integer, _>(data_key_version.to_db())
+                .bind::<Array<Binary>, _>(nonces)
+                .bind::<Array<Binary>, _>(ciphertexts)
+                .execute(conn)
+                .await?)
+        })
+        .await
     }
 
     /// What is stored for each of `tokens` that exists (in no particular order).
-    pub async fn lookup(&self, tokens: &[String]) -> Result<Vec<StoredToken>, PgError> {
-        let mut conn = postgres::conn(&self.pool).await?;
-        let rows: Vec<TokenRow> = pii_tokens::table
-            .filter(pii_tokens::token.eq_any(tokens))
-            .select((
-                pii_tokens::token,
-                pii_tokens::data_key_version,
-                pii_tokens::nonce,
-                pii_tokens::ciphertext,
-            ))
-            .load(&mut conn)
+    pub async fn lookup(&self, tokens: &[Token]) -> Result<Vec<StoredToken>, PgError> {
+        let texts: Vec<String> = tokens.iter().map(Token::to_string).collect();
+        let rows: Vec<TokenRow> = self
+            .with_conn::<_, PgError>("lookup", async |conn| {
+                Ok(pii_tokens::table
+                    .filter(pii_tokens::token.eq_any(&texts))
+                    .select((
+                        pii_tokens::token,
+                        pii_tokens::data_key_version,
+                        pii_tokens::nonce,
+                        pii_tokens::ciphertext,
+                    ))
+                    .load(conn)
+                    .await?)
+            })
             .await?;
         Ok(rows
             .into_iter()
@@ -357,21 +410,27 @@ impl VaultStore {
 
     /// Destroys the stored originals of `tokens` and writes the audit row that `audit` builds
     /// from the tokens that exist, in one transaction: a value is never destroyed without its
-    /// audit row, nor audited as destroyed when it was not. Returns the existing tokens and the
-    /// audit id.
+    /// audit row, nor audited as destroyed when it was not. Returns the existing tokens (as
+    /// stored text) and the audit id.
     pub async fn forget_and_audit(
         &self,
-        tokens: &[String],
+        tokens: &[Token],
         audit: impl FnOnce(&[String]) -> AuditEntry + Send,
     ) -> Result<(Vec<String>, i64), AuditedWriteFailure> {
-        let mut conn = postgres::conn(&self.pool).await.map_err(AuditedWriteFailure::Write)?;
-        conn.transaction::<_, AuditedWriteFailure, _>(async |conn| {
-            let forgotten: Vec<TokenText> =
-                diesel::sql_query(FORGET_TOKENS).bind::<Array<Text>, _>(tokens).load(conn).await?;
-            let forgotten: Vec<String> = forgotten.into_iter().map(|row| row.token).collect();
-            let id =
-                insert_audit(conn, &audit(&forgotten)).await.map_err(AuditedWriteFailure::Audit)?;
-            Ok((forgotten, id))
+        let texts: Vec<String> = tokens.iter().map(Token::to_string).collect();
+        self.with_conn("forget_and_audit", async |conn| {
+            conn.transaction::<_, AuditedWriteFailure, _>(async |conn| {
+                let forgotten: Vec<TokenText> = diesel::sql_query(FORGET_TOKENS)
+                    .bind::<Array<Text>, _>(&texts)
+                    .load(conn)
+                    .await?;
+                let forgotten: Vec<String> = forgotten.into_iter().map(|row| row.token).collect();
+                let id = insert_audit(conn, &audit(&forgotten))
+                    .await
+                    .map_err(AuditedWriteFailure::Audit)?;
+                Ok((forgotten, id))
+            })
+            .await
         })
         .await
     }
@@ -383,71 +442,74 @@ impl VaultStore {
     /// `limit` means no unlocked row was left.
     pub async fn rewrap_chunk<E: Send>(
         &self,
-        active_version: u32,
+        active_version: KeyVersion,
         limit: u32,
         reseal: impl Fn(&SealedRow) -> Result<Sealed, E> + Send + Sync,
     ) -> Result<usize, RewrapFailure<E>> {
-        let version = i32::try_from(active_version).expect("key versions stay far below 2^31");
-        let mut conn = postgres::conn(&self.pool).await.map_err(RewrapFailure::Database)?;
-        conn.transaction::<_, RewrapFailure<E>, _>(async |conn| {
-            let rows: Vec<SealedRow> = diesel::sql_query(SELECT_TO_REWRAP)
-                .bind::<Integer, _>(version)
-                .bind::<BigInt, _>(i64::from(limit))
-                .load(conn)
-                .await?;
-            if rows.is_empty() {
-                return Ok(0);
-            }
-            let mut tokens = Vec::with_capacity(rows.len());
-            let mut nonces = Vec::with_capacity(rows.len());
-            let mut ciphertexts = Vec::with_capacity(rows.len());
-            for row in &rows {
-                let sealed = reseal(row).map_err(RewrapFailure::Reseal)?;
-                tokens.push(row.token.as_str());
-                nonces.push(sealed.nonce.to_vec());
-                ciphertexts.push(sealed.ciphertext);
-            }
-            let updated = diesel::sql_query(UPDATE_REWRAPPED)
-                .bind::<Integer, _>(version)
-                .bind::<Array<Text>, _>(tokens)
-                .bind::<Array<Binary>, _>(nonces)
-                .bind::<Array<Binary>, _>(ciphertexts)
-                .execute(conn)
-                .await?;
-            Ok(updated)
+        let version = active_version.to_db();
+        self.with_conn("rewrap_chunk", async |conn| {
+            conn.transaction::<_, RewrapFailure<E>, _>(async |conn| {
+                let rows: Vec<SealedRow> = diesel::sql_query(SELECT_TO_REWRAP)
+                    .bind::<Integer, _>(version)
+                    .bind::<BigInt, _>(i64::from(limit))
+                    .load(conn)
+                    .await?;
+                if rows.is_empty() {
+                    return Ok(0);
+                }
+                let mut tokens = Vec::with_capacity(rows.len());
+                let mut nonces = Vec::with_capacity(rows.len());
+                let mut ciphertexts = Vec::with_capacity(rows.len());
+                for row in &rows {
+                    let sealed = reseal(row).map_err(RewrapFailure::Reseal)?;
+                    tokens.push(row.token.as_str());
+                    nonces.push(sealed.nonce.to_vec());
+                    ciphertexts.push(sealed.ciphertext);
+                }
+                let updated = diesel::sql_query(UPDATE_REWRAPPED)
+                    .bind::<Integer, _>(version)
+                    .bind::<Array<Text>, _>(tokens)
+                    .bind::<Array<Binary>, _>(nonces)
+                    .bind::<Array<Binary>, _>(ciphertexts)
+                    .execute(conn)
+                    .await?;
+                Ok(updated)
+            })
+            .await
         })
         .await
     }
 
     /// How many stored originals are still sealed under data keys older than `active_version`
     /// (forgotten rows hold none and are not counted).
-    pub async fn count_to_rewrap(&self, active_version: u32) -> Result<u64, PgError> {
-        let version = i32::try_from(active_version).expect("key versions stay far below 2^31");
-        let mut conn = postgres::conn(&self.pool).await?;
-        let count: Number = diesel::sql_query(COUNT_TO_REWRAP)
-            .bind::<Integer, _>(version)
-            .get_result(&mut conn)
+    pub async fn count_to_rewrap(&self, active_version: KeyVersion) -> Result<u64, PgError> {
+        let count: Number = self
+            .with_conn::<_, PgError>("count_to_rewrap", async |conn| {
+                Ok(diesel::sql_query(COUNT_TO_REWRAP)
+                    .bind::<Integer, _>(active_version.to_db())
+                    .get_result(conn)
+                    .await?)
+            })
             .await?;
         Ok(u64::try_from(count.n).unwrap_or(0))
     }
 
     /// Writes an audit row and returns its id once committed.
     pub async fn audit(&self, entry: &AuditEntry) -> Result<i64, PgError> {
-        let mut conn = postgres::conn(&self.pool).await?;
-        insert_audit(&mut conn, entry).await
+        self.with_conn("audit", async |conn| insert_audit(conn, entry).await).await
     }
 }
 
 /// The one statement that stores a key version; see [`INSERT_KEY`].
 async fn insert_key(
-    conn: &mut diesel_async::AsyncPgConnection,
+    conn: &mut AsyncPgConnection,
     purpose: KeyPurpose,
-    version: u32,
+    version: KeyVersion,
     wrapped: &[u8],
     kms_key_id: &str,
     delay: Duration,
 ) -> Result<Option<i64>, PgError> {
-    let version = i32::try_from(version).expect("key versions stay far below 2^31");
+    let version = version.to_db();
     let delay_ms = i64::try_from(delay.as_millis()).unwrap_or(i64::MAX);
     let inserted: Vec<InsertedKey> = diesel::sql_query(INSERT_KEY)
         .bind::<Text, _>(purpose.as_str())
@@ -460,10 +522,7 @@ async fn insert_key(
     Ok(inserted.into_iter().next().map(|row| row.activates_at_unix_ms))
 }
 
-async fn insert_audit(
-    conn: &mut diesel_async::AsyncPgConnection,
-    entry: &AuditEntry,
-) -> Result<i64, PgError> {
+async fn insert_audit(conn: &mut AsyncPgConnection, entry: &AuditEntry) -> Result<i64, PgError> {
     let count = |n: u32| i32::try_from(n).unwrap_or(i32::MAX);
     Ok(diesel::insert_into(audit_log::table)
         .values((

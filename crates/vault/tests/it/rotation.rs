@@ -311,7 +311,7 @@ async fn two_concurrent_rotations_do_not_both_create_the_same_version() {
     let provider = Arc::new(HeldAtBarrier {
         inner: resources.kms(),
         barrier: Arc::new(Barrier::new(2)),
-        hold: |label| label.version > 1,
+        hold: |label| label.version > fetchreward_vault::version::KeyVersion::FIRST,
     });
     let vault = spawn_admin_vault_with(&resources, &[NO_DELAY], provider).await;
     let rotate = |mut client: VaultServiceClient<Channel>| async move {

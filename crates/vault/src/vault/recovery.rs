@@ -1,0 +1,242 @@
+//! Detokenize and Forget: the originals back to an authorized reader, or destroyed by an
+//! admin; both audited ([`super::audited`]).
+
+use std::collections::{HashMap, HashSet};
+
+use fetchreward_model::{Pii, Token};
+use tracing::instrument;
+
+use super::Vault;
+use super::audited::{
+    AuditedCall, Failure, audited_write_error, count_audited, record_results, validate_purpose,
+};
+use crate::audit::{AuditOutcome, StatusCounts};
+use crate::authz::{Access, Method};
+use crate::error::VaultError;
+use crate::store::StoredToken;
+use crate::version::KeyVersion;
+
+/// Most tokens in one Detokenize or Forget call.
+pub const MAX_RECOVERY_TOKENS: usize = 1_000;
+
+/// What the vault holds for one token.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Recovery {
+    /// The original value.
+    Found(Pii),
+    /// Never stored (or stored under a key this vault does not hold).
+    NotFound,
+    /// Stored once, destroyed by Forget.
+    Forgotten,
+}
+
+/// The answer to a Detokenize call.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Detokenized {
+    /// One result per requested token, in request order.
+    pub results: Vec<(Token, Recovery)>,
+    /// The audit row of the call.
+    pub audit_id: i64,
+}
+
+/// The outcome of Forget for one token.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ForgetStatus {
+    /// A stored value was destroyed, now or earlier.
+    Forgotten,
+    /// No value was ever stored.
+    NotFound,
+}
+
+/// The answer to a Forget call.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Forgotten {
+    /// One result per requested token, in request order.
+    pub results: Vec<(Token, ForgetStatus)>,
+    /// The audit row of the call.
+    pub audit_id: i64,
+}
+
+impl Vault {
+    /// The originals of `tokens`, for `purpose`, if the caller may recover them.
+    #[instrument(skip_all, fields(caller = %access.caller, tokens = tokens.len()))]
+    pub async fn detokenize(
+        &self,
+        access: &Access,
+        tokens: Vec<String>,
+        purpose: String,
+    ) -> Result<Detokenized, VaultError> {
+        let call = AuditedCall {
+            access,
+            method: Method::Detokenize,
+            purpose: &purpose,
+            token_count: tokens.len(),
+            asked: None,
+        };
+        let validate = || validate_recovery(&tokens, &purpose);
+        self.audited(&call, validate, async |tokens: Vec<Token>| {
+            let results = self.recover(&tokens).await?;
+            let mut counts = StatusCounts::default();
+            for (_, recovery) in &results {
+                match recovery {
+                    Recovery::Found(_) => counts.found += 1,
+                    Recovery::NotFound => counts.not_found += 1,
+                    Recovery::Forgotten => counts.forgotten += 1,
+                }
+            }
+            let audit_id = self.write_audit(&call.allowed(counts, None)).await?;
+            record_results(Method::Detokenize, counts);
+            Ok(Detokenized { results, audit_id })
+        })
+        .await
+    }
+
+    /// Destroys the originals of `tokens`, for `purpose`, if the caller may.
+    #[instrument(skip_all, fields(caller = %access.caller, tokens = tokens.len()))]
+    pub async fn forget(
+        &self,
+        access: &Access,
+        tokens: Vec<String>,
+        purpose: String,
+    ) -> Result<Forgotten, VaultError> {
+        let call = AuditedCall {
+            access,
+            method: Method::Forget,
+            purpose: &purpose,
+            token_count: tokens.len(),
+            asked: None,
+        };
+        let validate = || validate_recovery(&tokens, &purpose);
+        self.audited(&call, validate, async |tokens: Vec<Token>| {
+            let counts_of = |existing: &[String]| {
+                let existing: HashSet<&str> = existing.iter().map(String::as_str).collect();
+                let forgotten =
+                    tokens.iter().filter(|t| existing.contains(t.to_string().as_str())).count();
+                StatusCounts {
+                    found: 0,
+                    forgotten: forgotten as u32,
+                    not_found: (tokens.len() - forgotten) as u32,
+                }
+            };
+            let (existing, audit_id) = self
+                .store
+                .forget_and_audit(&distinct(&tokens), |existing| {
+                    call.allowed(counts_of(existing), None)
+                })
+                .await
+                .map_err(|err| Failure::failed(audited_write_error(err)))?;
+            self.known.remove_all(&tokens);
+            count_audited(Method::Forget, AuditOutcome::Allowed);
+            record_results(Method::Forget, counts_of(&existing));
+            let existing: HashSet<String> = existing.into_iter().collect();
+            let results = tokens
+                .into_iter()
+                .map(|token| {
+                    let status = if existing.contains(&token.to_string()) {
+                        ForgetStatus::Forgotten
+                    } else {
+                        ForgetStatus::NotFound
+                    };
+                    (token, status)
+                })
+                .collect();
+            Ok(Forgotten { results, audit_id })
+        })
+        .await
+    }
+
+    /// Looks up and decrypts well-formed tokens.
+    async fn recover(&self, tokens: &[Token]) -> Result<Vec<(Token, Recovery)>, VaultError> {
+        let stored: HashMap<String, StoredToken> = self
+            .store
+            .lookup(&distinct(tokens))
+            .await?
+            .into_iter()
+            .map(|row| (row.token.clone(), row))
+            .collect();
+        let mut ring = self.ring();
+        let mut results = Vec::with_capacity(tokens.len());
+        for token in tokens {
+            let text = token.to_string();
+            let recovery = match stored.get(&text) {
+                None => Recovery::NotFound,
+                Some(StoredToken { sealed: None, .. }) => Recovery::Forgotten,
+                Some(StoredToken {
+                    sealed: Some((nonce, ciphertext)), data_key_version, ..
+                }) => {
+                    let held = KeyVersion::from_db(*data_key_version)
+                        .is_some_and(|version| ring.data_key(version).is_some());
+                    if !held {
+                        ring = self.ring_with_data_key(&text, *data_key_version).await?;
+                    }
+                    let key = KeyVersion::from_db(*data_key_version)
+                        .and_then(|version| ring.data_key(version))
+                        .expect("checked just above");
+                    let value = key
+                        .open(&text, nonce, ciphertext)
+                        .map_err(|source| VaultError::Crypto { token: text.clone(), source })?;
+                    Recovery::Found(value)
+                }
+            };
+            results.push((*token, recovery));
+        }
+        Ok(results)
+    }
+}
+
+/// Checks the purpose, the batch size and every token of a Detokenize or Forget call.
+fn validate_recovery(tokens: &[String], purpose: &str) -> Result<Vec<Token>, VaultError> {
+    validate_purpose(purpose)?;
+    if tokens.len() > MAX_RECOVERY_TOKENS {
+        return Err(VaultError::InvalidArgument(format!(
+            "tokens: at most {MAX_RECOVERY_TOKENS} tokens per call, got {}",
+            tokens.len()
+        )));
+    }
+    tokens
+        .iter()
+        .enumerate()
+        .map(|(index, text)| {
+            text.parse::<Token>()
+                .map_err(|err| VaultError::InvalidArgument(format!("tokens[{index}]: {err}")))
+        })
+        .collect()
+}
+
+/// The tokens without repeats, in first-seen order.
+fn distinct(tokens: &[Token]) -> Vec<Token> {
+    let mut seen = HashSet::with_capacity(tokens.len());
+    tokens.iter().filter(|token| seen.insert(**token)).copied().collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use fetchreward_model::PiiKind;
+
+    use super::*;
+    use crate::vault::MAX_PURPOSE_CHARS;
+
+    #[test]
+    fn recovery_requests_are_checked_with_the_index_of_the_bad_token() {
+        let token = |byte: u8| Token::new(PiiKind::Ip, 1, [byte; 32]).to_string();
+        assert!(validate_recovery(&[token(1), token(2)], "ticket 7").is_ok());
+        let err = validate_recovery(&[token(1), "198.51.100.4".into()], "ticket 7")
+            .expect_err("not a token");
+        assert_eq!(
+            err.to_string(),
+            "tokens[1]: does not start with a known kind (`ip_` or `dev_`)"
+        );
+        assert!(!err.to_string().contains("198.51"));
+        assert!(validate_recovery(&[token(1)], " ").is_err());
+        assert!(validate_recovery(&[token(1)], &"p".repeat(MAX_PURPOSE_CHARS + 1)).is_err());
+        let many = vec![token(1); MAX_RECOVERY_TOKENS + 1];
+        assert!(validate_recovery(&many, "x").is_err());
+    }
+
+    #[test]
+    fn repeats_are_looked_up_once() {
+        let a = Token::new(PiiKind::Ip, 1, [1; 32]);
+        let b = Token::new(PiiKind::DeviceId, 1, [1; 32]);
+        assert_eq!(distinct(&[a, b, a]), [a, b]);
+    }
+}
