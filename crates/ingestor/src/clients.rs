@@ -217,11 +217,7 @@ impl Tokenizer for GrpcVault {
             values: values
                 .into_iter()
                 .map(|(kind, value)| vault::PiiValue {
-                    kind: match kind {
-                        PiiKind::Ip => vault::PiiKind::Ip,
-                        PiiKind::DeviceId => vault::PiiKind::DeviceId,
-                    }
-                    .into(),
+                    kind: vault::PiiKind::from(kind).into(),
                     value: value.into_exposed(),
                 })
                 .collect(),

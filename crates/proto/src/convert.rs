@@ -1,9 +1,31 @@
 //! Conversions between the proto messages and the model's types, each written once here and
 //! used by both ends of a call.
 
-use fetchreward_model::MaskedLoginFields;
+use fetchreward_model::{MaskedLoginFields, PiiKind};
 
+use crate::vault::v1 as vault;
 use crate::writer::v1 as writer;
+
+impl From<PiiKind> for vault::PiiKind {
+    fn from(kind: PiiKind) -> Self {
+        match kind {
+            PiiKind::Ip => vault::PiiKind::Ip,
+            PiiKind::DeviceId => vault::PiiKind::DeviceId,
+        }
+    }
+}
+
+impl vault::PiiValue {
+    /// The model's kind of this value; `None` for UNSPECIFIED and numbers no version of the
+    /// API knows.
+    pub fn model_kind(&self) -> Option<PiiKind> {
+        match vault::PiiKind::try_from(self.kind) {
+            Ok(vault::PiiKind::Ip) => Some(PiiKind::Ip),
+            Ok(vault::PiiKind::DeviceId) => Some(PiiKind::DeviceId),
+            Ok(vault::PiiKind::Unspecified) | Err(_) => None,
+        }
+    }
+}
 
 impl From<writer::MaskedLogin> for MaskedLoginFields {
     fn from(row: writer::MaskedLogin) -> Self {
@@ -38,6 +60,19 @@ impl From<MaskedLoginFields> for writer::MaskedLogin {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn kinds_map_both_ways_and_unspecified_is_none() {
+        for kind in PiiKind::ALL {
+            let value =
+                vault::PiiValue { kind: vault::PiiKind::from(kind).into(), value: String::new() };
+            assert_eq!(value.model_kind(), Some(kind));
+        }
+        for number in [vault::PiiKind::Unspecified as i32, 42] {
+            let value = vault::PiiValue { kind: number, value: String::new() };
+            assert_eq!(value.model_kind(), None);
+        }
+    }
 
     #[test]
     fn a_row_survives_the_round_trip() {

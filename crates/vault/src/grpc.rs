@@ -4,7 +4,6 @@
 
 use std::sync::Arc;
 
-use fetchreward_model::PiiKind;
 use fetchreward_proto::vault::v1 as proto;
 use fetchreward_runtime::calls::CallInfo;
 use proto::vault_service_server::{VaultService, VaultServiceServer};
@@ -58,15 +57,6 @@ fn finish<T>(method: Method, result: Result<T, VaultError>) -> Result<T, Status>
     })
 }
 
-/// The domain kind of a proto kind; `None` for UNSPECIFIED and unknown numbers.
-fn pii_kind(kind: i32) -> Option<PiiKind> {
-    match proto::PiiKind::try_from(kind) {
-        Ok(proto::PiiKind::Ip) => Some(PiiKind::Ip),
-        Ok(proto::PiiKind::DeviceId) => Some(PiiKind::DeviceId),
-        Ok(proto::PiiKind::Unspecified) | Err(_) => None,
-    }
-}
-
 /// The refusal of a value whose kind is not one the vault knows.
 fn unknown_kind(index: usize) -> RefusedValue {
     RefusedValue {
@@ -107,7 +97,7 @@ impl VaultService for VaultGrpc {
             let mut known = Vec::with_capacity(values.len());
             let mut known_indexes = Vec::with_capacity(values.len());
             for (index, value) in values.into_iter().enumerate() {
-                match pii_kind(value.kind) {
+                match value.model_kind() {
                     Some(kind) => {
                         known.push(RawPii { kind, value: value.value });
                         known_indexes.push(index);
@@ -230,12 +220,9 @@ mod tests {
     use super::*;
 
     #[test]
-    fn unspecified_and_unknown_kinds_have_no_domain_kind() {
-        assert_eq!(pii_kind(proto::PiiKind::Ip.into()), Some(PiiKind::Ip));
-        assert_eq!(pii_kind(proto::PiiKind::DeviceId.into()), Some(PiiKind::DeviceId));
-        assert_eq!(pii_kind(proto::PiiKind::Unspecified.into()), None);
-        assert_eq!(pii_kind(42), None);
-        assert_eq!(unknown_kind(7).code, "unknown_kind");
+    fn a_value_of_an_unknown_kind_is_refused_by_its_index() {
+        let refused = unknown_kind(7);
+        assert_eq!((refused.index, refused.code), (7, "unknown_kind"));
     }
 
     #[test]
