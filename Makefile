@@ -41,7 +41,7 @@ demo:
 bench: up
 	cargo build --release --bins
 	$(STACK_ENV); cargo bench -p fetchreward-writer -p fetchreward-vault
-	$(STACK_ENV); cargo bench -p fetchreward-ingestor --bench pipeline
+	$(STACK_ENV); cargo bench -p fetchreward-e2e --bench pipeline
 
 ## fuzz: the parsing properties (message bodies, tokens) with many generated cases (FUZZ_CASES)
 FUZZ_CASES ?= 1000000

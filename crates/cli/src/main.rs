@@ -417,7 +417,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             println!("audit id {audit_id}");
         }
         Command::DevCerts { out, names } => {
-            let ca = fetchreward_runtime::tls::dev::DevCa::new("Fetchreward development CA")
+            let ca = fetchreward_devpki::DevCa::new("Fetchreward development CA")
                 .context("cannot create the CA")?;
             let names: Vec<&str> = names.iter().map(String::as_str).collect();
             ca.write_all(&out, &names)

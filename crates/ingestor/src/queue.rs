@@ -1,9 +1,10 @@
 //! The queue the ingestor consumes, behind a small trait.
 //!
-//! [`SqsQueue`](sqs::SqsQueue) is the production implementation; [`MemoryQueue`](memory::MemoryQueue)
-//! is an in-memory fake with the same delivery rules (visibility timeout, receive count,
-//! redrive) for unit tests.
+//! [`SqsQueue`](sqs::SqsQueue) is the production implementation; `memory::MemoryQueue`, compiled
+//! for unit tests only, is an in-memory fake with the same delivery rules (visibility timeout,
+//! receive count, redrive).
 
+#[cfg(test)]
 pub mod memory;
 pub mod sqs;
 

@@ -297,7 +297,7 @@ impl std::io::Write for CapturedLogs {
 pub struct TestPki {
     /// Where the files are.
     pub dir: std::path::PathBuf,
-    ca: fetchreward_runtime::tls::dev::DevCa,
+    ca: fetchreward_devpki::DevCa,
 }
 
 /// The three files of one TLS identity.
@@ -331,7 +331,7 @@ impl TestPki {
     pub fn new() -> TestPki {
         let dir = std::env::temp_dir().join(unique_name("fr_pki"));
         std::fs::create_dir_all(&dir).expect("creates the PKI directory");
-        let ca = fetchreward_runtime::tls::dev::DevCa::new("test CA").expect("creates a CA");
+        let ca = fetchreward_devpki::DevCa::new("test CA").expect("creates a CA");
         std::fs::write(dir.join("ca.pem"), &ca.cert_pem).expect("writes the CA");
         TestPki { dir, ca }
     }
@@ -343,15 +343,15 @@ impl TestPki {
 
     /// A currently valid identity `spiffe://fetchreward/<name>`.
     pub fn identity(&self, name: &str) -> TlsPaths {
-        self.issue(name, fetchreward_runtime::tls::dev::Validity::Current)
+        self.issue(name, fetchreward_devpki::Validity::Current)
     }
 
     /// An identity whose certificate expired yesterday.
     pub fn expired(&self, name: &str) -> TlsPaths {
-        self.issue(&format!("{name}-expired"), fetchreward_runtime::tls::dev::Validity::Expired)
+        self.issue(&format!("{name}-expired"), fetchreward_devpki::Validity::Expired)
     }
 
-    fn issue(&self, name: &str, validity: fetchreward_runtime::tls::dev::Validity) -> TlsPaths {
+    fn issue(&self, name: &str, validity: fetchreward_devpki::Validity) -> TlsPaths {
         let issued = self.ca.issue(name.trim_end_matches("-expired"), validity).expect("issues");
         let cert = self.dir.join(format!("{name}.pem"));
         let key = self.dir.join(format!("{name}.key"));

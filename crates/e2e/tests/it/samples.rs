@@ -7,7 +7,7 @@ use std::time::Duration;
 use fetchreward_cli::sample;
 use fetchreward_model::{PiiKind, parse_login};
 
-use crate::harness::Pipeline;
+use fetchreward_e2e::Pipeline;
 
 #[tokio::test]
 async fn fetch_original_queue_gives_99_rows_and_1_dead_letter() {

@@ -5,10 +5,6 @@
 //!
 //! One test in its own binary, because it installs the process-wide log subscriber.
 
-#[path = "../it/harness.rs"]
-#[allow(dead_code)]
-mod harness;
-
 use std::time::Duration;
 
 use diesel::QueryableByName;
@@ -21,7 +17,7 @@ use fetchreward_proto::writer::v1::{MaskedLogin, WriteLoginsRequest};
 use fetchreward_telemetry::{LogFormat, LoggingConfig};
 use fetchreward_testkit::CapturedLogs;
 
-use crate::harness::Pipeline;
+use fetchreward_e2e::Pipeline;
 
 /// Texts that must never appear outside the vault's ciphertexts and the DLQ bodies.
 const CANARY_IP: &str = "198.51.100.213";

@@ -1,4 +1,9 @@
-//! Starting the three services on fresh resources, and reading what they produced.
+//! The three services together: the end-to-end tests (`tests/it`, `tests/canary`) and the
+//! pipeline benchmark (`benches/pipeline.rs`, `make bench`).
+//!
+//! [`Pipeline`] starts a vault, a writer and an ingestor in this process, each on port 0, on a
+//! fresh database, queue pair and KMS key of the local stack (`make up`), and reads what they
+//! produced: the rows of `user_logins` and the messages of the DLQ.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -21,15 +26,25 @@ const MAX_RECEIVE_COUNT: u32 = 50;
 
 /// Everything one end-to-end test runs.
 pub struct Pipeline {
+    /// The local stack's endpoints.
     pub stack: Stack,
+    /// A client of its SQS emulator.
     pub sqs: aws_sdk_sqs::Client,
+    /// The test's database (the vault's schema and `user_logins`).
     pub db: TestDatabase,
+    /// The test's source queue and DLQ.
     pub queues: QueuePair,
+    /// The vault's KMS key.
     pub kms_key: String,
+    /// Where the vault serves gRPC (kept across restarts).
     pub vault_addr: SocketAddr,
+    /// Where the writer serves gRPC (kept across restarts).
     pub writer_addr: SocketAddr,
+    /// The running vault.
     pub vault: Option<Spawned<()>>,
+    /// The running writer.
     pub writer: Option<Spawned<()>>,
+    /// The running ingestor.
     pub ingestor: Option<Spawned<()>>,
 }
 
@@ -270,25 +285,34 @@ impl Pipeline {
     }
 }
 
-/// A row of user_logins, as far as these tests look.
+/// A row of user_logins.
 #[derive(Debug, Clone, QueryableByName)]
 pub struct Row {
+    /// The idempotency key.
     #[diesel(sql_type = Nullable<Text>)]
     pub message_id: Option<String>,
+    /// As sent.
     #[diesel(sql_type = Nullable<Text>)]
     pub user_id: Option<String>,
+    /// The ip's token.
     #[diesel(sql_type = Nullable<Text>)]
     pub masked_ip: Option<String>,
+    /// The device id's token.
     #[diesel(sql_type = Nullable<Text>)]
     pub masked_device_id: Option<String>,
+    /// As sent.
     #[diesel(sql_type = Nullable<Text>)]
     pub device_type: Option<String>,
+    /// As sent.
     #[diesel(sql_type = Nullable<Text>)]
     pub locale: Option<String>,
+    /// The integer form.
     #[diesel(sql_type = Nullable<diesel::sql_types::Integer>)]
     pub app_version: Option<i32>,
+    /// As sent.
     #[diesel(sql_type = Nullable<Text>)]
     pub app_version_raw: Option<String>,
+    /// As text, `YYYY-MM-DD`.
     #[diesel(sql_type = Nullable<Text>)]
     pub create_date: Option<String>,
 }
@@ -312,8 +336,11 @@ impl Row {
 /// A dead-lettered message.
 #[derive(Debug, Clone)]
 pub struct DeadLetter {
+    /// The body, as sent.
     pub body: String,
+    /// `fetchreward-reason`.
     pub reason: Option<String>,
+    /// `fetchreward-reason-code`.
     pub reason_code: Option<String>,
     /// A producer's attribute that the DLQ copy carries over.
     pub trace_id: Option<String>,

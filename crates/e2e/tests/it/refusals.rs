@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use fetchreward_cli::sample;
 
-use crate::harness::Pipeline;
+use fetchreward_e2e::Pipeline;
 
 fn logins(count: usize, seed: u64) -> Vec<String> {
     sample::synthetic(

@@ -2,7 +2,6 @@
 //! database and queue pair per test, every service on port 0.
 
 mod delivery;
-mod harness;
 mod refusals;
 mod samples;
 mod sns;

@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use crate::harness::Pipeline;
+use fetchreward_e2e::Pipeline;
 
 #[tokio::test]
 async fn an_sns_wrapped_body_gives_the_same_row_as_the_raw_body() {

@@ -9,7 +9,7 @@ use fetchreward_proto::vault::v1::{PiiKind, PiiValue, TokenizeRequest};
 use fetchreward_proto::writer::v1::writer_service_client::WriterServiceClient;
 use fetchreward_proto::writer::v1::{MaskedLogin, WriteLoginsRequest};
 
-use crate::harness::Pipeline;
+use fetchreward_e2e::Pipeline;
 
 fn logins(count: usize, seed: u64) -> Vec<String> {
     sample::synthetic(
@@ -32,7 +32,7 @@ async fn wait_for_rows(pipeline: &Pipeline, at_least: usize) {
     .expect("rows start arriving");
 }
 
-fn assert_exactly_once(rows: &[crate::harness::Row], ids: &[String]) {
+fn assert_exactly_once(rows: &[fetchreward_e2e::Row], ids: &[String]) {
     let stored: Vec<&str> = rows.iter().filter_map(|r| r.message_id.as_deref()).collect();
     let distinct: HashSet<&str> = stored.iter().copied().collect();
     assert_eq!(stored.len(), distinct.len(), "no duplicate rows");

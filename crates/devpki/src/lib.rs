@@ -1,0 +1,129 @@
+//! A development PKI: a CA and certificates for `spiffe://fetchreward/<name>` identities, made
+//! with rcgen, for `fetchreward dev-certs` (`make certs`, `make demo`) and the tests. It is not
+//! a dependency of any service: production identities come from cert-manager or SPIRE
+//! (docs/deployment.md).
+
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::path::Path;
+
+use rcgen::{
+    BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
+    KeyUsagePurpose, SanType,
+};
+
+/// A certificate and its private key, PEM.
+#[derive(Clone)]
+pub struct IssuedPem {
+    /// The certificate.
+    pub cert: String,
+    /// The private key (PKCS#8).
+    pub key: String,
+}
+
+impl std::fmt::Debug for IssuedPem {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("IssuedPem").field("cert", &self.cert).finish_non_exhaustive()
+    }
+}
+
+/// A certificate authority that can issue certificates.
+pub struct DevCa {
+    issuer: Issuer<'static, KeyPair>,
+    /// The CA's own certificate, PEM.
+    pub cert_pem: String,
+}
+
+impl std::fmt::Debug for DevCa {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DevCa").finish_non_exhaustive()
+    }
+}
+
+/// How long issued certificates are valid, relative to now.
+#[derive(Debug, Clone, Copy)]
+pub enum Validity {
+    /// From a day ago for a year.
+    Current,
+    /// Expired yesterday.
+    Expired,
+}
+
+impl DevCa {
+    /// A new CA named `name`.
+    pub fn new(name: &str) -> Result<DevCa, rcgen::Error> {
+        let key = KeyPair::generate()?;
+        let mut params = CertificateParams::new(Vec::<String>::new())?;
+        params.distinguished_name.push(DnType::CommonName, name);
+        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
+        let cert = params.self_signed(&key)?;
+        Ok(DevCa { cert_pem: cert.pem(), issuer: Issuer::new(params, key) })
+    }
+
+    /// A certificate for `spiffe://fetchreward/<name>`, usable by servers (for `localhost`,
+    /// `127.0.0.1`, `::1` and `<name>`) and by clients.
+    pub fn issue(&self, name: &str, validity: Validity) -> Result<IssuedPem, rcgen::Error> {
+        let key = KeyPair::generate()?;
+        let mut params = CertificateParams::new(vec!["localhost".to_owned(), name.to_owned()])?;
+        params.distinguished_name.push(DnType::CommonName, name);
+        params.subject_alt_names.push(SanType::IpAddress(IpAddr::V4(Ipv4Addr::LOCALHOST)));
+        params.subject_alt_names.push(SanType::IpAddress(IpAddr::V6(Ipv6Addr::LOCALHOST)));
+        params.subject_alt_names.push(SanType::URI(
+            format!("{}fetchreward/{name}", fetchreward_runtime::tls::SPIFFE_SCHEME).try_into()?,
+        ));
+        params.extended_key_usages =
+            vec![ExtendedKeyUsagePurpose::ServerAuth, ExtendedKeyUsagePurpose::ClientAuth];
+        let now = time::OffsetDateTime::now_utc();
+        let day = time::Duration::days(1);
+        (params.not_before, params.not_after) = match validity {
+            Validity::Current => (now - day, now + day * 365),
+            Validity::Expired => (now - day * 30, now - day),
+        };
+        let cert = params.signed_by(&key, &self.issuer)?;
+        Ok(IssuedPem { cert: cert.pem(), key: key.serialize_pem() })
+    }
+
+    /// Writes `ca.pem`, and `<name>.pem` + `<name>.key` for each identity, into `dir`.
+    pub fn write_all(&self, dir: &Path, names: &[&str]) -> std::io::Result<()> {
+        std::fs::create_dir_all(dir)?;
+        std::fs::write(dir.join("ca.pem"), &self.cert_pem)?;
+        for name in names {
+            let issued = self.issue(name, Validity::Current).map_err(std::io::Error::other)?;
+            std::fs::write(dir.join(format!("{name}.pem")), &issued.cert)?;
+            write_private(&dir.join(format!("{name}.key")), &issued.key)?;
+        }
+        Ok(())
+    }
+}
+
+/// Writes a private key readable by its owner only.
+fn write_private(path: &Path, contents: &str) -> std::io::Result<()> {
+    use std::io::Write;
+    #[cfg(unix)]
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    options.mode(0o600);
+    options.open(path)?.write_all(contents.as_bytes())
+}
+
+#[cfg(test)]
+mod tests {
+    use fetchreward_runtime::tls::spiffe_id;
+    use rustls::pki_types::CertificateDer;
+    use rustls::pki_types::pem::PemObject;
+
+    use super::*;
+
+    #[test]
+    fn issued_certificates_carry_their_spiffe_id() {
+        let ca = DevCa::new("test ca").expect("a CA");
+        let issued = ca.issue("ingestor", Validity::Current).expect("a certificate");
+        let der = CertificateDer::from_pem_slice(issued.cert.as_bytes()).expect("PEM");
+        assert_eq!(spiffe_id(der.as_ref()).as_deref(), Some("spiffe://fetchreward/ingestor"));
+        let ca_der = CertificateDer::from_pem_slice(ca.cert_pem.as_bytes()).expect("PEM");
+        assert_eq!(spiffe_id(ca_der.as_ref()), None, "the CA has no SPIFFE id");
+        assert!(!format!("{issued:?}").contains("PRIVATE KEY"));
+    }
+}
