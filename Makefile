@@ -7,7 +7,7 @@ SHELL := /bin/bash
 # Exports the local stack's endpoints (written by dev/up.sh) into a recipe line's commands.
 STACK_ENV := set -a; . target/dev/env; set +a
 
-.PHONY: up down env test demo bench fuzz certs chaos soak
+.PHONY: up down env check test doc demo bench fuzz certs chaos soak
 
 ## up: start the local stack (idempotent) and print its endpoints
 up:
@@ -26,12 +26,23 @@ env:
 certs:
 	cargo run --quiet -p fetchreward-cli -- dev-certs --out target/dev/certs
 
-## test: formatting, lints and every test, against the local stack
+## check: formatting, lints and the unit and property tests, without the local stack (about a minute on a warm build)
+check:
+	cargo fmt --all -- --check
+	cargo clippy --workspace --all-targets -- -D warnings
+	cargo nextest run --workspace -E 'kind(lib) | kind(bin) | package(fetchreward-model)'
+
+## test: formatting, lints, the dependency policy and every test, against the local stack
 test: up
 	cargo fmt --all -- --check
 	cargo clippy --workspace --all-targets -- -D warnings
+	cargo deny --log-level error check bans licenses sources
 	python3 helm/check.py
 	$(STACK_ENV); cargo nextest run --workspace
+
+## doc: the workspace's API documentation, warnings refused (target/doc)
+doc:
+	RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps
 
 ## demo: the whole pipeline on the local stack with the project's sample
 demo:

@@ -66,10 +66,10 @@ enum Command {
     },
     /// Create a development CA and a certificate per identity (local use only).
     DevCerts {
-        /// Directory to write ca.pem, <name>.pem and <name>.key into.
+        /// Directory to write ca.pem, NAME.pem and NAME.key into.
         #[arg(long)]
         out: PathBuf,
-        /// Identities, each certified as spiffe://fetchreward/<name>.
+        /// Identities (NAME), each certified as spiffe://fetchreward/NAME.
         #[arg(long, value_delimiter = ',', default_value = "vault,writer,ingestor,reader,admin")]
         names: Vec<String>,
     },

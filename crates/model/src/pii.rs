@@ -66,7 +66,7 @@ impl fmt::Display for PiiKind {
 /// Why a raw personal value cannot be tokenized. Never carries the value.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum PiiValueError {
-    /// Longer than [`MAX_PII_CHARS`].
+    /// Longer than `MAX_PII_CHARS` (256) characters.
     #[error("is longer than {MAX_PII_CHARS} characters")]
     TooLong,
     /// Not an IPv4 or IPv6 address.

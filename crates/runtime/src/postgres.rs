@@ -257,7 +257,7 @@ impl Connector {
 }
 
 /// Builds the diesel-async pool. Connections are opened lazily, so this succeeds while the
-/// database is down; [`migrate`] or [`ping`] tell whether it is reachable.
+/// database is down; [`migrate`] or [`Ping::ping`] tell whether it is reachable.
 pub fn pool(config: &PgConfig) -> Result<PgPool, PgError> {
     let Connector { url, tls } = Connector::new(config)?;
     let mut manager_config = ManagerConfig::<AsyncPgConnection>::default();

@@ -1,6 +1,6 @@
 //! The admin calls: RotateKeys makes a key version that takes over after the rotation delay;
 //! Rewrap re-encrypts stored originals under the active data key. Both audited
-//! ([`super::audited`]).
+//! (`super::audited`).
 
 use std::time::Duration;
 

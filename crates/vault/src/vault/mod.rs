@@ -1,15 +1,15 @@
 //! The vault's operations, free of gRPC: tokenize, detokenize, forget, rotate keys, rewrap.
 //!
-//! - [`tokenize`]: canonicalizes each value, computes its token with the active tokenization
+//! - `tokenize`: canonicalizes each value, computes its token with the active tokenization
 //!   key, and stores the originals of tokens not known to be stored yet, encrypted under the
 //!   active data key, in one statement per batch, before answering.
-//! - [`recovery`]: Detokenize and Forget, authorized per caller and always audited: the audit
+//! - `recovery`: Detokenize and Forget, authorized per caller and always audited: the audit
 //!   row is committed before the answer, and a call whose audit row cannot be written fails
 //!   without returning anything.
-//! - [`admin`]: RotateKeys adds a key version that takes over after the rotation delay; Rewrap
+//! - `admin`: RotateKeys adds a key version that takes over after the rotation delay; Rewrap
 //!   re-encrypts stored originals under the active data key. Both are audited the same way,
 //!   and neither changes anything without its audit row.
-//! - [`audited`]: the one path every audited call takes (authorize, audit a denial, validate,
+//! - `audited`: the one path every audited call takes (authorize, audit a denial, validate,
 //!   audit an invalid request, act, audit a failure).
 //! - Here: the key ring. Every replica reloads it in the background
 //!   ([`Vault::refresh_keys_every`]), and Tokenize refuses to use a ring older than the rotation

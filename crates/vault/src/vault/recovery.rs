@@ -1,5 +1,5 @@
 //! Detokenize and Forget: the originals back to an authorized reader, or destroyed by an
-//! admin; both audited ([`super::audited`]).
+//! admin; both audited (`super::audited`).
 
 use std::collections::{HashMap, HashSet};
 
