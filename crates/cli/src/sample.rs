@@ -183,11 +183,7 @@ mod tests {
 
     #[test]
     fn fetch_sample_reads_as_one_hundred_bodies() {
-        let path =
-            Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/data/sample_data.json.gz");
-        if !path.exists() {
-            return; // Fetch's file lives beside the checkout only where it was provided.
-        }
+        let Some(path) = fetchreward_testkit::fetch_sample() else { return };
         let bodies = from_file(&path).expect("reads");
         assert_eq!(bodies.len(), 100);
         assert_eq!(bodies.iter().filter(|b| parse_login(b.as_bytes()).is_err()).count(), 1);

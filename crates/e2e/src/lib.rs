@@ -46,6 +46,8 @@ pub struct Pipeline {
     pub writer: Option<Spawned<()>>,
     /// The running ingestor.
     pub ingestor: Option<Spawned<()>>,
+    /// Where the running ingestor serves `/metrics` and `/readyz`.
+    pub ingestor_http: Option<SocketAddr>,
 }
 
 fn env_of<'a>(pairs: &'a [(&'a str, &'a str)]) -> HashMap<&'a str, &'a str> {
@@ -83,6 +85,7 @@ impl Pipeline {
             vault: None,
             writer: None,
             ingestor: None,
+            ingestor_http: None,
         };
         pipeline.start_vault().await;
         pipeline.start_writer().await;
@@ -144,6 +147,7 @@ impl Pipeline {
         let config = IngestorConfig::from_env(&env_of(&pairs)).expect("ingestor configuration");
         let aws = self.stack.aws_config(&self.stack.sqs_endpoint);
         let app = Ingestor::build(config, &aws).await.expect("the ingestor starts");
+        self.ingestor_http = Some(app.http_addr());
         self.ingestor = Some(Spawned::new(|shutdown| async move {
             app.run_until_stopped(shutdown).await.expect("the ingestor runs");
         }));
@@ -225,6 +229,33 @@ impl Pipeline {
                 "not drained after {timeout:?}: {visible} visible, {in_flight} in flight"
             );
             tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// How many times the ingestor gave up on a batch because `service` (`vault` or
+    /// `writer`) failed: its `fetchreward_ingestor_dependency_failures_total`.
+    pub async fn dependency_failures(&self, service: &str) -> u64 {
+        let addr = self.ingestor_http.expect("the ingestor runs");
+        let metrics = fetchreward_testkit::http_get(addr, "/metrics").await;
+        let series =
+            format!(r#"fetchreward_ingestor_dependency_failures_total{{service="{service}"}} "#);
+        metrics
+            .lines()
+            .find_map(|line| line.strip_prefix(&series))
+            .and_then(|value| value.trim().parse().ok())
+            .unwrap_or(0)
+    }
+
+    /// Waits until the ingestor has given up on `more` batches more than `since` because
+    /// `service` failed: proof that it met an outage, without guessing how long that takes.
+    pub async fn wait_for_dependency_failures(&self, service: &str, since: u64, more: u64) {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+        while self.dependency_failures(service).await < since + more {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "the ingestor did not meet the {service} outage"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }
 

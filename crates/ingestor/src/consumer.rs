@@ -216,7 +216,14 @@ mod tests {
             queue.send(login(&format!("u{i}"), "10.0.0.1", "d"));
         }
         let running = tokio::spawn(run(pipeline, settings(), shutdown.clone()));
-        tokio::time::sleep(Duration::from_millis(300)).await;
+        // The consumer is in its retries once the vault has been called.
+        tokio::time::timeout(Duration::from_secs(10), async {
+            while vault.calls.load(Ordering::SeqCst) == 0 {
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        })
+        .await
+        .expect("the vault is called");
         shutdown.cancel();
         tokio::time::timeout(Duration::from_secs(10), running)
             .await

@@ -78,6 +78,26 @@ impl Stack {
     }
 }
 
+/// Fetch's original sample queue (`sample_data.json.gz`, 100 messages), where the tests that
+/// replay it find it: at `FR_FETCH_SAMPLE` when that is set — then it must be there, and a
+/// missing file fails the test rather than skipping it (`.ci/run` sets it whenever the file
+/// is beside the checkout) — or else beside the checkout, in `../shared/data/`. `None` when
+/// neither applies: the caller skips, and says so.
+pub fn fetch_sample() -> Option<std::path::PathBuf> {
+    if let Some(path) = std::env::var_os("FR_FETCH_SAMPLE") {
+        let path = std::path::PathBuf::from(path);
+        assert!(path.is_file(), "FR_FETCH_SAMPLE names {}, which is not a file", path.display());
+        return Some(path);
+    }
+    let beside = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../../shared/data/sample_data.json.gz");
+    if beside.is_file() {
+        return Some(beside);
+    }
+    eprintln!("skipped: Fetch's sample is not beside this checkout and FR_FETCH_SAMPLE is unset");
+    None
+}
+
 /// A unique lowercase name with a prefix, safe as a database or queue name.
 pub fn unique_name(prefix: &str) -> String {
     format!("{prefix}_{}", uuid::Uuid::new_v4().simple())
@@ -292,6 +312,17 @@ impl std::io::Write for CapturedLogs {
     }
 }
 
+/// The TLS alert with which a peer refused the handshake, e.g. `CertificateExpired` or
+/// `DecryptError`, found among the causes of a failed connection or call; `None` when the
+/// failure was something else (a gRPC status the service answered, say).
+pub fn tls_alert(err: &(dyn std::error::Error + 'static)) -> Option<String> {
+    const MARK: &str = "received fatal alert: ";
+    let chain = fetchreward_runtime::service::error_chain(err);
+    let at = chain.find(MARK)? + MARK.len();
+    let alert: String = chain[at..].chars().take_while(char::is_ascii_alphanumeric).collect();
+    (!alert.is_empty()).then_some(alert)
+}
+
 /// A throwaway PKI for one test: a CA and certificates for `spiffe://fetchreward/<name>`
 /// identities, as files (the services read files) in a directory of the test's own.
 pub struct TestPki {
@@ -387,6 +418,17 @@ mod tests {
             stack.database_url_of("test_1"),
             "postgres://postgres@127.0.0.1:55432/test_1?sslmode=disable"
         );
+    }
+
+    #[test]
+    fn a_handshake_alert_is_found_among_the_causes() {
+        let io = std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            "received fatal alert: CertificateExpired",
+        );
+        let status = tonic::Status::from_error(Box::new(io));
+        assert_eq!(tls_alert(&status).as_deref(), Some("CertificateExpired"));
+        assert_eq!(tls_alert(&tonic::Status::permission_denied("no")), None);
     }
 
     #[test]

@@ -106,11 +106,12 @@ async fn the_vault_stopped_while_messages_flow_loses_and_duplicates_nothing() {
     pipeline.start_ingestor(SLOW_FLOW).await;
     wait_for_rows(&pipeline, 50).await;
     pipeline.stop_vault().await;
-    // A batch tokenized just before the stop may still commit; after that, nothing moves.
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    // One worker: once a batch has failed on the vault, the one before it (tokenized just
+    // before the stop) has committed, and nothing moves until the vault is back.
+    pipeline.wait_for_dependency_failures("vault", 0, 1).await;
     let during_outage = pipeline.rows().await.len();
     assert!(during_outage < ids.len(), "the outage begins while messages flow");
-    tokio::time::sleep(Duration::from_secs(3)).await;
+    pipeline.wait_for_dependency_failures("vault", 1, 1).await;
     assert_eq!(pipeline.rows().await.len(), during_outage, "nothing is written without the vault");
     pipeline.start_vault().await;
     pipeline.wait_drained(Duration::from_secs(90)).await;
@@ -128,7 +129,7 @@ async fn the_writer_stopped_while_messages_flow_loses_and_duplicates_nothing() {
     wait_for_rows(&pipeline, 50).await;
     pipeline.stop_writer().await;
     assert!(pipeline.rows().await.len() < ids.len(), "the outage begins while messages flow");
-    tokio::time::sleep(Duration::from_secs(3)).await;
+    pipeline.wait_for_dependency_failures("writer", 0, 1).await;
     pipeline.start_writer().await;
     pipeline.wait_drained(Duration::from_secs(90)).await;
 

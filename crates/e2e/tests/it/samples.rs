@@ -1,7 +1,6 @@
 //! The two samples: Fetch's original queue and the project's own.
 
 use std::collections::HashMap;
-use std::path::Path;
 use std::time::Duration;
 
 use fetchreward_cli::sample;
@@ -11,12 +10,7 @@ use fetchreward_e2e::Pipeline;
 
 #[tokio::test]
 async fn fetch_original_queue_gives_99_rows_and_1_dead_letter() {
-    let path =
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/data/sample_data.json.gz");
-    if !path.exists() {
-        eprintln!("skipped: {} is not beside this checkout", path.display());
-        return;
-    }
+    let Some(path) = fetchreward_testkit::fetch_sample() else { return };
     let bodies = sample::from_file(&path).expect("reads Fetch's sample");
     assert_eq!(bodies.len(), 100);
     let mut pipeline = Pipeline::start().await;

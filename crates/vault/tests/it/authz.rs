@@ -4,7 +4,7 @@ use fetchreward_proto::vault::v1::vault_service_client::VaultServiceClient;
 use fetchreward_proto::vault::v1::{
     DetokenizeRequest, ForgetRequest, KeyTarget, RewrapRequest, RotateKeysRequest, TokenizeRequest,
 };
-use fetchreward_testkit::{Spawned, TestPki, TlsPaths};
+use fetchreward_testkit::{Spawned, TestPki, TlsPaths, tls_alert};
 use tonic::Code;
 use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity};
 
@@ -37,8 +37,16 @@ impl Call {
     }
 
     async fn make(self, client: &mut VaultServiceClient<Channel>, token: &str) -> Result<(), Code> {
+        self.send(client, token).await.map_err(|status| status.code())
+    }
+
+    async fn send(
+        self,
+        client: &mut VaultServiceClient<Channel>,
+        token: &str,
+    ) -> Result<(), tonic::Status> {
         let purpose = || "denial matrix".to_owned();
-        let result = match self {
+        match self {
             Call::Tokenize => {
                 client.tokenize(TokenizeRequest { values: vec![ip("10.20.30.40")] }).await.map(drop)
             }
@@ -63,18 +71,37 @@ impl Call {
             Call::Rewrap => {
                 client.rewrap(RewrapRequest { purpose: purpose(), max_rows: 100 }).await.map(drop)
             }
-        };
-        result.map_err(|status| status.code())
+        }
     }
 }
 
 /// Connects over TLS; a refused handshake shows as an error here or on the first call.
-async fn connect(port: u16, tls: ClientTlsConfig) -> Option<VaultServiceClient<Channel>> {
+async fn connect(
+    port: u16,
+    tls: ClientTlsConfig,
+) -> Result<VaultServiceClient<Channel>, tonic::transport::Error> {
     let endpoint = Endpoint::from_shared(format!("https://localhost:{port}"))
         .expect("an endpoint")
         .tls_config(tls)
         .expect("a TLS configuration");
-    endpoint.connect().await.ok().map(VaultServiceClient::new)
+    endpoint.connect().await.map(VaultServiceClient::new)
+}
+
+/// The alert with which the server refuses the handshake of `tls`: when connecting, or, with
+/// TLS 1.3, on the first call.
+async fn handshake_alert(
+    port: u16,
+    tls: ClientTlsConfig,
+    call: Call,
+    token: &str,
+) -> Option<String> {
+    match connect(port, tls).await {
+        Err(err) => tls_alert(&err),
+        Ok(mut client) => match call.send(&mut client, token).await {
+            Err(status) => tls_alert(&status),
+            Ok(()) => None,
+        },
+    }
 }
 
 fn foreign_identity(server_ca: &str, foreign: &TlsPaths) -> ClientTlsConfig {
@@ -135,15 +162,12 @@ async fn every_method_is_refused_to_all_but_its_listed_identity() {
 
         // The right name, but from another CA, or expired: no session at all.
         let name = call.allowed().rsplit('/').next().expect("a name");
+        // (The foreign CA has the same name as the vault's, so its signature is what fails.)
         let foreign = foreign_identity(&pki.ca_path(), &other_pki.identity(name));
-        match connect(port, foreign).await {
-            None => {}
-            Some(mut client) => assert!(call.make(&mut client, &token).await.is_err(), "{call:?}"),
-        }
-        match connect(port, pki.expired(name).client_tls()).await {
-            None => {}
-            Some(mut client) => assert!(call.make(&mut client, &token).await.is_err(), "{call:?}"),
-        }
+        let alert = handshake_alert(port, foreign, call, &token).await;
+        assert_eq!(alert.as_deref(), Some("DecryptError"), "{call:?}");
+        let alert = handshake_alert(port, pki.expired(name).client_tls(), call, &token).await;
+        assert_eq!(alert.as_deref(), Some("CertificateExpired"), "{call:?}");
     }
 
     // The allowed identities, in an order that keeps every call meaningful.
