@@ -17,7 +17,15 @@ use fetchreward_runtime::tls::TlsFiles;
 use tonic::transport::Channel;
 
 #[derive(Parser)]
-#[command(name = "fetchreward", version, about = "Operate a Fetchreward pipeline")]
+#[command(
+    name = "fetchreward",
+    version,
+    about = "Operate a Fetchreward pipeline",
+    after_help = "Endpoints come from flags or from the variables the services read (QUEUE_URL, \
+                  DLQ_URL, VAULT_ENDPOINT, AWS_*); for the local stack: eval \"$(make -s env)\".\n\n\
+                  Examples:\n  fetchreward seed --sample\n  fetchreward queue wait-empty\n  \
+                  fetchreward dlq list\n  fetchreward detokenize ip_v1_… --purpose \"ticket 123\" ..."
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -26,6 +34,9 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Send login messages to the queue, in batches of ten.
+    #[command(after_help = "Examples:\n  fetchreward seed --sample
+  fetchreward seed --count 100000 --distinct 5000
+  fetchreward seed --file ../shared/data/sample_data.json.gz")]
     Seed(SeedArgs),
     /// Queue depth, or wait until the queue is empty.
     Queue {
@@ -38,6 +49,10 @@ enum Command {
         command: DlqCommand,
     },
     /// Recover the original values of tokens (audited; needs a reader identity).
+    #[command(
+        after_help = "Examples:\n  fetchreward detokenize ip_v1_3q2… --purpose \"ticket 123\" --vault-endpoint https://localhost:50051 \\
+    --tls-ca target/dev/certs/ca.pem --tls-cert target/dev/certs/reader.pem --tls-key target/dev/certs/reader.key"
+    )]
     Detokenize {
         /// Tokens such as ip_v1_… or dev_v1_…
         #[arg(required = true)]
@@ -49,6 +64,10 @@ enum Command {
         vault: VaultArgs,
     },
     /// Destroy the stored values of tokens (audited; needs an admin identity).
+    #[command(
+        after_help = "Examples:\n  fetchreward forget dev_v1_Xk9… --purpose \"erasure request 42\" --vault-endpoint https://localhost:50051 \\
+    --tls-ca target/dev/certs/ca.pem --tls-cert target/dev/certs/admin.pem --tls-key target/dev/certs/admin.key"
+    )]
     Forget {
         /// Tokens whose values are to be destroyed.
         #[arg(required = true)]
@@ -65,6 +84,8 @@ enum Command {
         command: KeysCommand,
     },
     /// Create a development CA and a certificate per identity (local use only).
+    #[command(after_help = "Examples:\n  fetchreward dev-certs --out target/dev/certs
+  fetchreward dev-certs --out /tmp/certs --names vault,writer,ingestor")]
     DevCerts {
         /// Directory to write ca.pem, NAME.pem and NAME.key into.
         #[arg(long)]
@@ -100,16 +121,20 @@ struct SeedArgs {
 #[derive(Subcommand)]
 enum QueueCommand {
     /// Print the visible and in-flight message counts.
+    #[command(after_help = "Examples:\n  fetchreward queue status
+  fetchreward queue status --queue-url \"$DLQ_URL\"")]
     Status {
         #[arg(long, env = "QUEUE_URL")]
         queue_url: String,
     },
     /// Delete every message of a queue (PurgeQueue).
+    #[command(after_help = "Examples:\n  fetchreward queue purge --queue-url \"$QUEUE_URL\"")]
     Purge {
         #[arg(long, env = "QUEUE_URL")]
         queue_url: String,
     },
     /// Wait until the queue holds no message, visible or in flight.
+    #[command(after_help = "Examples:\n  fetchreward queue wait-empty --timeout 300")]
     WaitEmpty {
         #[arg(long, env = "QUEUE_URL")]
         queue_url: String,
@@ -122,6 +147,7 @@ enum QueueCommand {
 #[derive(Subcommand)]
 enum DlqCommand {
     /// Show dead-lettered messages with who refused them and why, without consuming them.
+    #[command(after_help = "Examples:\n  fetchreward dlq list --max 50")]
     List {
         #[arg(long, env = "DLQ_URL")]
         dlq_url: String,
@@ -130,6 +156,7 @@ enum DlqCommand {
         max: usize,
     },
     /// Show one dead-lettered message whole: its refusal, origin, attributes and body.
+    #[command(after_help = "Examples:\n  fetchreward dlq show 5b6f0c8e-…")]
     Show {
         /// Its id in the DLQ, or the id it was first sent with.
         id: String,
@@ -140,6 +167,10 @@ enum DlqCommand {
     ///
     /// Each keeps the message id it was first sent with, so redriving twice (an interrupted run,
     /// say) still gives one row.
+    #[command(after_help = "Examples:\n  fetchreward dlq redrive --dry-run
+  fetchreward dlq redrive --reason-code db_constraint_violation
+  fetchreward dlq redrive --reason-code redrive_policy
+  fetchreward dlq redrive --message-id 5b6f0c8e-… --message-id 9a1e…")]
     Redrive {
         #[arg(long, env = "DLQ_URL")]
         dlq_url: String,
@@ -158,6 +189,7 @@ enum DlqCommand {
         dry_run: bool,
     },
     /// Delete every message of the dead-letter queue.
+    #[command(after_help = "Examples:\n  fetchreward dlq purge --yes")]
     Purge {
         #[arg(long, env = "DLQ_URL")]
         dlq_url: String,
@@ -171,6 +203,10 @@ enum DlqCommand {
 enum KeysCommand {
     /// Start a new key version: new tokens (tokenization) or new ciphertexts (data) use it
     /// once it takes over, after the vault's rotation delay.
+    #[command(
+        after_help = "Examples:\n  fetchreward keys rotate --target data --purpose \"yearly rotation\" --vault-endpoint https://localhost:50051 \\
+    --tls-ca target/dev/certs/ca.pem --tls-cert target/dev/certs/admin.pem --tls-key target/dev/certs/admin.key"
+    )]
     Rotate {
         /// Which key. There is no default: a tokenization rotation gives every value a new
         /// token, so tokens from before and after it no longer match (joins and counts split).
@@ -184,6 +220,10 @@ enum KeysCommand {
     },
     /// Re-encrypt stored values under the active data key until none needs an older one
     /// (after `keys rotate --target data`, before retiring the old data key version).
+    #[command(
+        after_help = "Examples:\n  fetchreward keys rewrap --purpose \"after the yearly rotation\" --vault-endpoint https://localhost:50051 \\
+    --tls-ca target/dev/certs/ca.pem --tls-cert target/dev/certs/admin.pem --tls-key target/dev/certs/admin.key"
+    )]
     Rewrap {
         /// Why (stored in the audit trail, one row per call).
         #[arg(long)]
@@ -253,14 +293,28 @@ async fn main() -> ExitCode {
     }
 }
 
-async fn sqs() -> aws_sdk_sqs::Client {
-    aws_sdk_sqs::Client::new(
-        &aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await,
-    )
+/// An SQS client with the standard AWS settings, or an error naming the ones missing (rather
+/// than the SDK's error after it has asked the instance metadata service in vain).
+async fn sqs() -> anyhow::Result<aws_sdk_sqs::Client> {
+    use aws_sdk_sqs::config::ProvideCredentials as _;
+    const LOCAL: &str = "for the local stack: eval \"$(make -s env)\"";
+    let config = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
+    if config.region().is_none() {
+        anyhow::bail!("no AWS region: set AWS_REGION ({LOCAL})");
+    }
+    let no_credentials = "no AWS credentials: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, \
+                          or AWS_PROFILE";
+    let provider =
+        config.credentials_provider().with_context(|| format!("{no_credentials} ({LOCAL})"))?;
+    match tokio::time::timeout(Duration::from_secs(5), provider.provide_credentials()).await {
+        Ok(Ok(_)) => Ok(aws_sdk_sqs::Client::new(&config)),
+        Ok(Err(err)) => Err(anyhow::anyhow!("{no_credentials} ({LOCAL}); the SDK said: {err}")),
+        Err(_) => Err(anyhow::anyhow!("{no_credentials} ({LOCAL}); none found within 5 s")),
+    }
 }
 
 async fn run_dlq(command: DlqCommand) -> anyhow::Result<()> {
-    let sqs = sqs().await;
+    let sqs = sqs().await?;
     match command {
         DlqCommand::List { dlq_url, max } => {
             let letters = dlq::list(&sqs, &dlq_url, max).await?;
@@ -370,16 +424,16 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             } else {
                 sample::project_sample()
             };
-            let sent = queue::seed(&sqs().await, &args.queue_url, bodies).await?;
+            let sent = queue::seed(&sqs().await?, &args.queue_url, bodies).await?;
             println!("sent {sent} messages");
         }
         Command::Queue { command: QueueCommand::Status { queue_url } } => {
-            let (visible, in_flight) = queue::depth(&sqs().await, &queue_url).await?;
+            let (visible, in_flight) = queue::depth(&sqs().await?, &queue_url).await?;
             println!("visible {visible}, in flight {in_flight}");
         }
         Command::Queue { command: QueueCommand::Purge { queue_url } } => {
             sqs()
-                .await
+                .await?
                 .purge_queue()
                 .queue_url(&queue_url)
                 .send()
@@ -390,7 +444,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Queue { command: QueueCommand::WaitEmpty { queue_url, timeout } } => {
             let waited =
-                queue::wait_empty(&sqs().await, &queue_url, Duration::from_secs(timeout)).await?;
+                queue::wait_empty(&sqs().await?, &queue_url, Duration::from_secs(timeout)).await?;
             println!("queue empty after {:.1} s", waited.as_secs_f64());
         }
         Command::Dlq { command } => run_dlq(command).await?,
