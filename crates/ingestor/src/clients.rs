@@ -14,6 +14,7 @@ use fetchreward_proto::vault::v1 as vault;
 use fetchreward_proto::vault::v1::vault_service_client::VaultServiceClient;
 use fetchreward_proto::writer::v1 as writer;
 use fetchreward_proto::writer::v1::writer_service_client::WriterServiceClient;
+use fetchreward_runtime::calls::code_label;
 use fetchreward_runtime::grpc::MAX_MESSAGE_BYTES;
 use tonic::transport::{Channel, ClientTlsConfig, Endpoint};
 use tonic::{Code, Status};
@@ -86,7 +87,7 @@ impl DependencyError {
     pub fn refusal(&self) -> Refusal {
         let (code, reason) = match self {
             DependencyError::Unavailable { detail, .. } => ("unavailable", detail.clone()),
-            DependencyError::Refused { code, message, .. } => (code_name(*code), message.clone()),
+            DependencyError::Refused { code, message, .. } => (code_label(*code), message.clone()),
             DependencyError::Contract { detail, .. } => ("contract", detail.clone()),
         };
         Refusal {
@@ -125,29 +126,6 @@ impl DependencyError {
 
     fn contract(service: &'static str, detail: impl Into<String>) -> Self {
         DependencyError::Contract { service, detail: detail.into() }
-    }
-}
-
-/// A status code in snake case, for refusal codes.
-fn code_name(code: Code) -> &'static str {
-    match code {
-        Code::Ok => "ok",
-        Code::Cancelled => "cancelled",
-        Code::Unknown => "unknown",
-        Code::InvalidArgument => "invalid_argument",
-        Code::DeadlineExceeded => "deadline_exceeded",
-        Code::NotFound => "not_found",
-        Code::AlreadyExists => "already_exists",
-        Code::PermissionDenied => "permission_denied",
-        Code::ResourceExhausted => "resource_exhausted",
-        Code::FailedPrecondition => "failed_precondition",
-        Code::Aborted => "aborted",
-        Code::OutOfRange => "out_of_range",
-        Code::Unimplemented => "unimplemented",
-        Code::Internal => "internal",
-        Code::Unavailable => "unavailable",
-        Code::DataLoss => "data_loss",
-        Code::Unauthenticated => "unauthenticated",
     }
 }
 
