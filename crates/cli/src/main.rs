@@ -78,6 +78,11 @@ enum Command {
         #[command(flatten)]
         vault: VaultArgs,
     },
+    /// Read the vault's audit trail, or verify its hash chain (needs an auditor identity).
+    Audit {
+        #[command(subcommand)]
+        command: AuditCommand,
+    },
     /// Key management (needs an admin identity).
     Keys {
         #[command(subcommand)]
@@ -200,6 +205,45 @@ enum DlqCommand {
 }
 
 #[derive(Subcommand)]
+enum AuditCommand {
+    /// Rows of the audit trail, oldest first, as a table or as JSON lines.
+    #[command(
+        after_help = "Examples:\n  fetchreward audit list --method Detokenize --outcome denied\n  fetchreward audit list --caller spiffe://fetchreward/reader --since 2026-12-01T00:00:00Z --json"
+    )]
+    List {
+        /// Only this caller's rows (a SPIFFE id, or `anonymous`).
+        #[arg(long)]
+        caller: Option<String>,
+        /// Only this method's rows (Detokenize, Forget, RotateKeys, Rewrap).
+        #[arg(long)]
+        method: Option<String>,
+        /// Only rows with this outcome (allowed, denied, invalid, failed).
+        #[arg(long)]
+        outcome: Option<String>,
+        /// Only rows written at or after this time (RFC 3339, e.g. 2026-12-01T00:00:00Z).
+        #[arg(long)]
+        since: Option<chrono::DateTime<chrono::Utc>>,
+        /// Only rows written before this time (RFC 3339).
+        #[arg(long)]
+        until: Option<chrono::DateTime<chrono::Utc>>,
+        /// At most this many rows.
+        #[arg(long, default_value_t = 100)]
+        max: usize,
+        /// One JSON object per line instead of a table.
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        vault: VaultArgs,
+    },
+    /// Walk the hash chain; exits non-zero naming the first row where it breaks.
+    #[command(after_help = "Examples:\n  fetchreward audit verify")]
+    Verify {
+        #[command(flatten)]
+        vault: VaultArgs,
+    },
+}
+
+#[derive(Subcommand)]
 enum KeysCommand {
     /// Start a new key version: new tokens (tokenization) or new ciphertexts (data) use it
     /// once it takes over, after the vault's rotation delay.
@@ -311,6 +355,76 @@ async fn sqs() -> anyhow::Result<aws_sdk_sqs::Client> {
         Ok(Err(err)) => Err(anyhow::anyhow!("{no_credentials} ({LOCAL}); the SDK said: {err}")),
         Err(_) => Err(anyhow::anyhow!("{no_credentials} ({LOCAL}); none found within 5 s")),
     }
+}
+
+async fn run_audit(command: AuditCommand) -> anyhow::Result<()> {
+    match command {
+        AuditCommand::List { caller, method, outcome, since, until, max, json, vault } => {
+            let filter = fetchreward_proto::vault::v1::ListAuditRequest {
+                caller: caller.unwrap_or_default(),
+                method: method.unwrap_or_default(),
+                outcome: outcome.unwrap_or_default(),
+                since_unix_ms: since.map_or(0, |at| at.timestamp_millis()),
+                until_unix_ms: until.map_or(0, |at| at.timestamp_millis()),
+                ..Default::default()
+            };
+            let mut client = vault.connect().await?;
+            let rows = vault::list_audit(&mut client, filter, max).await?;
+            let at = |row: &fetchreward_proto::vault::v1::AuditRow| {
+                chrono::DateTime::from_timestamp_micros(row.at_unix_us).map_or_else(
+                    || row.at_unix_us.to_string(),
+                    |at| at.to_rfc3339_opts(chrono::SecondsFormat::Micros, true),
+                )
+            };
+            if json {
+                for row in &rows {
+                    let line = serde_json::json!({
+                        "id": row.id, "at": at(row), "caller": row.caller, "method": row.method,
+                        "purpose": row.purpose, "token_count": row.token_count,
+                        "outcome": row.outcome, "found": row.found, "not_found": row.not_found,
+                        "forgotten": row.forgotten, "detail": row.detail, "chained": row.chained,
+                    });
+                    println!("{line}");
+                }
+                return Ok(());
+            }
+            let mut table = Table::new();
+            table.set_header([
+                "id", "at", "caller", "method", "purpose", "tokens", "outcome", "detail",
+            ]);
+            for row in &rows {
+                table.add_row([
+                    row.id.to_string(),
+                    at(row),
+                    row.caller.clone(),
+                    row.method.clone(),
+                    row.purpose.clone(),
+                    row.token_count.to_string(),
+                    row.outcome.clone(),
+                    row.detail.clone(),
+                ]);
+            }
+            println!("{table}");
+            println!("{} row(s)", rows.len());
+        }
+        AuditCommand::Verify { vault } => {
+            let mut client = vault.connect().await?;
+            let verified = vault::verify_audit(&mut client).await?;
+            if !verified.intact {
+                anyhow::bail!(
+                    "the audit trail is broken at row {}: {} ({} row(s) checked before it)",
+                    verified.broken_id,
+                    verified.problem,
+                    verified.rows_checked
+                );
+            }
+            println!(
+                "the audit trail holds: {} chained row(s) verified, {} row(s) from before the chain",
+                verified.rows_checked, verified.unchained
+            );
+        }
+    }
+    Ok(())
 }
 
 async fn run_dlq(command: DlqCommand) -> anyhow::Result<()> {
@@ -448,6 +562,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             println!("queue empty after {:.1} s", waited.as_secs_f64());
         }
         Command::Dlq { command } => run_dlq(command).await?,
+        Command::Audit { command } => run_audit(command).await?,
         Command::Detokenize { tokens, purpose, vault } => {
             let mut client = vault.connect().await?;
             let (rows, audit_id) = vault::detokenize(&mut client, tokens, purpose).await?;

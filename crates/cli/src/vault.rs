@@ -1,11 +1,12 @@
-//! Vault commands: detokenize, forget, rotate keys, rewrap.
+//! Vault commands: detokenize, forget, rotate keys, rewrap, the audit trail.
 
 use std::time::Duration;
 
 use anyhow::Context;
 use fetchreward_proto::vault::v1::vault_service_client::VaultServiceClient;
 use fetchreward_proto::vault::v1::{
-    DetokenizeRequest, ForgetRequest, KeyTarget, RewrapRequest, RotateKeysRequest, TokenStatus,
+    AuditRow, DetokenizeRequest, ForgetRequest, KeyTarget, ListAuditRequest, RewrapRequest,
+    RotateKeysRequest, TokenStatus, VerifyAuditRequest, VerifyAuditResponse,
 };
 use fetchreward_runtime::tls::TlsFiles;
 use tonic::transport::{Channel, Endpoint};
@@ -207,4 +208,36 @@ pub async fn rewrap_all(
         }
         tokio::time::sleep(REWRAP_RETRY_PAUSE).await;
     }
+}
+
+/// Every audit row matching `filter` (its `after_id` and `limit` are set here), oldest first,
+/// page after page.
+pub async fn list_audit(
+    client: &mut VaultServiceClient<Channel>,
+    filter: ListAuditRequest,
+    max: usize,
+) -> anyhow::Result<Vec<AuditRow>> {
+    let mut rows: Vec<AuditRow> = Vec::new();
+    loop {
+        let after_id = rows.last().map_or(0, |row| row.id);
+        let page = client
+            .list_audit(ListAuditRequest { after_id, limit: 0, ..filter.clone() })
+            .await
+            .map_err(explain)?
+            .into_inner()
+            .rows;
+        let done = page.is_empty();
+        rows.extend(page);
+        if done || rows.len() >= max {
+            rows.truncate(max);
+            return Ok(rows);
+        }
+    }
+}
+
+/// Walks the audit trail's hash chain in the vault.
+pub async fn verify_audit(
+    client: &mut VaultServiceClient<Channel>,
+) -> anyhow::Result<VerifyAuditResponse> {
+    Ok(client.verify_audit(VerifyAuditRequest {}).await.map_err(explain)?.into_inner())
 }

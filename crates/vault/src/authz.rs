@@ -45,24 +45,31 @@ pub enum Method {
     RotateKeys,
     /// Rewrap (admin).
     Rewrap,
+    /// ListAudit (auditor).
+    ListAudit,
+    /// VerifyAudit (auditor).
+    VerifyAudit,
 }
 
 impl Method {
     /// The policy groups of the vault and their variables.
-    pub const POLICY_GROUPS: [(&'static str, &'static str); 3] = [
+    pub const POLICY_GROUPS: [(&'static str, &'static str); 4] = [
         ("tokenize", "AUTHZ_TOKENIZE"),
         ("detokenize", "AUTHZ_DETOKENIZE"),
         ("admin", "AUTHZ_ADMIN"),
+        ("audit", "AUTHZ_AUDIT"),
     ];
 
-    /// How the call layer treats each method: Tokenize is refused there; the others are
-    /// audited, so their refusals reach the vault.
-    pub const RULES: [MethodRule; 5] = [
+    /// How the call layer treats each method: Tokenize and the reading of the audit trail are
+    /// refused there; the others are audited, so their refusals reach the vault.
+    pub const RULES: [MethodRule; 7] = [
         MethodRule::guarded("Tokenize", "tokenize"),
         MethodRule::audited("Detokenize", "detokenize"),
         MethodRule::audited("Forget", "admin"),
         MethodRule::audited("RotateKeys", "admin"),
         MethodRule::audited("Rewrap", "admin"),
+        MethodRule::guarded("ListAudit", "audit"),
+        MethodRule::guarded("VerifyAudit", "audit"),
     ];
 
     /// The policy group that decides who may call this method.
@@ -81,6 +88,8 @@ impl Method {
             Method::Forget => "Forget",
             Method::RotateKeys => "RotateKeys",
             Method::Rewrap => "Rewrap",
+            Method::ListAudit => "ListAudit",
+            Method::VerifyAudit => "VerifyAudit",
         }
     }
 }

@@ -31,6 +31,11 @@ pub struct VaultConfig {
     /// The database holding the `vault` schema (`DATABASE_URL`, `DATABASE_CA_FILE`,
     /// `DATABASE_POOL_SIZE`).
     pub database: PgConfig,
+    /// The role that owns the `vault` schema and runs its migrations
+    /// (`DATABASE_MIGRATION_URL`, with `DATABASE_CA_FILE`), when it is not the one above: then
+    /// the vault runs as a member of `fetchreward_vault_runtime`, which may only append to the
+    /// audit trail. Without it, `DATABASE_URL` migrates too (local development).
+    pub migration_database: Option<PgConfig>,
     /// The KMS key and endpoint (`KMS_KEY_ID`, `AWS_ENDPOINT_URL_KMS`).
     pub kms: KmsSettings,
     /// Mutual TLS (`TLS_CA_FILE`, `TLS_CERT_FILE`, `TLS_KEY_FILE`); plaintext when absent.
@@ -54,6 +59,8 @@ impl VaultConfig {
         let common = CommonConfig::from_env(&mut reader, SERVICE, "0.0.0.0:9101");
         let grpc_addr = reader.addr("GRPC_ADDR", "0.0.0.0:50051");
         let database = PgConfig::from_env(&mut reader);
+        let migration_url =
+            reader.optional::<String>("DATABASE_MIGRATION_URL", "a postgres:// URL");
         let key_id: Option<String> =
             reader.required("KMS_KEY_ID", "a KMS key id, ARN or alias such as alias/fetchreward");
         let endpoint = reader.raw("AWS_ENDPOINT_URL_KMS");
@@ -76,10 +83,17 @@ impl VaultConfig {
         };
         let keys = key_timing(&mut reader);
         reader.finish()?;
+        let database = database.expect("finish() reports a missing DATABASE_URL");
+        let migration_database = migration_url.map(|url| PgConfig {
+            url: url.into(),
+            ca_file: database.ca_file.clone(),
+            pool_size: 1,
+        });
         Ok(VaultConfig {
             common,
             grpc_addr,
-            database: database.expect("finish() reports a missing DATABASE_URL"),
+            migration_database,
+            database,
             kms: KmsSettings {
                 key_id: key_id.expect("finish() reports a missing KMS_KEY_ID"),
                 endpoint,

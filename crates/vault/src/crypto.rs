@@ -54,7 +54,11 @@ pub struct TokenizationKey {
     version: KeyVersion,
     ip: hmac::Key,
     device_id: hmac::Key,
+    audit: hmac::Key,
 }
+
+/// HKDF `info` of the audit chain's key (see [`AuditChain`]).
+const AUDIT_CHAIN_INFO: &[u8] = b"fetchreward audit chain";
 
 impl TokenizationKey {
     /// Derives the per-kind HMAC keys of version `version` from its root key.
@@ -62,13 +66,23 @@ impl TokenizationKey {
         // The root key is uniformly random (KMS GenerateDataKey), so an empty salt is as good
         // as any fixed one (RFC 5869 section 3.1); the kind lives in `info`.
         let prk = hkdf::Salt::new(hkdf::HKDF_SHA256, &[]).extract(root.as_slice());
-        let derive = |kind: PiiKind| -> hmac::Key {
-            let info = [hkdf_info(kind)];
-            prk.expand(&info, hmac::HMAC_SHA256)
+        let derive = |info: &[u8]| -> hmac::Key {
+            prk.expand(&[info], hmac::HMAC_SHA256)
                 .expect("32 bytes is far below HKDF-SHA256's output limit")
                 .into()
         };
-        TokenizationKey { version, ip: derive(PiiKind::Ip), device_id: derive(PiiKind::DeviceId) }
+        TokenizationKey {
+            version,
+            ip: derive(hkdf_info(PiiKind::Ip)),
+            device_id: derive(hkdf_info(PiiKind::DeviceId)),
+            audit: derive(AUDIT_CHAIN_INFO),
+        }
+    }
+
+    /// The audit chain's key derived from this version's root (the vault uses version 1's,
+    /// which every ring keeps).
+    pub fn audit_chain(&self) -> AuditChain {
+        AuditChain { key: self.audit.clone() }
     }
 
     /// The key version, written into every token it makes.
@@ -92,6 +106,40 @@ impl TokenizationKey {
 impl fmt::Debug for TokenizationKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("TokenizationKey").field("version", &self.version).finish_non_exhaustive()
+    }
+}
+
+/// The key of the audit trail's hash chain: each row's link is
+/// `HMAC-SHA256(key, previous link ‖ the row's fields)`, so only the vault can write a link,
+/// and a row edited or removed afterwards breaks the chain from there on.
+#[derive(Clone)]
+pub struct AuditChain {
+    key: hmac::Key,
+}
+
+impl AuditChain {
+    /// The link of a row whose canonical fields are `row`, after the link `previous`.
+    pub fn link(&self, previous: &[u8], row: &[u8]) -> Vec<u8> {
+        let mut context = hmac::Context::with_key(&self.key);
+        context.update(&(previous.len() as u64).to_be_bytes());
+        context.update(previous);
+        context.update(row);
+        context.sign().as_ref().to_vec()
+    }
+
+    /// Whether `link` is the link of `row` after `previous` (in constant time).
+    pub fn verify(&self, previous: &[u8], row: &[u8], link: &[u8]) -> bool {
+        let mut message = Vec::with_capacity(8 + previous.len() + row.len());
+        message.extend_from_slice(&(previous.len() as u64).to_be_bytes());
+        message.extend_from_slice(previous);
+        message.extend_from_slice(row);
+        hmac::verify(&self.key, &message, link).is_ok()
+    }
+}
+
+impl fmt::Debug for AuditChain {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("AuditChain").finish_non_exhaustive()
     }
 }
 

@@ -12,7 +12,8 @@ use tonic::{Code, Request, Response, Status};
 use crate::authz::{Access, Method};
 use crate::error::VaultError;
 use crate::keys::KeyPurpose;
-use crate::vault::{ForgetStatus, RawPii, Recovery, RefusedValue, Vault};
+use crate::store::AuditFilter;
+use crate::vault::{ForgetStatus, ListedAuditRow, RawPii, Recovery, RefusedValue, Vault};
 
 /// The fully qualified gRPC service name, as reported by the health service.
 pub const SERVICE_NAME: &str = "fetchreward.vault.v1.VaultService";
@@ -55,6 +56,26 @@ fn finish<T>(method: Method, result: Result<T, VaultError>) -> Result<T, Status>
         }
         Status::from(err)
     })
+}
+
+/// The proto form of a listed audit row.
+fn audit_row(row: ListedAuditRow) -> proto::AuditRow {
+    let ListedAuditRow { record, chained } = row;
+    let count = |n: i32| u32::try_from(n).unwrap_or(0);
+    proto::AuditRow {
+        id: record.id,
+        at_unix_us: record.at_us,
+        caller: record.caller,
+        method: record.method,
+        purpose: record.purpose,
+        token_count: count(record.token_count),
+        outcome: record.outcome,
+        found: count(record.found),
+        not_found: count(record.not_found),
+        forgotten: count(record.forgotten),
+        detail: record.detail.unwrap_or_default(),
+        chained,
+    }
 }
 
 /// The refusal of a value whose kind is not one the vault knows.
@@ -212,6 +233,55 @@ impl VaultService for VaultGrpc {
             }
         });
         finish(Method::Rewrap, result).map(Response::new)
+    }
+
+    async fn list_audit(
+        &self,
+        request: Request<proto::ListAuditRequest>,
+    ) -> Result<Response<proto::ListAuditResponse>, Status> {
+        let access = access_of(&request);
+        let proto::ListAuditRequest {
+            caller,
+            method,
+            outcome,
+            since_unix_ms,
+            until_unix_ms,
+            after_id,
+            limit,
+        } = request.into_inner();
+        let given = |text: String| (!text.is_empty()).then_some(text);
+        let micros = |ms: i64| (ms != 0).then(|| ms.saturating_mul(1000));
+        let filter = AuditFilter {
+            caller: given(caller),
+            method: given(method),
+            outcome: given(outcome),
+            since_us: micros(since_unix_ms),
+            until_us: micros(until_unix_ms),
+        };
+        let result = self.vault.list_audit(&access, &filter, after_id, limit).await.map(|rows| {
+            let rows = rows.into_iter().map(audit_row).collect();
+            proto::ListAuditResponse { rows }
+        });
+        finish(Method::ListAudit, result).map(Response::new)
+    }
+
+    async fn verify_audit(
+        &self,
+        request: Request<proto::VerifyAuditRequest>,
+    ) -> Result<Response<proto::VerifyAuditResponse>, Status> {
+        let access = access_of(&request);
+        let result = self.vault.verify_audit(&access).await.map(|verified| {
+            let (broken_id, problem) =
+                verified.broken.as_ref().map_or((0, String::new()), |b| (b.id, b.problem.clone()));
+            proto::VerifyAuditResponse {
+                intact: verified.broken.is_none(),
+                rows_checked: verified.rows_checked,
+                unchained: verified.unchained,
+                broken_id,
+                problem,
+            }
+        });
+        finish(Method::VerifyAudit, result).map(Response::new)
     }
 }
 

@@ -25,8 +25,8 @@ use std::time::{Duration, Instant};
 use futures::future::BoxFuture;
 use zeroize::Zeroizing;
 
-use crate::crypto::{DataKey, KEY_LEN, TokenizationKey};
-use crate::store::{KeyRow, VaultStore};
+use crate::crypto::{AuditChain, DataKey, KEY_LEN, TokenizationKey};
+use crate::store::{KeyRow, NewKey, VaultStore};
 use crate::version::KeyVersion;
 
 /// What a key is used for; also its `purpose` in `vault.keys`.
@@ -335,6 +335,17 @@ impl KeyRing {
         active_at(&self.data, now)
     }
 
+    /// The audit chain's key: derived from the oldest tokenization root, version 1, which no
+    /// rotation removes, so every replica and every later start link with the same key.
+    pub fn audit_chain(&self) -> AuditChain {
+        self.tokenization
+            .values()
+            .next()
+            .expect("a ring holds at least one version of each purpose")
+            .key
+            .audit_chain()
+    }
+
     /// The data key of `version`, if held.
     pub fn data_key(&self, version: KeyVersion) -> Option<&DataKey> {
         self.data.get(&version).map(|scheduled| &*scheduled.key)
@@ -390,13 +401,13 @@ pub async fn load_or_create(
         let label = KeyLabel { purpose, version: KeyVersion::FIRST };
         let generated = generate(provider, label).await?;
         let inserted = store
-            .insert_key(
+            .insert_key(&NewKey {
                 purpose,
-                KeyVersion::FIRST,
-                &generated.wrapped,
-                provider.master_key_id(),
-                Duration::ZERO,
-            )
+                version: KeyVersion::FIRST,
+                wrapped: &generated.wrapped,
+                kms_key_id: provider.master_key_id(),
+                delay: Duration::ZERO,
+            })
             .await?;
         if inserted.is_some() {
             tracing::info!(purpose = purpose.as_str(), version = 1, "vault key created");

@@ -79,7 +79,28 @@ impl Application {
     ) -> Result<Self, StartError> {
         let pool = postgres::pool(&config.database)?;
         let store = VaultStore::new(pool);
-        store.migrate().await?;
+        match &config.migration_database {
+            Some(owner) => {
+                fetchreward_runtime::postgres::migrate_with(
+                    owner,
+                    store::MIGRATIONS,
+                    store::SCHEMA,
+                    store::MIGRATION_LOCK_KEY,
+                )
+                .await?;
+            }
+            None => {
+                store.migrate().await?;
+            }
+        }
+        if store.may_rewrite_audit().await? {
+            tracing::warn!(
+                "the vault's database role may rewrite the audit trail (it is a superuser or \
+                 owns the schema): run it as a member of fetchreward_vault_runtime with \
+                 DATABASE_MIGRATION_URL set to the owner (docs/security.md); for local \
+                 development only"
+            );
+        }
         let vault = Vault::open(store, provider, config.known_tokens, config.keys)
             .await
             .map_err(StartError::own)?;

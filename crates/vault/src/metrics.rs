@@ -40,3 +40,7 @@ pub const REWRAPPED_ROWS: &str = "fetchreward_vault_rewrapped_rows_total";
 /// Histogram (seconds): one database operation of the vault, by `operation` (e.g.
 /// `store_tokens`, `lookup`, `audit`) and `outcome` (`ok`, `error`).
 pub const DB_SECONDS: &str = "fetchreward_vault_db_seconds";
+
+/// Counter: audited calls refused without an audit row, by `method` and `reason`
+/// (`control_character` in the purpose; `denied`, `invalid`: the audit write failed).
+pub const UNAUDITED_CALLS: &str = "fetchreward_vault_unaudited_calls_total";

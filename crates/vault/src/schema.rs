@@ -63,5 +63,7 @@ diesel::table! {
         forgotten -> Integer,
         /// What an admin call did, e.g. the key version it created.
         detail -> Nullable<Text>,
+        /// The row's link in the hash chain; NULL for rows older than the chain.
+        link -> Nullable<Binary>,
     }
 }

@@ -9,16 +9,16 @@
 use std::time::{Duration, Instant};
 
 use diesel::prelude::*;
-use diesel::sql_types::{Array, BigInt, Binary, Integer, Text};
+use diesel::sql_types::{Array, BigInt, Binary, Integer, Nullable, Text};
 use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
 use diesel_migrations::{EmbeddedMigrations, embed_migrations};
 use fetchreward_model::Token;
 use fetchreward_runtime::postgres::{self, PgError, PgPool};
 
-use crate::audit::AuditEntry;
-use crate::crypto::Sealed;
+use crate::audit::{AuditEntry, AuditRecord};
+use crate::crypto::{AuditChain, Sealed};
 use crate::keys::KeyPurpose;
-use crate::schema::{audit_log, pii_tokens};
+use crate::schema::pii_tokens;
 use crate::version::KeyVersion;
 
 /// The vault's migrations, compiled into the binary.
@@ -109,6 +109,17 @@ struct InsertedKey {
     #[diesel(sql_type = BigInt)]
     activates_at_unix_ms: i64,
 }
+
+/// The answer of [`MAY_REWRITE_AUDIT`].
+#[derive(QueryableByName)]
+struct Flag {
+    #[diesel(sql_type = diesel::sql_types::Bool)]
+    flag: bool,
+}
+
+const MAY_REWRITE_AUDIT: &str = "\
+SELECT (SELECT rolsuper FROM pg_roles WHERE rolname = current_user)
+    OR has_table_privilege(current_user, 'vault.audit_log', 'UPDATE, DELETE, TRUNCATE') AS flag";
 
 /// One row of a `SELECT` of one number.
 #[derive(QueryableByName)]
@@ -287,18 +298,8 @@ impl VaultStore {
 
     /// Stores a wrapped key that takes over `delay` from now, unless that purpose and version
     /// exist; returns its activation time (Unix milliseconds) if it was stored.
-    pub async fn insert_key(
-        &self,
-        purpose: KeyPurpose,
-        version: KeyVersion,
-        wrapped: &[u8],
-        kms_key_id: &str,
-        delay: Duration,
-    ) -> Result<Option<i64>, PgError> {
-        self.with_conn("insert_key", async |conn| {
-            insert_key(conn, purpose, version, wrapped, kms_key_id, delay).await
-        })
-        .await
+    pub async fn insert_key(&self, key: &NewKey<'_>) -> Result<Option<i64>, PgError> {
+        self.with_conn("insert_key", async |conn| insert_key(conn, key).await).await
     }
 
     /// The version a rotation of `purpose` would create now: one above the highest stored.
@@ -323,22 +324,17 @@ impl VaultStore {
     /// rotation took the version).
     pub async fn insert_key_and_audit(
         &self,
-        purpose: KeyPurpose,
-        version: KeyVersion,
-        wrapped: &[u8],
-        kms_key_id: &str,
-        delay: Duration,
+        key: &NewKey<'_>,
         audit: impl FnOnce(i64) -> AuditEntry + Send,
+        chain: &AuditChain,
     ) -> Result<Option<(i64, i64)>, AuditedWriteFailure> {
         self.with_conn("insert_key_and_audit", async |conn| {
             conn.transaction::<_, AuditedWriteFailure, _>(async |conn| {
-                let inserted = insert_key(conn, purpose, version, wrapped, kms_key_id, delay)
-                    .await
-                    .map_err(AuditedWriteFailure::Write)?;
+                let inserted = insert_key(conn, key).await.map_err(AuditedWriteFailure::Write)?;
                 let Some(activates_at_unix_ms) = inserted else {
                     return Ok(None);
                 };
-                let id = insert_audit(conn, &audit(activates_at_unix_ms))
+                let id = insert_audit(conn, &audit(activates_at_unix_ms), chain)
                     .await
                     .map_err(AuditedWriteFailure::Audit)?;
                 Ok(Some((activates_at_unix_ms, id)))
@@ -416,6 +412,7 @@ impl VaultStore {
         &self,
         tokens: &[Token],
         audit: impl FnOnce(&[String]) -> AuditEntry + Send,
+        chain: &AuditChain,
     ) -> Result<(Vec<String>, i64), AuditedWriteFailure> {
         let texts: Vec<String> = tokens.iter().map(Token::to_string).collect();
         self.with_conn("forget_and_audit", async |conn| {
@@ -425,7 +422,7 @@ impl VaultStore {
                     .load(conn)
                     .await?;
                 let forgotten: Vec<String> = forgotten.into_iter().map(|row| row.token).collect();
-                let id = insert_audit(conn, &audit(&forgotten))
+                let id = insert_audit(conn, &audit(&forgotten), chain)
                     .await
                     .map_err(AuditedWriteFailure::Audit)?;
                 Ok((forgotten, id))
@@ -494,49 +491,238 @@ impl VaultStore {
         Ok(u64::try_from(count.n).unwrap_or(0))
     }
 
-    /// Writes an audit row and returns its id once committed.
-    pub async fn audit(&self, entry: &AuditEntry) -> Result<i64, PgError> {
-        self.with_conn("audit", async |conn| insert_audit(conn, entry).await).await
+    /// Appends an audit row to the chain and returns its id once committed.
+    pub async fn audit(&self, entry: &AuditEntry, chain: &AuditChain) -> Result<i64, PgError> {
+        self.with_conn("audit", async |conn| {
+            conn.transaction::<_, PgError, _>(async |conn| insert_audit(conn, entry, chain).await)
+                .await
+        })
+        .await
     }
+
+    /// Up to `limit` rows after id `after_id` that `filter` admits, in id order, each with its
+    /// link (`None` for rows written before the chain began).
+    pub async fn audit_rows(
+        &self,
+        after_id: i64,
+        limit: i64,
+        filter: &AuditFilter,
+    ) -> Result<Vec<(AuditRecord, Option<Vec<u8>>)>, PgError> {
+        let rows: Vec<StoredAuditRow> = self
+            .with_conn::<_, PgError>("audit_rows", async |conn| {
+                Ok(diesel::sql_query(AUDIT_ROWS)
+                    .bind::<BigInt, _>(after_id)
+                    .bind::<BigInt, _>(limit)
+                    .bind::<Nullable<Text>, _>(filter.caller.as_deref())
+                    .bind::<Nullable<Text>, _>(filter.method.as_deref())
+                    .bind::<Nullable<Text>, _>(filter.outcome.as_deref())
+                    .bind::<Nullable<BigInt>, _>(filter.since_us)
+                    .bind::<Nullable<BigInt>, _>(filter.until_us)
+                    .load(conn)
+                    .await?)
+            })
+            .await?;
+        Ok(rows
+            .into_iter()
+            .map(|row| {
+                let record = AuditRecord {
+                    id: row.id,
+                    at_us: row.at_us,
+                    caller: row.caller,
+                    method: row.method,
+                    purpose: row.purpose,
+                    token_count: row.token_count,
+                    outcome: row.outcome,
+                    found: row.found,
+                    not_found: row.not_found,
+                    forgotten: row.forgotten,
+                    detail: row.detail,
+                };
+                (record, row.link)
+            })
+            .collect())
+    }
+
+    /// The chain's head: the newest chained row and its link.
+    pub async fn audit_head(&self) -> Result<ChainHead, PgError> {
+        self.with_conn("audit_head", async |conn| {
+            Ok(diesel::sql_query(AUDIT_HEAD).get_result(conn).await?)
+        })
+        .await
+    }
+
+    /// Whether the role the vault runs as could rewrite the audit trail: it is a superuser,
+    /// or has UPDATE, DELETE or TRUNCATE on it (it owns it, say).
+    pub async fn may_rewrite_audit(&self) -> Result<bool, PgError> {
+        let answer: Flag = self
+            .with_conn::<_, PgError>("may_rewrite_audit", async |conn| {
+                Ok(diesel::sql_query(MAY_REWRITE_AUDIT).get_result(conn).await?)
+            })
+            .await?;
+        Ok(answer.flag)
+    }
+}
+
+/// A wrapped key version to store.
+#[derive(Debug, Clone, Copy)]
+pub struct NewKey<'a> {
+    /// What it is for.
+    pub purpose: KeyPurpose,
+    /// Its version.
+    pub version: KeyVersion,
+    /// The key as KMS wrapped it.
+    pub wrapped: &'a [u8],
+    /// The KMS key that wrapped it.
+    pub kms_key_id: &'a str,
+    /// How long from now until it takes over.
+    pub delay: Duration,
 }
 
 /// The one statement that stores a key version; see [`INSERT_KEY`].
 async fn insert_key(
     conn: &mut AsyncPgConnection,
-    purpose: KeyPurpose,
-    version: KeyVersion,
-    wrapped: &[u8],
-    kms_key_id: &str,
-    delay: Duration,
+    key: &NewKey<'_>,
 ) -> Result<Option<i64>, PgError> {
-    let version = version.to_db();
-    let delay_ms = i64::try_from(delay.as_millis()).unwrap_or(i64::MAX);
+    let delay_ms = i64::try_from(key.delay.as_millis()).unwrap_or(i64::MAX);
     let inserted: Vec<InsertedKey> = diesel::sql_query(INSERT_KEY)
-        .bind::<Text, _>(purpose.as_str())
-        .bind::<Integer, _>(version)
-        .bind::<Binary, _>(wrapped)
-        .bind::<Text, _>(kms_key_id)
+        .bind::<Text, _>(key.purpose.as_str())
+        .bind::<Integer, _>(key.version.to_db())
+        .bind::<Binary, _>(key.wrapped)
+        .bind::<Text, _>(key.kms_key_id)
         .bind::<BigInt, _>(delay_ms)
         .load(conn)
         .await?;
     Ok(inserted.into_iter().next().map(|row| row.activates_at_unix_ms))
 }
 
-async fn insert_audit(conn: &mut AsyncPgConnection, entry: &AuditEntry) -> Result<i64, PgError> {
-    let count = |n: u32| i32::try_from(n).unwrap_or(i32::MAX);
-    Ok(diesel::insert_into(audit_log::table)
-        .values((
-            audit_log::caller.eq(entry.caller.identity()),
-            audit_log::method.eq(entry.method.as_str()),
-            audit_log::purpose.eq(&entry.purpose),
-            audit_log::token_count.eq(count(entry.token_count)),
-            audit_log::outcome.eq(entry.outcome.as_str()),
-            audit_log::found.eq(count(entry.counts.found)),
-            audit_log::not_found.eq(count(entry.counts.not_found)),
-            audit_log::forgotten.eq(count(entry.counts.forgotten)),
-            audit_log::detail.eq(entry.detail.as_deref()),
-        ))
-        .returning(audit_log::id)
-        .get_result(conn)
-        .await?)
+/// Appends an audit row to the chain, inside the caller's transaction: locks the chain's head
+/// (so appends of all replicas queue up), takes the next id and the database's time, links the
+/// row to the head's link with `chain`, and moves the head to it.
+async fn insert_audit(
+    conn: &mut AsyncPgConnection,
+    entry: &AuditEntry,
+    chain: &AuditChain,
+) -> Result<i64, PgError> {
+    let head: ChainHead = diesel::sql_query(LOCK_AUDIT_HEAD).get_result(conn).await?;
+    let next: NextAuditRow = diesel::sql_query(NEXT_AUDIT_ROW).get_result(conn).await?;
+    let record = AuditRecord::of(entry, next.id, next.at_us);
+    let link = chain.link(&head.link, &record.chain_bytes());
+    diesel::sql_query(INSERT_AUDIT_ROW)
+        .bind::<BigInt, _>(record.id)
+        .bind::<BigInt, _>(record.at_us)
+        .bind::<Text, _>(&record.caller)
+        .bind::<Text, _>(&record.method)
+        .bind::<Text, _>(&record.purpose)
+        .bind::<Integer, _>(record.token_count)
+        .bind::<Text, _>(&record.outcome)
+        .bind::<Integer, _>(record.found)
+        .bind::<Integer, _>(record.not_found)
+        .bind::<Integer, _>(record.forgotten)
+        .bind::<Nullable<Text>, _>(record.detail.as_deref())
+        .bind::<Binary, _>(&link)
+        .execute(conn)
+        .await?;
+    diesel::sql_query(MOVE_AUDIT_HEAD)
+        .bind::<BigInt, _>(record.id)
+        .bind::<Binary, _>(&link)
+        .execute(conn)
+        .await?;
+    Ok(record.id)
+}
+
+/// The chain's head, locked until the end of the transaction.
+const LOCK_AUDIT_HEAD: &str = "SELECT last_id, link FROM vault.audit_head FOR UPDATE";
+
+/// The chain's head, read.
+const AUDIT_HEAD: &str = "SELECT last_id, link FROM vault.audit_head";
+
+/// The next row's id, and the database's time in microseconds (exactly, as stored).
+const NEXT_AUDIT_ROW: &str = "\
+SELECT nextval('vault.audit_log_id_seq') AS id,
+       (extract(epoch FROM clock_timestamp()) * 1000000)::bigint AS at_us";
+
+const INSERT_AUDIT_ROW: &str = "\
+INSERT INTO vault.audit_log
+    (id, at, caller, method, purpose, token_count, outcome, found, not_found, forgotten, detail, link)
+VALUES ($1, timestamptz 'epoch' + $2 * interval '1 microsecond', $3, $4, $5, $6, $7, $8, $9, $10,
+        $11, $12)";
+
+const MOVE_AUDIT_HEAD: &str = "UPDATE vault.audit_head SET last_id = $1, link = $2";
+
+/// Rows of the trail after id `$1`, in id order, at most `$2`; with the filters of
+/// [`AuditFilter`] (NULL: any).
+const AUDIT_ROWS: &str = "\
+SELECT id, (extract(epoch FROM at) * 1000000)::bigint AS at_us, caller, method, purpose,
+       token_count, outcome, found, not_found, forgotten, detail, link
+FROM vault.audit_log
+WHERE id > $1
+  AND ($3::text IS NULL OR caller = $3)
+  AND ($4::text IS NULL OR method = $4)
+  AND ($5::text IS NULL OR outcome = $5)
+  AND ($6::bigint IS NULL OR at >= timestamptz 'epoch' + $6 * interval '1 microsecond')
+  AND ($7::bigint IS NULL OR at < timestamptz 'epoch' + $7 * interval '1 microsecond')
+ORDER BY id
+LIMIT $2";
+
+/// One row of `vault.audit_head`.
+#[derive(QueryableByName)]
+pub struct ChainHead {
+    /// The id of the newest chained row (0: none yet).
+    #[diesel(sql_type = BigInt)]
+    pub last_id: i64,
+    /// Its link.
+    #[diesel(sql_type = Binary)]
+    pub link: Vec<u8>,
+}
+
+#[derive(QueryableByName)]
+struct NextAuditRow {
+    #[diesel(sql_type = BigInt)]
+    id: i64,
+    #[diesel(sql_type = BigInt)]
+    at_us: i64,
+}
+
+/// One row of the trail as read back, with its link (`None` for rows older than the chain).
+#[derive(QueryableByName)]
+struct StoredAuditRow {
+    #[diesel(sql_type = BigInt)]
+    id: i64,
+    #[diesel(sql_type = BigInt)]
+    at_us: i64,
+    #[diesel(sql_type = Text)]
+    caller: String,
+    #[diesel(sql_type = Text)]
+    method: String,
+    #[diesel(sql_type = Text)]
+    purpose: String,
+    #[diesel(sql_type = Integer)]
+    token_count: i32,
+    #[diesel(sql_type = Text)]
+    outcome: String,
+    #[diesel(sql_type = Integer)]
+    found: i32,
+    #[diesel(sql_type = Integer)]
+    not_found: i32,
+    #[diesel(sql_type = Integer)]
+    forgotten: i32,
+    #[diesel(sql_type = Nullable<Text>)]
+    detail: Option<String>,
+    #[diesel(sql_type = Nullable<Binary>)]
+    link: Option<Vec<u8>>,
+}
+
+/// Which audit rows to read.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AuditFilter {
+    /// Only this caller's.
+    pub caller: Option<String>,
+    /// Only this method's.
+    pub method: Option<String>,
+    /// Only with this outcome.
+    pub outcome: Option<String>,
+    /// Only rows written at or after this time (microseconds since the Unix epoch).
+    pub since_us: Option<i64>,
+    /// Only rows written before this time.
+    pub until_us: Option<i64>,
 }

@@ -14,7 +14,7 @@ use crate::crypto::{DataKey, Sealed};
 use crate::error::VaultError;
 use crate::keys::{self, KeyLabel, KeyPurpose, KeyRing};
 use crate::metrics;
-use crate::store::{RewrapFailure, SealedRow};
+use crate::store::{NewKey, RewrapFailure, SealedRow};
 use crate::version::KeyVersion;
 
 /// Rows one Rewrap call re-encrypts when the request names no number.
@@ -115,11 +115,13 @@ impl Vault {
         let stored = self
             .store
             .insert_key_and_audit(
-                target,
-                version,
-                &generated.wrapped,
-                self.provider.master_key_id(),
-                delay,
+                &NewKey {
+                    purpose: target,
+                    version,
+                    wrapped: &generated.wrapped,
+                    kms_key_id: self.provider.master_key_id(),
+                    delay,
+                },
                 |activates_at_unix_ms| {
                     let detail = format!(
                         "{target} key v{version}, activates at {}",
@@ -127,6 +129,7 @@ impl Vault {
                     );
                     call.allowed(StatusCounts::default(), Some(detail))
                 },
+                &self.chain,
             )
             .await
             .map_err(audited_write_error)?;

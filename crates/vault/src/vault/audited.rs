@@ -104,14 +104,26 @@ impl Vault {
         act: impl AsyncFnOnce(V) -> Result<T, Failure>,
     ) -> Result<T, VaultError> {
         let none = StatusCounts::default();
+        if call.purpose.chars().any(char::is_control) {
+            // Postgres text cannot hold a NUL, and no purpose needs a control character: such a
+            // call is refused before anything, its audit row included, is written.
+            unaudited(call.method, "control_character");
+            return Err(VaultError::InvalidArgument(
+                "purpose holds a control character; nothing was done".to_owned(),
+            ));
+        }
         if !call.access.allowed {
-            self.write_audit(&call.entry(AuditOutcome::Denied, none, None)).await?;
+            let entry = call.entry(AuditOutcome::Denied, none, None);
+            self.write_audit(&entry).await.inspect_err(|_| unaudited(call.method, "denied"))?;
             return Err(denied(&call.access.caller, call.method));
         }
         let valid = match validate() {
             Ok(valid) => valid,
             Err(err) => {
-                self.write_audit(&call.entry(AuditOutcome::Invalid, none, None)).await?;
+                let entry = call.entry(AuditOutcome::Invalid, none, None);
+                self.write_audit(&entry)
+                    .await
+                    .inspect_err(|_| unaudited(call.method, "invalid"))?;
                 return Err(err);
             }
         };
@@ -134,13 +146,15 @@ impl Vault {
 
     /// Writes an audit row; a failure fails the call.
     pub(super) async fn write_audit(&self, entry: &AuditEntry) -> Result<i64, VaultError> {
-        let id = self.store.audit(entry).await.map_err(VaultError::AuditUnavailable)?;
+        let id =
+            self.store.audit(entry, &self.chain).await.map_err(VaultError::AuditUnavailable)?;
         count_audited(entry.method, entry.outcome);
         Ok(id)
     }
 }
 
-/// Checks the purpose of an audited call.
+/// Checks the purpose of an audited call (control characters are refused earlier, in
+/// [`Vault::audited`]).
 pub(super) fn validate_purpose(purpose: &str) -> Result<(), VaultError> {
     if purpose.trim().is_empty() {
         return Err(VaultError::InvalidArgument(format!(
@@ -161,6 +175,14 @@ pub(super) fn audited_write_error(err: AuditedWriteFailure) -> VaultError {
         AuditedWriteFailure::Write(err) => VaultError::Database(err),
         AuditedWriteFailure::Audit(err) => VaultError::AuditUnavailable(err),
     }
+}
+
+/// Records a refusal that left no audit row: an error line and
+/// `fetchreward_vault_unaudited_calls_total{method, reason}`, to alert on.
+fn unaudited(method: Method, reason: &'static str) {
+    ::metrics::counter!(metrics::UNAUDITED_CALLS, "method" => method.as_str(), "reason" => reason)
+        .increment(1);
+    tracing::error!(method = method.as_str(), reason, "a refused call left no audit row");
 }
 
 /// Counts an audited call by method and outcome.

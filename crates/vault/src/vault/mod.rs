@@ -11,6 +11,7 @@
 //!   and neither changes anything without its audit row.
 //! - `audited`: the one path every audited call takes (authorize, audit a denial, validate,
 //!   audit an invalid request, act, audit a failure).
+//! - `trail`: reading the audit trail back, and verifying its hash chain.
 //! - Here: the key ring. Every replica reloads it in the background
 //!   ([`Vault::refresh_keys_every`]), and Tokenize refuses to use a ring older than the rotation
 //!   delay: all replicas issue tokens of a new version from the same moment, or a lagging one
@@ -20,6 +21,7 @@ mod admin;
 mod audited;
 mod recovery;
 mod tokenize;
+mod trail;
 
 use std::fmt;
 use std::sync::{Arc, RwLock};
@@ -31,6 +33,8 @@ pub use self::admin::{DEFAULT_REWRAP_ROWS, MAX_REWRAP_ROWS, Rewrapped, Rotated};
 pub use self::audited::MAX_PURPOSE_CHARS;
 pub use self::recovery::{Detokenized, ForgetStatus, Forgotten, MAX_RECOVERY_TOKENS, Recovery};
 pub use self::tokenize::{MAX_TOKENIZE_VALUES, RawPii, RefusedValue, Tokenized};
+pub use self::trail::{AuditVerification, BrokenChain, ListedAuditRow, MAX_LISTED_ROWS};
+use crate::crypto::AuditChain;
 use crate::error::VaultError;
 use crate::keys::{self, KeyError, KeyProvider, KeyPurpose, KeyRing, KeyTiming};
 use crate::known_tokens::{KnownTokens, KnownTokensConfig};
@@ -47,6 +51,8 @@ pub struct Vault {
     reload: tokio::sync::Mutex<()>,
     known: KnownTokens,
     timing: KeyTiming,
+    /// The key that links every audit row to the one before.
+    chain: AuditChain,
 }
 
 impl fmt::Debug for Vault {
@@ -69,7 +75,9 @@ impl Vault {
     ) -> Result<Self, KeyError> {
         let ring = keys::load_or_create(&store, &provider).await?;
         record_active_versions(&ring);
+        let chain = ring.audit_chain();
         Ok(Vault {
+            chain,
             store,
             provider,
             ring: RwLock::new(Arc::new(ring)),

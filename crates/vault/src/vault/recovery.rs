@@ -120,9 +120,11 @@ impl Vault {
             };
             let (existing, audit_id) = self
                 .store
-                .forget_and_audit(&distinct(&tokens), |existing| {
-                    call.allowed(counts_of(existing), None)
-                })
+                .forget_and_audit(
+                    &distinct(&tokens),
+                    |existing| call.allowed(counts_of(existing), None),
+                    &self.chain,
+                )
                 .await
                 .map_err(|err| Failure::failed(audited_write_error(err)))?;
             self.known.remove_all(&tokens);

@@ -7,3 +7,4 @@ mod recovery;
 mod rotation;
 mod startup;
 mod tokenize;
+mod trail;
