@@ -42,6 +42,7 @@ OPENERS = ("if", "with", "range", "define", "block")
 REQUIRED_SETS = [
     "ingestor.queueUrl=https://sqs.us-east-1.amazonaws.com/123456789012/login-queue",
     "ingestor.dlqUrl=https://sqs.us-east-1.amazonaws.com/123456789012/login-queue-dlq",
+    "database.caConfigMap=rds-ca",
 ]
 
 

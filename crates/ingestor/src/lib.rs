@@ -141,7 +141,7 @@ fn readiness(health: Arc<Health>) -> ReadinessCheck {
         Box::pin(async move {
             match problem {
                 None => Readiness::Ready,
-                Some(problem) => Readiness::NotReady(problem.to_owned()),
+                Some(problem) => Readiness::NotReady(problem),
             }
         })
     })

@@ -80,33 +80,46 @@ pub struct BatchReport {
 #[derive(Debug)]
 pub struct Health {
     queue_ok: AtomicBool,
-    dependencies_ok: AtomicBool,
+    vault_ok: AtomicBool,
+    writer_ok: AtomicBool,
 }
 
 impl Default for Health {
     fn default() -> Self {
-        Health { queue_ok: AtomicBool::new(true), dependencies_ok: AtomicBool::new(true) }
+        Health {
+            queue_ok: AtomicBool::new(true),
+            vault_ok: AtomicBool::new(true),
+            writer_ok: AtomicBool::new(true),
+        }
     }
 }
 
 impl Health {
-    /// `None` when healthy, else what is failing.
+    /// `None` when healthy, else which dependency is failing.
     pub fn problem(&self) -> Option<&'static str> {
-        if !self.queue_ok.load(Ordering::Relaxed) {
-            Some("the queue is failing")
-        } else if !self.dependencies_ok.load(Ordering::Relaxed) {
-            Some("the vault or the writer is failing")
-        } else {
-            None
-        }
+        [
+            (&self.queue_ok, "the queue is failing"),
+            (&self.vault_ok, "the vault is failing"),
+            (&self.writer_ok, "the writer is failing"),
+        ]
+        .into_iter()
+        .find(|(ok, _)| !ok.load(Ordering::Relaxed))
+        .map(|(_, problem)| problem)
     }
 
     pub(crate) fn queue(&self, ok: bool) {
         self.queue_ok.store(ok, Ordering::Relaxed);
     }
 
-    fn dependencies(&self, ok: bool) {
-        self.dependencies_ok.store(ok, Ordering::Relaxed);
+    /// A batch went through: both services answered.
+    fn dependencies_ok(&self) {
+        self.vault_ok.store(true, Ordering::Relaxed);
+        self.writer_ok.store(true, Ordering::Relaxed);
+    }
+
+    fn dependency_failed(&self, service: &str) {
+        let flag = if service == "vault" { &self.vault_ok } else { &self.writer_ok };
+        flag.store(false, Ordering::Relaxed);
     }
 }
 
@@ -329,7 +342,7 @@ impl<Q: Queue, T: Tokenizer, W: RowSink> Pipeline<Q, T, W> {
         let all: Vec<usize> = (0..valid.len()).collect();
         match self.attempt(valid, &all).await {
             Ok(settled) => {
-                self.health.dependencies(true);
+                self.health.dependencies_ok();
                 settled
             }
             Err(err) if err.may_be_caused_by_content() && all.len() > 1 => {
@@ -376,7 +389,7 @@ impl<Q: Queue, T: Tokenizer, W: RowSink> Pipeline<Q, T, W> {
             settled.left.extend(suspects);
             return settled;
         }
-        self.health.dependencies(true);
+        self.health.dependencies_ok();
         // A message that failed alone while its neighbours went through is tried once more,
         // so that a dependency that failed for a moment is not taken for the message's fault.
         for suspect in suspects {
@@ -467,7 +480,7 @@ impl<Q: Queue, T: Tokenizer, W: RowSink> Pipeline<Q, T, W> {
     }
 
     fn dependency_failed(&self, err: &DependencyError, messages: usize) {
-        self.health.dependencies(false);
+        self.health.dependency_failed(err.service());
         metrics::counter!("fetchreward_ingestor_dependency_failures_total", "service" => err.service())
             .increment(1);
         if err.is_transient() {
@@ -757,7 +770,7 @@ pub(crate) mod tests {
         assert_eq!(report, BatchReport { written: 0, dead_lettered: 0, left: 20 });
         assert_eq!(queue.len(), 20);
         assert!(vault.calls.load(Ordering::SeqCst) > 1, "retried before giving up");
-        assert_eq!(pipeline.health().problem(), Some("the vault or the writer is failing"));
+        assert_eq!(pipeline.health().problem(), Some("the vault is failing"));
 
         vault.down.store(false, Ordering::SeqCst);
         tokio::time::advance(VISIBILITY).await;
@@ -921,7 +934,7 @@ pub(crate) mod tests {
         assert!(queue.dead_letters().is_empty(), "a broken writer is not the messages' fault");
         assert_eq!(queue.len(), 300);
         assert!(writer.calls.load(Ordering::SeqCst) <= 1 + MAX_BISECT_CALLS);
-        assert_eq!(pipeline.health().problem(), Some("the vault or the writer is failing"));
+        assert_eq!(pipeline.health().problem(), Some("the writer is failing"));
     }
 
     #[tokio::test(start_paused = true)]

@@ -6,13 +6,16 @@
 //! one row is that row's fault, a deadlock or a shutdown is nobody's). diesel reports only a
 //! few kinds of database error and drops the SQLSTATE of the rest.
 //!
-//! TLS follows libpq's `sslmode` (given in `DATABASE_URL`), with one rule added: when a CA file
-//! is configured, the server's certificate is always verified, chain and host name.
+//! `DATABASE_URL` is a `postgres://` URL, read by the `url` crate and then by tokio-postgres's
+//! own parser; a key=value connection string is refused. TLS follows libpq's `sslmode`, with
+//! two rules added: when a CA file is configured, the server's certificate is always verified,
+//! chain and host name; and `prefer` (libpq's default, which falls back to plaintext without a
+//! word when the server offers no TLS) is accepted only when every host is this machine.
 //!
 //! | sslmode | without `DATABASE_CA_FILE` | with it |
 //! |---|---|---|
 //! | `disable` | plaintext | plaintext |
-//! | `prefer` (default) | TLS if offered, certificate not checked | TLS if offered, verified |
+//! | `prefer` (default) | loopback only: TLS if offered, not checked | loopback only: TLS if offered, verified |
 //! | `require` | TLS, certificate not checked | TLS, verified |
 //! | `verify-full` | refused at start-up | TLS, verified |
 //!
@@ -35,10 +38,12 @@ use rustls::pki_types::pem::PemObject as _;
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 use rustls::{ClientConfig, DigitallySignedStruct, RootCertStore, SignatureScheme};
 use secrecy::{ExposeSecret, SecretString};
+use tokio_postgres::config::{Host, SslMode};
 use tokio_postgres::error::SqlState;
 use tokio_postgres_rustls::MakeRustlsConnect;
 
 use crate::config::ConfigReader;
+use crate::service::error_chain;
 
 /// The pool of diesel-async connections.
 pub type PgPool = bb8::Pool<AsyncDieselConnectionManager<AsyncPgConnection>>;
@@ -58,43 +63,72 @@ const CHECKOUT_TIMEOUT: Duration = Duration::from_secs(5);
 /// Database settings of a service.
 #[derive(Debug, Clone)]
 pub struct PgConfig {
+    /// The variable the URL was read from, named in errors.
+    pub variable: &'static str,
     /// `postgres://user:password@host:port/db?sslmode=...`; holds the password, so it is secret.
     pub url: SecretString,
     /// PEM CA bundle that verifies the server's certificate.
     pub ca_file: Option<PathBuf>,
+    /// The `sslmode` for a URL that gives none, and that a URL giving one must agree with
+    /// (`DATABASE_SSLMODE`: the Helm chart sets `verify-full`, so that a connection URL kept in
+    /// a Secret cannot quietly ask for less).
+    pub sslmode: Option<String>,
     /// Connections in the pool.
     pub pool_size: u32,
 }
 
+/// How `DATABASE_URL` is written.
+const URL_FORM: &str = "postgres://user:password@host:port/database?sslmode=verify-full";
+
 impl PgConfig {
-    /// Reads `DATABASE_URL`, `DATABASE_CA_FILE` and `DATABASE_POOL_SIZE`.
+    /// Reads `DATABASE_URL`, `DATABASE_CA_FILE`, `DATABASE_SSLMODE` and `DATABASE_POOL_SIZE`.
     pub fn from_env(reader: &mut ConfigReader<'_>) -> Option<Self> {
-        let url = reader.secret("DATABASE_URL", "postgres://user:password@host:port/database");
+        let url = reader.secret("DATABASE_URL", URL_FORM);
         let ca_file = reader.file("DATABASE_CA_FILE");
+        let sslmode = reader.raw("DATABASE_SSLMODE");
         let pool_size = reader.or_default("DATABASE_POOL_SIZE", 10u32, "a number of connections");
         if pool_size == 0 {
             reader.problem("DATABASE_POOL_SIZE must be at least 1");
         }
-        let config = PgConfig { url: url?, ca_file, pool_size };
-        if let Err(problem) = config.tls_mode() {
-            reader.problem(problem);
-        }
+        let config = PgConfig { variable: "DATABASE_URL", url: url?, ca_file, sslmode, pool_size };
+        config.check(reader);
+        Some(config)
+    }
+
+    /// A second URL of the same database (`variable`, optional), read like `DATABASE_URL` and
+    /// held to the same TLS settings, with a pool of `pool_size`.
+    pub fn sibling_from_env(
+        &self,
+        reader: &mut ConfigReader<'_>,
+        variable: &'static str,
+        pool_size: u32,
+    ) -> Option<Self> {
+        let url = SecretString::from(reader.raw(variable)?);
+        let config = PgConfig { variable, url, pool_size, ..self.clone() };
+        config.check(reader);
         Some(config)
     }
 
     /// A configuration for a URL without TLS settings (tests, local development).
     pub fn plain(url: impl Into<String>) -> Self {
-        PgConfig { url: SecretString::from(url.into()), ca_file: None, pool_size: 4 }
+        PgConfig {
+            variable: "DATABASE_URL",
+            url: SecretString::from(url.into()),
+            ca_file: None,
+            sslmode: None,
+            pool_size: 4,
+        }
     }
 
-    fn tls_mode(&self) -> Result<TlsMode, String> {
-        let mode = TlsMode::of_url(self.url.expose_secret())?;
-        if mode == TlsMode::VerifyFull && self.ca_file.is_none() {
-            return Err(
-                "DATABASE_URL has sslmode=verify-full but DATABASE_CA_FILE is not set".into()
-            );
+    fn check(&self, reader: &mut ConfigReader<'_>) {
+        if let Err(problem) = ParsedUrl::parse(self) {
+            reader.problem(problem);
         }
-        Ok(mode)
+    }
+
+    #[cfg(test)]
+    fn tls_mode(&self) -> Result<TlsMode, String> {
+        Ok(ParsedUrl::parse(self)?.mode)
     }
 }
 
@@ -107,20 +141,81 @@ enum TlsMode {
     VerifyFull,
 }
 
-impl TlsMode {
-    /// The `sslmode` of a URL or key=value connection string.
-    fn of_url(url: &str) -> Result<TlsMode, String> {
-        let Some(start) = url.find("sslmode=") else { return Ok(TlsMode::Prefer) };
-        let value = url[start + "sslmode=".len()..].split(['&', ' ']).next().unwrap_or_default();
-        match value {
-            "disable" => Ok(TlsMode::Disable),
-            "prefer" => Ok(TlsMode::Prefer),
-            "require" => Ok(TlsMode::Require),
-            "verify-full" => Ok(TlsMode::VerifyFull),
-            _ => Err(
-                "DATABASE_URL has an unsupported sslmode (use disable, prefer, require or verify-full)"
-                    .into(),
-            ),
+/// A database URL taken apart: the driver's configuration and the TLS mode asked for.
+struct ParsedUrl {
+    driver: tokio_postgres::Config,
+    mode: TlsMode,
+}
+
+impl ParsedUrl {
+    /// Parses the URL of `config`; every error names the rule broken and never quotes the URL
+    /// (it holds the password).
+    fn parse(config: &PgConfig) -> Result<ParsedUrl, String> {
+        let variable = config.variable;
+        let mut url = url::Url::parse(config.url.expose_secret())
+            .map_err(|err| format!("{variable} is not a URL ({err}); write {URL_FORM}"))?;
+        if !matches!(url.scheme(), "postgres" | "postgresql") {
+            return Err(format!("{variable} must be a postgres:// URL, like {URL_FORM}"));
+        }
+        let mut pairs: Vec<(String, String)> = url.query_pairs().into_owned().collect();
+        let given: Vec<&str> =
+            pairs.iter().filter(|(key, _)| key == "sslmode").map(|(_, v)| v.as_str()).collect();
+        let requested = match (given.as_slice(), config.sslmode.as_deref()) {
+            ([], required) => required.map(str::to_owned),
+            ([given], Some(required)) if *given != required => {
+                return Err(format!(
+                    "{variable} has sslmode={given} but DATABASE_SSLMODE is {required}"
+                ));
+            }
+            ([given], _) => Some((*given).to_owned()),
+            _ => return Err(format!("{variable} gives sslmode more than once")),
+        };
+        let verify_full = requested.as_deref() == Some("verify-full");
+        pairs.retain(|(key, _)| key != "sslmode");
+        if let Some(mode) = &requested {
+            // tokio-postgres knows no verify-full: it is `require` to the driver, and the
+            // certificate verifier built from the CA file does the rest.
+            let mode = if verify_full { "require" } else { mode.as_str() };
+            pairs.push(("sslmode".to_owned(), mode.to_owned()));
+        }
+        url.query_pairs_mut().clear().extend_pairs(&pairs);
+        // The driver's errors name the option at fault, never a value.
+        let driver: tokio_postgres::Config = url
+            .as_str()
+            .parse()
+            .map_err(|err: tokio_postgres::Error| format!("{variable}: {}", error_chain(&err)))?;
+        let mode = match driver.get_ssl_mode() {
+            _ if verify_full => TlsMode::VerifyFull,
+            SslMode::Disable => TlsMode::Disable,
+            SslMode::Require => TlsMode::Require,
+            _ => TlsMode::Prefer,
+        };
+        if mode == TlsMode::VerifyFull && config.ca_file.is_none() {
+            return Err(format!(
+                "{variable} has sslmode=verify-full but DATABASE_CA_FILE is not set"
+            ));
+        }
+        if mode == TlsMode::Prefer && !driver.get_hosts().iter().all(is_this_machine) {
+            return Err(format!(
+                "{variable} {} sslmode=prefer for a host that is not this machine: a server \
+                 that offers no TLS would be spoken to in plaintext. Use sslmode=verify-full with \
+                 DATABASE_CA_FILE (or require, or disable if plaintext is meant)",
+                if requested.is_none() { "gives no sslmode, which means" } else { "asks for" }
+            ));
+        }
+        Ok(ParsedUrl { driver, mode })
+    }
+}
+
+/// Whether a host is reached without leaving this machine: a Unix socket, `localhost`, or a
+/// loopback address.
+fn is_this_machine(host: &Host) -> bool {
+    match host {
+        Host::Unix(_) => true,
+        Host::Tcp(name) => {
+            let name = name.trim_start_matches('[').trim_end_matches(']');
+            name.eq_ignore_ascii_case("localhost")
+                || name.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback())
         }
     }
 }
@@ -228,28 +323,29 @@ impl From<bb8::RunError<tokio_postgres::Error>> for PgError {
     }
 }
 
-/// How a service connects: the URL tokio-postgres understands, and the TLS connector (used
-/// unless the URL says `sslmode=disable`).
+/// How a service connects: the driver's configuration, and the TLS connector (used unless
+/// the URL says `sslmode=disable`).
 struct Connector {
-    url: String,
+    driver: tokio_postgres::Config,
     tls: MakeRustlsConnect,
 }
 
 impl Connector {
     fn new(config: &PgConfig) -> Result<Connector, PgError> {
-        config.tls_mode().map_err(PgError::Tls)?;
-        // tokio-postgres knows no verify-full: it gets `require`, and the verifier does the rest.
-        let url = config.url.expose_secret().replace("sslmode=verify-full", "sslmode=require");
+        let ParsedUrl { driver, mode } = ParsedUrl::parse(config).map_err(PgError::Tls)?;
+        let verified = config.ca_file.is_some() && mode != TlsMode::Disable;
+        tracing::info!(url = config.variable, sslmode = ?mode, verified, "database TLS settings");
         let tls = MakeRustlsConnect::new(client_tls(config.ca_file.as_ref())?);
-        Ok(Connector { url, tls })
+        Ok(Connector { driver, tls })
     }
 
     /// A diesel-async connection on a fresh tokio-postgres connection.
     async fn diesel(
-        url: String,
+        driver: tokio_postgres::Config,
         tls: MakeRustlsConnect,
     ) -> diesel::ConnectionResult<AsyncPgConnection> {
-        let (client, connection) = tokio_postgres::connect(&url, tls)
+        let (client, connection) = driver
+            .connect(tls)
             .await
             .map_err(|err| ConnectionError::BadConnection(err.to_string()))?;
         AsyncPgConnection::try_from_client_and_connection(client, connection).await
@@ -259,11 +355,12 @@ impl Connector {
 /// Builds the diesel-async pool. Connections are opened lazily, so this succeeds while the
 /// database is down; [`migrate`] or [`Ping::ping`] tell whether it is reachable.
 pub fn pool(config: &PgConfig) -> Result<PgPool, PgError> {
-    let Connector { url, tls } = Connector::new(config)?;
+    let Connector { driver, tls } = Connector::new(config)?;
     let mut manager_config = ManagerConfig::<AsyncPgConnection>::default();
     manager_config.custom_setup =
-        Box::new(move |url: &str| Connector::diesel(url.to_owned(), tls.clone()).boxed());
-    let manager = AsyncDieselConnectionManager::new_with_config(url, manager_config);
+        Box::new(move |_: &str| Connector::diesel(driver.clone(), tls.clone()).boxed());
+    // The set-up above connects with the parsed configuration; the manager needs no URL.
+    let manager = AsyncDieselConnectionManager::new_with_config("", manager_config);
     Ok(bb8::Pool::builder()
         .max_size(config.pool_size)
         .connection_timeout(CHECKOUT_TIMEOUT)
@@ -273,15 +370,12 @@ pub fn pool(config: &PgConfig) -> Result<PgPool, PgError> {
 
 /// Builds the tokio-postgres pool, lazily connected like [`pool`].
 pub fn client_pool(config: &PgConfig) -> Result<PgClientPool, PgError> {
-    let Connector { url, tls } = Connector::new(config)?;
-    let pg_config: tokio_postgres::Config = url
-        .parse()
-        .map_err(|err: tokio_postgres::Error| PgError::Tls(format!("DATABASE_URL: {err}")))?;
+    let Connector { driver, tls } = Connector::new(config)?;
     Ok(bb8::Pool::builder()
         .max_size(config.pool_size)
         .connection_timeout(CHECKOUT_TIMEOUT)
         .test_on_check_out(true)
-        .build_unchecked(PostgresConnectionManager::new(pg_config, tls)))
+        .build_unchecked(PostgresConnectionManager::new(driver, tls)))
 }
 
 /// Borrows a client, mapping a timeout to [`PgError::Unavailable`].
@@ -327,8 +421,11 @@ pub fn readiness(pool: impl Ping) -> fetchreward_telemetry::ReadinessCheck {
         Box::pin(async move {
             match tokio::time::timeout(READINESS_TIMEOUT, pool.ping()).await {
                 Ok(Ok(())) => Readiness::Ready,
-                Ok(Err(err)) => Readiness::NotReady(format!("database: {err}")),
-                Err(_) => Readiness::NotReady("database: no answer within 2 s".to_owned()),
+                Ok(Err(err)) => {
+                    tracing::warn!(error = %err, "readiness: the database does not answer");
+                    Readiness::NotReady("the database does not answer")
+                }
+                Err(_) => Readiness::NotReady("the database does not answer within 2 s"),
             }
         })
     })
@@ -358,8 +455,8 @@ pub async fn migrate_with(
     schema: &str,
     lock_key: i64,
 ) -> Result<Vec<String>, PgError> {
-    let Connector { url, tls } = Connector::new(config)?;
-    let conn = tokio::time::timeout(CHECKOUT_TIMEOUT, Connector::diesel(url, tls))
+    let Connector { driver, tls } = Connector::new(config)?;
+    let conn = tokio::time::timeout(CHECKOUT_TIMEOUT, Connector::diesel(driver, tls))
         .await
         .map_err(|_| PgError::Unavailable("no connection within 5 s".to_owned()))?
         .map_err(|err| PgError::Unavailable(err.to_string()))?;
@@ -472,16 +569,79 @@ impl ServerCertVerifier for EncryptOnly {
 mod tests {
     use super::*;
 
+    fn mode(url: &str) -> Result<TlsMode, String> {
+        PgConfig { ca_file: Some(PathBuf::from("/ca.pem")), ..PgConfig::plain(url) }.tls_mode()
+    }
+
     #[test]
-    fn sslmode_is_read_from_either_form() {
-        assert_eq!(TlsMode::of_url("postgres://h/db"), Ok(TlsMode::Prefer));
-        assert_eq!(TlsMode::of_url("postgres://h/db?sslmode=disable"), Ok(TlsMode::Disable));
+    fn sslmode_is_the_query_pair_of_that_name() {
+        assert_eq!(mode("postgres://h/db?sslmode=disable"), Ok(TlsMode::Disable));
+        assert_eq!(mode("postgres://h/db?sslmode=require"), Ok(TlsMode::Require));
         assert_eq!(
-            TlsMode::of_url("postgres://h/db?application_name=x&sslmode=verify-full&a=b"),
+            mode(
+                "postgresql://u:p@h:5432/db?application_name=x&sslmode=verify-full&connect_timeout=5"
+            ),
             Ok(TlsMode::VerifyFull)
         );
-        assert_eq!(TlsMode::of_url("host=h sslmode=require user=u"), Ok(TlsMode::Require));
-        assert!(TlsMode::of_url("postgres://h/db?sslmode=verify-ca").is_err());
+        // Found by its key, not by a substring elsewhere in the URL.
+        assert_eq!(mode("postgres://u:sslmode=disable@h/db?sslmode=require"), Ok(TlsMode::Require));
+        assert_eq!(
+            mode("postgres://h/db?application_name=x_sslmode=disable&sslmode=verify-full"),
+            Ok(TlsMode::VerifyFull)
+        );
+    }
+
+    #[test]
+    fn unsupported_repeated_or_unparsable_settings_are_refused() {
+        let unsupported = mode("postgres://h/db?sslmode=verify-ca").unwrap_err();
+        assert!(unsupported.contains("`sslmode`"), "{unsupported}");
+        let twice = mode("postgres://h/db?sslmode=disable&sslmode=require").unwrap_err();
+        assert!(twice.contains("more than once"), "{twice}");
+        let key_value = mode("host=h sslmode=require user=u password=hunter2").unwrap_err();
+        assert!(key_value.contains("not a URL"), "{key_value}");
+        assert!(!key_value.contains("hunter2"));
+        let scheme = mode("mysql://h/db").unwrap_err();
+        assert!(scheme.contains("postgres://"), "{scheme}");
+    }
+
+    #[test]
+    fn prefer_is_accepted_only_when_every_host_is_this_machine() {
+        for local in [
+            "postgres://127.0.0.1:5432/db",
+            "postgres://localhost/db?sslmode=prefer",
+            "postgres://[::1]:5432/db",
+            "postgres://u@%2Fvar%2Frun%2Fpostgresql/db",
+        ] {
+            assert_eq!(mode(local), Ok(TlsMode::Prefer), "{local}");
+        }
+        let absent = mode("postgres://u:hunter2@db.internal:5432/db").unwrap_err();
+        assert!(absent.contains("gives no sslmode"), "{absent}");
+        assert!(!absent.contains("hunter2") && !absent.contains("db.internal"), "{absent}");
+        let asked = mode("postgres://db.internal/db?sslmode=prefer").unwrap_err();
+        assert!(asked.contains("asks for sslmode=prefer"), "{asked}");
+        assert!(mode("postgres://127.0.0.1,db.internal/db").is_err(), "every host counts");
+        // An explicit choice of plaintext is honoured (docker-compose's network, say).
+        assert_eq!(mode("postgres://postgres:5432/db?sslmode=disable"), Ok(TlsMode::Disable));
+    }
+
+    #[test]
+    fn database_sslmode_fills_a_url_without_one_and_must_agree_with_one_that_has_it() {
+        let with = |url: &str, sslmode: &str| {
+            PgConfig {
+                ca_file: Some(PathBuf::from("/ca.pem")),
+                sslmode: Some(sslmode.to_owned()),
+                ..PgConfig::plain(url)
+            }
+            .tls_mode()
+        };
+        assert_eq!(with("postgres://db.internal/x", "verify-full"), Ok(TlsMode::VerifyFull));
+        assert_eq!(
+            with("postgres://db.internal/x?sslmode=verify-full", "verify-full"),
+            Ok(TlsMode::VerifyFull)
+        );
+        let weaker = with("postgres://db.internal/x?sslmode=require", "verify-full").unwrap_err();
+        assert!(weaker.contains("sslmode=require but DATABASE_SSLMODE is verify-full"), "{weaker}");
+        assert!(with("postgres://db.internal/x", "prefer").is_err(), "still not for a remote host");
     }
 
     #[test]
@@ -490,6 +650,19 @@ mod tests {
         assert!(config.tls_mode().is_err());
         config.ca_file = Some(PathBuf::from("/some/ca.pem"));
         assert_eq!(config.tls_mode(), Ok(TlsMode::VerifyFull));
+    }
+
+    #[test]
+    fn verify_full_reaches_the_driver_as_require_with_the_other_settings_kept() {
+        let config = PgConfig {
+            ca_file: Some(PathBuf::from("/ca.pem")),
+            ..PgConfig::plain("postgres://u@h:6543/db?sslmode=verify-full&application_name=x")
+        };
+        let parsed = ParsedUrl::parse(&config).expect("parses");
+        assert_eq!(parsed.driver.get_ssl_mode(), SslMode::Require);
+        assert_eq!(parsed.driver.get_application_name(), Some("x"));
+        assert_eq!(parsed.driver.get_ports(), [6543]);
+        assert_eq!(parsed.driver.get_user(), Some("u"));
     }
 
     #[test]
@@ -518,6 +691,15 @@ mod tests {
         ] {
             assert!(!is_transient_sqlstate(&lasting), "{}", lasting.code());
         }
+    }
+
+    #[tokio::test]
+    async fn readiness_names_the_database_and_nothing_it_said() {
+        let pool = pool(&PgConfig::plain("postgres://app:hunter2@127.0.0.1:1/x")).expect("pool");
+        let fetchreward_telemetry::Readiness::NotReady(reason) = readiness(pool)().await else {
+            panic!("nothing listens on port 1");
+        };
+        assert!(reason.starts_with("the database does not answer"), "{reason}");
     }
 
     #[test]

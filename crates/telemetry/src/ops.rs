@@ -23,8 +23,9 @@ use tokio_util::sync::CancellationToken;
 pub enum Readiness {
     /// The service can do its work.
     Ready,
-    /// It cannot, for the reason given (no personal data in it).
-    NotReady(String),
+    /// It cannot: a fixed phrase naming the dependency that is down. Never an error's text,
+    /// which can carry a host name, a user or a server's message to whoever asks.
+    NotReady(&'static str),
 }
 
 /// A boxed future of a readiness answer.
@@ -104,11 +105,7 @@ mod tests {
         let check: ReadinessCheck = Arc::new(move || {
             let ready = flag.load(Ordering::SeqCst);
             Box::pin(async move {
-                if ready {
-                    Readiness::Ready
-                } else {
-                    Readiness::NotReady("database unreachable".into())
-                }
+                if ready { Readiness::Ready } else { Readiness::NotReady("database unreachable") }
             })
         });
         let server =

@@ -59,8 +59,9 @@ impl VaultConfig {
         let common = CommonConfig::from_env(&mut reader, SERVICE, "0.0.0.0:9101");
         let grpc_addr = reader.addr("GRPC_ADDR", "0.0.0.0:50051");
         let database = PgConfig::from_env(&mut reader);
-        let migration_url =
-            reader.optional::<String>("DATABASE_MIGRATION_URL", "a postgres:// URL");
+        let migration_database = database.as_ref().and_then(|database| {
+            database.sibling_from_env(&mut reader, "DATABASE_MIGRATION_URL", 1)
+        });
         let key_id: Option<String> =
             reader.required("KMS_KEY_ID", "a KMS key id, ARN or alias such as alias/fetchreward");
         let endpoint = reader.raw("AWS_ENDPOINT_URL_KMS");
@@ -84,11 +85,6 @@ impl VaultConfig {
         let keys = key_timing(&mut reader);
         reader.finish()?;
         let database = database.expect("finish() reports a missing DATABASE_URL");
-        let migration_database = migration_url.map(|url| PgConfig {
-            url: url.into(),
-            ca_file: database.ca_file.clone(),
-            pool_size: 1,
-        });
         Ok(VaultConfig {
             common,
             grpc_addr,
@@ -140,7 +136,7 @@ mod tests {
     #[test]
     fn defaults_fill_everything_but_the_database_and_the_key() {
         let env: HashMap<&str, &str> = HashMap::from([
-            ("DATABASE_URL", "postgres://vault:secret@db/fetchreward"),
+            ("DATABASE_URL", "postgres://vault:secret@db/fetchreward?sslmode=require"),
             ("KMS_KEY_ID", "alias/fetchreward"),
         ]);
         let config = VaultConfig::from_env(&env).expect("valid");

@@ -53,7 +53,8 @@ mod tests {
 
     #[test]
     fn defaults_fill_everything_but_the_database() {
-        let env: HashMap<&str, &str> = HashMap::from([("DATABASE_URL", "postgres://db/x")]);
+        let env: HashMap<&str, &str> =
+            HashMap::from([("DATABASE_URL", "postgres://db/x?sslmode=require")]);
         let config = WriterConfig::from_env(&env).expect("valid");
         assert_eq!(config.grpc_addr.port(), 50052);
         assert_eq!(config.common.http_addr.port(), 9102);

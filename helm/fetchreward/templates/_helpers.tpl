@@ -65,3 +65,17 @@ Namespace of the operator (reader, admin) certificates.
 {{- define "fetchreward.operatorNamespace" -}}
 {{- default .Release.Namespace .Values.tls.operatorNamespace }}
 {{- end }}
+
+{{/*
+The database sslmode, checked: verify-full cannot work without the server's CA bundle.
+*/}}
+{{- define "fetchreward.databaseSslmode" -}}
+{{- $mode := .Values.database.sslmode -}}
+{{- if not (has $mode (list "disable" "require" "verify-full")) -}}
+{{- fail (printf "database.sslmode must be verify-full, require or disable, not %q" $mode) -}}
+{{- end -}}
+{{- if and (eq $mode "verify-full") (not .Values.database.caConfigMap) -}}
+{{- fail "database.sslmode=verify-full needs database.caConfigMap (the ConfigMap with the database server's CA bundle, e.g. the RDS bundle)" -}}
+{{- end -}}
+{{- $mode -}}
+{{- end -}}
