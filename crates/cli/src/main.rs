@@ -308,7 +308,7 @@ impl VaultArgs {
     async fn connect(&self) -> anyhow::Result<VaultServiceClient<Channel>> {
         let tls = match (&self.tls_ca, &self.tls_cert, &self.tls_key) {
             (Some(ca), Some(cert), Some(key)) => {
-                Some(TlsFiles { ca: ca.clone(), cert: cert.clone(), key: key.clone() })
+                Some(TlsFiles::new(ca.clone(), cert.clone(), key.clone()))
             }
             _ => None,
         };

@@ -63,14 +63,26 @@ impl DevCa {
     /// A certificate for `spiffe://fetchreward/<name>`, usable by servers (for `localhost`,
     /// `127.0.0.1`, `::1` and `<name>`) and by clients.
     pub fn issue(&self, name: &str, validity: Validity) -> Result<IssuedPem, rcgen::Error> {
+        let uri = format!("{}fetchreward/{name}", fetchreward_runtime::tls::SPIFFE_SCHEME);
+        self.issue_with_uris(name, &[uri], validity)
+    }
+
+    /// A certificate like [`DevCa::issue`]'s whose URI SANs are `uris`, in that order (none,
+    /// several, or ids of another trust domain: what the services must refuse).
+    pub fn issue_with_uris(
+        &self,
+        name: &str,
+        uris: &[String],
+        validity: Validity,
+    ) -> Result<IssuedPem, rcgen::Error> {
         let key = KeyPair::generate()?;
         let mut params = CertificateParams::new(vec!["localhost".to_owned(), name.to_owned()])?;
         params.distinguished_name.push(DnType::CommonName, name);
         params.subject_alt_names.push(SanType::IpAddress(IpAddr::V4(Ipv4Addr::LOCALHOST)));
         params.subject_alt_names.push(SanType::IpAddress(IpAddr::V6(Ipv6Addr::LOCALHOST)));
-        params.subject_alt_names.push(SanType::URI(
-            format!("{}fetchreward/{name}", fetchreward_runtime::tls::SPIFFE_SCHEME).try_into()?,
-        ));
+        for uri in uris {
+            params.subject_alt_names.push(SanType::URI(uri.as_str().try_into()?));
+        }
         params.extended_key_usages =
             vec![ExtendedKeyUsagePurpose::ServerAuth, ExtendedKeyUsagePurpose::ClientAuth];
         let now = time::OffsetDateTime::now_utc();
@@ -96,8 +108,8 @@ impl DevCa {
     }
 }
 
-/// Writes a private key readable by its owner only.
-fn write_private(path: &Path, contents: &str) -> std::io::Result<()> {
+/// Writes a private key readable by its owner only (0600).
+pub fn write_private(path: &Path, contents: &str) -> std::io::Result<()> {
     use std::io::Write;
     #[cfg(unix)]
     use std::os::unix::fs::OpenOptionsExt;
@@ -110,7 +122,7 @@ fn write_private(path: &Path, contents: &str) -> std::io::Result<()> {
 
 #[cfg(test)]
 mod tests {
-    use fetchreward_runtime::tls::spiffe_id;
+    use fetchreward_runtime::tls::{peer_identity, uri_sans};
     use rustls::pki_types::CertificateDer;
     use rustls::pki_types::pem::PemObject;
 
@@ -121,9 +133,42 @@ mod tests {
         let ca = DevCa::new("test ca").expect("a CA");
         let issued = ca.issue("ingestor", Validity::Current).expect("a certificate");
         let der = CertificateDer::from_pem_slice(issued.cert.as_bytes()).expect("PEM");
-        assert_eq!(spiffe_id(der.as_ref()).as_deref(), Some("spiffe://fetchreward/ingestor"));
+        assert_eq!(
+            peer_identity(der.as_ref(), "fetchreward").as_deref(),
+            Ok("spiffe://fetchreward/ingestor")
+        );
         let ca_der = CertificateDer::from_pem_slice(ca.cert_pem.as_bytes()).expect("PEM");
-        assert_eq!(spiffe_id(ca_der.as_ref()), None, "the CA has no SPIFFE id");
+        assert!(uri_sans(ca_der.as_ref()).is_empty(), "the CA has no SPIFFE id");
         assert!(!format!("{issued:?}").contains("PRIVATE KEY"));
+    }
+
+    #[test]
+    fn an_identity_is_one_uri_san_of_the_trust_domain() {
+        use fetchreward_runtime::tls::IdentityError;
+        let ca = DevCa::new("test ca").expect("a CA");
+        let identity = |uris: &[&str]| {
+            let uris: Vec<String> = uris.iter().map(|uri| (*uri).to_owned()).collect();
+            let issued = ca.issue_with_uris("x", &uris, Validity::Current).expect("issues");
+            let der = CertificateDer::from_pem_slice(issued.cert.as_bytes()).expect("PEM");
+            peer_identity(der.as_ref(), "fetchreward")
+        };
+        assert_eq!(identity(&[]), Err(IdentityError::NoUri));
+        assert_eq!(
+            identity(&["spiffe://fetchreward/reader", "spiffe://fetchreward/admin"]),
+            Err(IdentityError::SeveralUris(2))
+        );
+        assert_eq!(
+            identity(&["https://example.com/", "spiffe://fetchreward/admin"]),
+            Err(IdentityError::SeveralUris(2)),
+            "not the first spiffe:// one"
+        );
+        assert_eq!(
+            identity(&["spiffe://elsewhere/admin"]),
+            Err(IdentityError::ForeignId("fetchreward".into()))
+        );
+        assert_eq!(
+            identity(&["spiffe://fetchreward/admin"]).as_deref(),
+            Ok("spiffe://fetchreward/admin")
+        );
     }
 }

@@ -1,7 +1,8 @@
 //! Serving a tonic service with what every Fetchreward gRPC server carries: the call layer
-//! ([`crate::calls`]), the standard health service, reflection over the service's descriptor
-//! set, TCP_NODELAY, a message-size limit, mutual TLS, the operations server beside it, and a
-//! graceful shutdown with a grace period.
+//! ([`crate::calls`]), the standard health service, TCP_NODELAY, a message-size limit, mutual
+//! TLS, the operations server beside it, and a graceful shutdown with a grace period.
+//! Reflection over the service's own descriptor set is off unless `GRPC_REFLECTION=true`: it
+//! tells any peer the whole API, which a production server has no reason to.
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -15,9 +16,9 @@ use tonic::transport::{Server, ServerTlsConfig};
 use tonic_health::ServingStatus;
 
 use crate::calls::{CallLayer, CallPolicy};
-use crate::config::CommonConfig;
+use crate::config::{CommonConfig, ConfigReader};
 use crate::service::StartError;
-use crate::tls::TlsFiles;
+use crate::tls::{DEFAULT_TRUST_DOMAIN, TlsFiles};
 
 /// Largest request or response a service accepts: a batch of 10,000 rows with room to spare.
 pub const MAX_MESSAGE_BYTES: usize = 16 * 1024 * 1024;
@@ -31,6 +32,25 @@ pub enum GrpcServeError {
     /// The transport failed (bad TLS settings, accept errors).
     #[error("gRPC transport error: {0}")]
     Transport(#[from] tonic::transport::Error),
+}
+
+/// Where a gRPC server listens and what it offers besides its API.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct GrpcSettings {
+    /// The listen address (`GRPC_ADDR`).
+    pub addr: SocketAddr,
+    /// Whether gRPC reflection is served (`GRPC_REFLECTION`, default false).
+    pub reflection: bool,
+}
+
+impl GrpcSettings {
+    /// Reads `GRPC_ADDR` (default `default_addr`) and `GRPC_REFLECTION`.
+    pub fn from_env(reader: &mut ConfigReader<'_>, default_addr: &str) -> GrpcSettings {
+        GrpcSettings {
+            addr: reader.addr("GRPC_ADDR", default_addr),
+            reflection: reader.flag("GRPC_REFLECTION"),
+        }
+    }
 }
 
 /// What a service serves over gRPC.
@@ -53,19 +73,23 @@ pub struct GrpcServer {
     listener: TcpListener,
     ops: OpsServer,
     tls: Option<ServerTlsConfig>,
+    trust_domain: String,
+    reflection: bool,
     grace: Duration,
 }
 
 impl GrpcServer {
-    /// Loads the TLS files, then binds `grpc_addr` and the operations server of `common` (port
-    /// 0 picks a free port), whose `/readyz` asks `readiness`.
+    /// Loads the TLS files, then binds the gRPC address of `settings` and the operations server
+    /// of `common` (port 0 picks a free port), whose `/readyz` asks `readiness`.
     pub async fn bind(
-        grpc_addr: SocketAddr,
+        settings: &GrpcSettings,
         common: &CommonConfig,
-        tls: Option<&TlsFiles>,
+        files: Option<&TlsFiles>,
         readiness: ReadinessCheck,
     ) -> Result<Self, StartError> {
-        let tls = tls.map(TlsFiles::server_config).transpose()?;
+        let grpc_addr = settings.addr;
+        let tls = files.map(TlsFiles::server_config).transpose()?;
+        let trust_domain = files.map_or(DEFAULT_TRUST_DOMAIN, |files| &files.trust_domain);
         if tls.is_none() {
             tracing::warn!(
                 "serving gRPC without TLS: callers are anonymous (local development only)"
@@ -79,7 +103,14 @@ impl GrpcServer {
         let ops = OpsServer::bind(common.http_addr, readiness).await.map_err(|source| {
             StartError::Bind { what: "the operations server", addr: common.http_addr, source }
         })?;
-        Ok(GrpcServer { listener, ops, tls, grace: common.grace })
+        Ok(GrpcServer {
+            listener,
+            ops,
+            tls,
+            trust_domain: trust_domain.to_owned(),
+            reflection: settings.reflection,
+            grace: common.grace,
+        })
     }
 
     /// The bound gRPC address (the real port when configured with port 0).
@@ -96,9 +127,11 @@ impl GrpcServer {
     /// at once, so clients stop sending new calls; in-flight calls get the grace period to
     /// finish, while `/readyz` and `/metrics` keep answering; then both servers stop.
     pub async fn serve(self, api: Api, shutdown: CancellationToken) -> Result<(), StartError> {
-        let GrpcServer { listener, ops, tls, grace } = self;
+        let GrpcServer { listener, ops, tls, trust_domain, reflection, grace } = self;
         let ops = tokio::spawn(ops.serve(shutdown.clone()));
-        let grpc = serve_grpc(listener, api, tls, shutdown.clone());
+        let layer = CallLayer::new(api.calls, &trust_domain);
+        let api = Served { name: api.name, routes: api.routes, descriptor_set: api.descriptor_set };
+        let grpc = serve_grpc(listener, api, layer, tls, reflection, shutdown.clone());
         let served = crate::shutdown::with_grace(grpc, &shutdown, grace).await;
         shutdown.cancel();
         match ops.await {
@@ -110,18 +143,34 @@ impl GrpcServer {
     }
 }
 
+/// An [`Api`] whose policy has become the call layer.
+struct Served {
+    name: &'static str,
+    routes: Routes,
+    descriptor_set: &'static [u8],
+}
+
 async fn serve_grpc(
     listener: TcpListener,
-    api: Api,
+    api: Served,
+    layer: CallLayer,
     tls: Option<ServerTlsConfig>,
+    reflection: bool,
     shutdown: CancellationToken,
 ) -> Result<(), GrpcServeError> {
-    let Api { name, routes, descriptor_set, calls } = api;
+    let Served { name, routes, descriptor_set } = api;
     let (health, health_service) = tonic_health::server::health_reporter();
     health.set_service_status(name, ServingStatus::Serving).await;
-    let reflection = tonic_reflection::server::Builder::configure()
-        .register_encoded_file_descriptor_set(descriptor_set)
-        .build_v1()?;
+    let reflection = if reflection {
+        tracing::info!(service = name, "serving gRPC reflection (GRPC_REFLECTION)");
+        Some(
+            tonic_reflection::server::Builder::configure()
+                .register_encoded_file_descriptor_set(descriptor_set)
+                .build_v1()?,
+        )
+    } else {
+        None
+    };
 
     let mut server = Server::builder();
     if let Some(tls) = tls {
@@ -129,10 +178,10 @@ async fn serve_grpc(
     }
     let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
     server
-        .layer(CallLayer::new(calls))
+        .layer(layer)
         .add_routes(routes)
         .add_service(health_service)
-        .add_service(reflection)
+        .add_optional_service(reflection)
         .serve_with_incoming_shutdown(incoming, async move {
             shutdown.cancelled().await;
             health.set_service_status(name, ServingStatus::NotServing).await;

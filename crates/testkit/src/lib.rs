@@ -324,10 +324,10 @@ pub fn tls_alert(err: &(dyn std::error::Error + 'static)) -> Option<String> {
 }
 
 /// A throwaway PKI for one test: a CA and certificates for `spiffe://fetchreward/<name>`
-/// identities, as files (the services read files) in a directory of the test's own.
+/// identities, as files (the services read files) in a directory of the test's own, readable
+/// by its owner only and removed when the value is dropped.
 pub struct TestPki {
-    /// Where the files are.
-    pub dir: std::path::PathBuf,
+    dir: tempfile::TempDir,
     ca: fetchreward_devpki::DevCa,
 }
 
@@ -360,34 +360,60 @@ impl TlsPaths {
 impl TestPki {
     /// A new CA, in a new directory.
     pub fn new() -> TestPki {
-        let dir = std::env::temp_dir().join(unique_name("fr_pki"));
-        std::fs::create_dir_all(&dir).expect("creates the PKI directory");
+        use std::os::unix::fs::PermissionsExt;
+        let dir =
+            tempfile::Builder::new().prefix("fr_pki_").tempdir().expect("creates a directory");
+        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o700))
+            .expect("makes the directory private");
         let ca = fetchreward_devpki::DevCa::new("test CA").expect("creates a CA");
-        std::fs::write(dir.join("ca.pem"), &ca.cert_pem).expect("writes the CA");
+        std::fs::write(dir.path().join("ca.pem"), &ca.cert_pem).expect("writes the CA");
         TestPki { dir, ca }
+    }
+
+    /// The directory of the files.
+    pub fn dir(&self) -> &std::path::Path {
+        self.dir.path()
     }
 
     /// The path of the CA certificate.
     pub fn ca_path(&self) -> String {
-        self.dir.join("ca.pem").display().to_string()
+        self.dir().join("ca.pem").display().to_string()
     }
 
     /// A currently valid identity `spiffe://fetchreward/<name>`.
     pub fn identity(&self, name: &str) -> TlsPaths {
-        self.issue(name, fetchreward_devpki::Validity::Current)
+        let uri = format!("spiffe://fetchreward/{name}");
+        self.issue(name, &[uri], fetchreward_devpki::Validity::Current)
     }
 
     /// An identity whose certificate expired yesterday.
     pub fn expired(&self, name: &str) -> TlsPaths {
-        self.issue(&format!("{name}-expired"), fetchreward_devpki::Validity::Expired)
+        let uri = format!("spiffe://fetchreward/{name}");
+        self.issue(name, &[uri], fetchreward_devpki::Validity::Expired)
     }
 
-    fn issue(&self, name: &str, validity: fetchreward_devpki::Validity) -> TlsPaths {
-        let issued = self.ca.issue(name.trim_end_matches("-expired"), validity).expect("issues");
-        let cert = self.dir.join(format!("{name}.pem"));
-        let key = self.dir.join(format!("{name}.key"));
+    /// A valid certificate, stored as `<file>`, whose URI SANs are `uris` (none, several, of
+    /// another trust domain...).
+    pub fn with_uris(&self, file: &str, uris: &[&str]) -> TlsPaths {
+        let uris: Vec<String> = uris.iter().map(|uri| (*uri).to_owned()).collect();
+        self.issue(file, &uris, fetchreward_devpki::Validity::Current)
+    }
+
+    fn issue(
+        &self,
+        file: &str,
+        uris: &[String],
+        validity: fetchreward_devpki::Validity,
+    ) -> TlsPaths {
+        let file = match validity {
+            fetchreward_devpki::Validity::Current => file.to_owned(),
+            fetchreward_devpki::Validity::Expired => format!("{file}-expired"),
+        };
+        let issued = self.ca.issue_with_uris(&file, uris, validity).expect("issues");
+        let cert = self.dir().join(format!("{file}.pem"));
+        let key = self.dir().join(format!("{file}.key"));
         std::fs::write(&cert, issued.cert).expect("writes the certificate");
-        std::fs::write(&key, issued.key).expect("writes the key");
+        fetchreward_devpki::write_private(&key, &issued.key).expect("writes the key");
         TlsPaths {
             ca: self.ca_path(),
             cert: cert.display().to_string(),
@@ -429,6 +455,20 @@ mod tests {
         let status = tonic::Status::from_error(Box::new(io));
         assert_eq!(tls_alert(&status).as_deref(), Some("CertificateExpired"));
         assert_eq!(tls_alert(&tonic::Status::permission_denied("no")), None);
+    }
+
+    #[test]
+    fn test_keys_are_private_and_gone_with_the_pki() {
+        use std::os::unix::fs::PermissionsExt;
+        let pki = TestPki::new();
+        let dir = pki.dir().to_owned();
+        let paths = pki.identity("reader");
+        let mode =
+            |path: &str| std::fs::metadata(path).expect("exists").permissions().mode() & 0o777;
+        assert_eq!(mode(&paths.key), 0o600);
+        assert_eq!(mode(&dir.display().to_string()), 0o700);
+        drop(pki);
+        assert!(!dir.exists());
     }
 
     #[test]

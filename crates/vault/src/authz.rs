@@ -112,7 +112,8 @@ mod tests {
     fn policy(env: &[(&str, &str)], tls: bool) -> Policy {
         let env: HashMap<&str, &str> = env.iter().copied().collect();
         let mut reader = ConfigReader::new(&env);
-        let policy = Policy::from_env(&mut reader, &Method::POLICY_GROUPS, tls);
+        let trust_domain = tls.then_some(fetchreward_runtime::tls::DEFAULT_TRUST_DOMAIN);
+        let policy = Policy::from_env(&mut reader, &Method::POLICY_GROUPS, trust_domain);
         reader.finish().expect("a valid policy");
         policy
     }

@@ -4,10 +4,9 @@
 //! Variables: see `docs/configuration.md`; the vault-specific ones are described on
 //! [`VaultConfig`]'s fields.
 
-use std::net::SocketAddr;
-
 use fetchreward_runtime::authz::Policy;
 use fetchreward_runtime::config::{CommonConfig, ConfigErrors, ConfigReader, EnvSource};
+use fetchreward_runtime::grpc::GrpcSettings;
 use fetchreward_runtime::postgres::PgConfig;
 use fetchreward_runtime::tls::TlsFiles;
 
@@ -26,8 +25,9 @@ pub struct VaultConfig {
     /// Logging, the operations server (`HTTP_ADDR`, default `0.0.0.0:9101`), the shutdown
     /// grace period.
     pub common: CommonConfig,
-    /// gRPC listen address (`GRPC_ADDR`, default `0.0.0.0:50051`).
-    pub grpc_addr: SocketAddr,
+    /// gRPC listen address (`GRPC_ADDR`, default `0.0.0.0:50051`) and reflection
+    /// (`GRPC_REFLECTION`, default off).
+    pub grpc: GrpcSettings,
     /// The database holding the `vault` schema (`DATABASE_URL`, `DATABASE_CA_FILE`,
     /// `DATABASE_POOL_SIZE`).
     pub database: PgConfig,
@@ -57,7 +57,7 @@ impl VaultConfig {
     pub fn from_env(env: &dyn EnvSource) -> Result<Self, ConfigErrors> {
         let mut reader = ConfigReader::new(env);
         let common = CommonConfig::from_env(&mut reader, SERVICE, "0.0.0.0:9101");
-        let grpc_addr = reader.addr("GRPC_ADDR", "0.0.0.0:50051");
+        let grpc = GrpcSettings::from_env(&mut reader, "0.0.0.0:50051");
         let database = PgConfig::from_env(&mut reader);
         let migration_database = database.as_ref().and_then(|database| {
             database.sibling_from_env(&mut reader, "DATABASE_MIGRATION_URL", 1)
@@ -72,7 +72,11 @@ impl VaultConfig {
             );
         }
         let tls = TlsFiles::from_env(&mut reader);
-        let policy = Policy::from_env(&mut reader, &Method::POLICY_GROUPS, tls.is_some());
+        let policy = Policy::from_env(
+            &mut reader,
+            &Method::POLICY_GROUPS,
+            tls.as_ref().map(|tls| tls.trust_domain.as_str()),
+        );
         let defaults = KnownTokensConfig::default();
         let known_tokens = KnownTokensConfig {
             capacity: reader.or_default(
@@ -87,7 +91,7 @@ impl VaultConfig {
         let database = database.expect("finish() reports a missing DATABASE_URL");
         Ok(VaultConfig {
             common,
-            grpc_addr,
+            grpc,
             migration_database,
             database,
             kms: KmsSettings {
@@ -140,7 +144,7 @@ mod tests {
             ("KMS_KEY_ID", "alias/fetchreward"),
         ]);
         let config = VaultConfig::from_env(&env).expect("valid");
-        assert_eq!(config.grpc_addr, "0.0.0.0:50051".parse().expect("addr"));
+        assert_eq!(config.grpc.addr, "0.0.0.0:50051".parse().expect("addr"));
         assert_eq!(config.common.http_addr, "0.0.0.0:9101".parse().expect("addr"));
         assert_eq!(config.kms.key_id, "alias/fetchreward");
         assert_eq!(config.kms.endpoint, None);

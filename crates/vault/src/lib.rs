@@ -106,7 +106,7 @@ impl Application {
             .map_err(StartError::own)?;
         let vault = Arc::new(vault);
         let server = GrpcServer::bind(
-            config.grpc_addr,
+            &config.grpc,
             &config.common,
             config.tls.as_ref(),
             postgres::readiness(vault.store().pool().clone()),

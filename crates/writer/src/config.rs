@@ -1,9 +1,8 @@
 //! The writer's configuration, read from the environment.
 
-use std::net::SocketAddr;
-
 use fetchreward_runtime::authz::Policy;
 use fetchreward_runtime::config::{CommonConfig, ConfigErrors, ConfigReader, EnvSource};
+use fetchreward_runtime::grpc::GrpcSettings;
 use fetchreward_runtime::postgres::PgConfig;
 use fetchreward_runtime::tls::TlsFiles;
 
@@ -15,8 +14,9 @@ pub(crate) const WRITE: &str = "write";
 pub struct WriterConfig {
     /// Logging, the operations server, the shutdown grace period.
     pub common: CommonConfig,
-    /// gRPC listen address (`GRPC_ADDR`, default `0.0.0.0:50052`).
-    pub grpc_addr: SocketAddr,
+    /// gRPC listen address (`GRPC_ADDR`, default `0.0.0.0:50052`) and reflection
+    /// (`GRPC_REFLECTION`, default off).
+    pub grpc: GrpcSettings,
     /// The database holding `user_logins`.
     pub database: PgConfig,
     /// Mutual TLS (`TLS_CA_FILE`, `TLS_CERT_FILE`, `TLS_KEY_FILE`); plaintext when absent.
@@ -30,14 +30,15 @@ impl WriterConfig {
     pub fn from_env(env: &dyn EnvSource) -> Result<Self, ConfigErrors> {
         let mut reader = ConfigReader::new(env);
         let common = CommonConfig::from_env(&mut reader, crate::SERVICE, "0.0.0.0:9102");
-        let grpc_addr = reader.addr("GRPC_ADDR", "0.0.0.0:50052");
+        let grpc = GrpcSettings::from_env(&mut reader, "0.0.0.0:50052");
         let database = PgConfig::from_env(&mut reader);
         let tls = TlsFiles::from_env(&mut reader);
-        let policy = Policy::from_env(&mut reader, &[(WRITE, "AUTHZ_WRITE")], tls.is_some());
+        let trust_domain = tls.as_ref().map(|tls| tls.trust_domain.as_str());
+        let policy = Policy::from_env(&mut reader, &[(WRITE, "AUTHZ_WRITE")], trust_domain);
         reader.finish()?;
         Ok(WriterConfig {
             common,
-            grpc_addr,
+            grpc,
             database: database.expect("a missing DATABASE_URL is reported by finish"),
             tls,
             policy,
@@ -56,7 +57,7 @@ mod tests {
         let env: HashMap<&str, &str> =
             HashMap::from([("DATABASE_URL", "postgres://db/x?sslmode=require")]);
         let config = WriterConfig::from_env(&env).expect("valid");
-        assert_eq!(config.grpc_addr.port(), 50052);
+        assert_eq!(config.grpc.addr.port(), 50052);
         assert_eq!(config.common.http_addr.port(), 9102);
         assert_eq!(config.database.pool_size, 10);
     }

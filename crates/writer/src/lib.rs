@@ -50,7 +50,7 @@ impl Application {
         let pool = postgres::client_pool(&config.database)?;
         postgres::migrate_with(&config.database, MIGRATIONS, "public", MIGRATION_LOCK_KEY).await?;
         let server = GrpcServer::bind(
-            config.grpc_addr,
+            &config.grpc,
             &config.common,
             config.tls.as_ref(),
             postgres::readiness(pool.clone()),
@@ -84,7 +84,7 @@ impl Application {
                 config.policy,
             ),
         };
-        tracing::info!(grpc_addr = %config.grpc_addr, tls = config.tls.is_some(), "writer serving");
+        tracing::info!(grpc_addr = %config.grpc.addr, tls = config.tls.is_some(), "writer serving");
         server.serve(api, shutdown).await
     }
 }

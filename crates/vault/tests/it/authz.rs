@@ -130,6 +130,7 @@ async fn every_method_is_refused_to_all_but_its_listed_identity() {
         .await
         .expect("the vault starts with TLS");
     let port = app.grpc_addr().port();
+    let http_addr = app.http_addr();
     let running = Spawned::new(|shutdown| app.run_until_stopped(shutdown));
 
     let ingestor = pki.identity("ingestor");
@@ -160,8 +161,24 @@ async fn every_method_is_refused_to_all_but_its_listed_identity() {
         let mut wrong = connect(port, pki.identity(wrong).client_tls()).await.expect("connects");
         assert_eq!(call.make(&mut wrong, &token).await, Err(Code::PermissionDenied), "{call:?}");
 
-        // The right name, but from another CA, or expired: no session at all.
+        // A certificate of the CA that names nobody: no URI SAN, the right id beside another,
+        // or the right name in another trust domain. Refused before the policy is asked.
         let name = call.allowed().rsplit('/').next().expect("a name");
+        let foreign_domain = format!("spiffe://elsewhere/{name}");
+        for (file, uris) in [
+            ("no-uri", vec![]),
+            ("two-uris", vec![call.allowed(), "spiffe://fetchreward/someone"]),
+            ("foreign-domain", vec![foreign_domain.as_str()]),
+        ] {
+            let mut nobody = connect(port, pki.with_uris(file, &uris).client_tls())
+                .await
+                .expect("the handshake succeeds: the CA signed it");
+            let status = call.send(&mut nobody, &token).await.expect_err("refused");
+            assert_eq!(status.code(), Code::Unauthenticated, "{call:?} with {file}");
+            assert!(status.message().starts_with("the client certificate"), "{status:?}");
+        }
+
+        // The right name, but from another CA, or expired: no session at all.
         // (The foreign CA has the same name as the vault's, so its signature is what fails.)
         let foreign = foreign_identity(&pki.ca_path(), &other_pki.identity(name));
         let alert = handshake_alert(port, foreign, call, &token).await;
@@ -181,6 +198,15 @@ async fn every_method_is_refused_to_all_but_its_listed_identity() {
         };
         let mut client = connect(port, identity.client_tls()).await.expect("connects");
         assert_eq!(call.make(&mut client, &token).await, Ok(()), "{call:?} as {}", call.allowed());
+    }
+
+    let metrics = fetchreward_testkit::http_get(http_addr, "/metrics").await;
+    for reason in ["no_uri_san", "several_uri_sans", "foreign_id"] {
+        let counted = format!(
+            "fetchreward_authn_refused_total{{service=\"vault\",reason=\"{reason}\"}} {}",
+            CALLS.len()
+        );
+        assert!(metrics.contains(&counted), "{counted} in {metrics}");
     }
 
     // Every audited method left a row per call, refused ones included, naming the caller.

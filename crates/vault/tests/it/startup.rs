@@ -123,6 +123,53 @@ async fn keys_wrapped_under_another_kms_key_are_refused() {
     assert!(message.contains("refused"), "{message}");
 }
 
+/// The services reflection lists on the vault at `addr`, or the status it answers with.
+async fn reflected_services(addr: std::net::SocketAddr) -> Result<Vec<String>, tonic::Code> {
+    use tonic_reflection::pb::v1::ServerReflectionRequest;
+    use tonic_reflection::pb::v1::server_reflection_client::ServerReflectionClient;
+    use tonic_reflection::pb::v1::server_reflection_request::MessageRequest;
+    use tonic_reflection::pb::v1::server_reflection_response::MessageResponse;
+
+    let mut client = ServerReflectionClient::new(
+        tonic::transport::Endpoint::from_shared(format!("http://{addr}"))
+            .expect("a valid URI")
+            .connect()
+            .await
+            .expect("connects"),
+    );
+    let request = ServerReflectionRequest {
+        host: String::new(),
+        message_request: Some(MessageRequest::ListServices(String::new())),
+    };
+    let mut answers = client
+        .server_reflection_info(futures::stream::iter([request]))
+        .await
+        .map_err(|status| status.code())?
+        .into_inner();
+    let answer = answers.message().await.map_err(|status| status.code())?.expect("an answer");
+    match answer.message_response {
+        Some(MessageResponse::ListServicesResponse(list)) => {
+            Ok(list.service.into_iter().map(|service| service.name).collect())
+        }
+        other => panic!("not a list of services: {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn reflection_is_off_unless_enabled_and_then_lists_the_vault_alone() {
+    let resources = Resources::create().await;
+    let vault = spawn_vault_on(&resources, &[]).await;
+    assert_eq!(reflected_services(vault.grpc_addr).await, Err(tonic::Code::Unimplemented));
+    vault.running.stop().await.expect("stops cleanly");
+
+    let vault = spawn_vault_on(&resources, &[("GRPC_REFLECTION", "true")]).await;
+    let services = reflected_services(vault.grpc_addr).await.expect("reflection answers");
+    let ours: Vec<&String> =
+        services.iter().filter(|name| name.starts_with("fetchreward.")).collect();
+    assert_eq!(ours, ["fetchreward.vault.v1.VaultService"], "{services:?}");
+    vault.running.stop().await.expect("stops cleanly");
+}
+
 #[tokio::test]
 async fn serves_health_readiness_and_metrics_then_stops_cleanly() {
     let (mut vault, _resources) = spawn_vault().await;
