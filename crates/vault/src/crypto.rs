@@ -67,9 +67,13 @@ impl TokenizationKey {
         // as any fixed one (RFC 5869 section 3.1); the kind lives in `info`.
         let prk = hkdf::Salt::new(hkdf::HKDF_SHA256, &[]).extract(root.as_slice());
         let derive = |info: &[u8]| -> hmac::Key {
+            // The derived bytes pass through a buffer that is wiped on drop, never through an
+            // unwiped one (as the `From<Okm>` conversion's would be).
+            let mut bytes = Zeroizing::new([0u8; KEY_LEN]);
             prk.expand(&[info], hmac::HMAC_SHA256)
-                .expect("32 bytes is far below HKDF-SHA256's output limit")
-                .into()
+                .and_then(|okm| okm.fill(bytes.as_mut_slice()))
+                .expect("32 bytes is far below HKDF-SHA256's output limit");
+            hmac::Key::new(hmac::HMAC_SHA256, bytes.as_slice())
         };
         TokenizationKey {
             version,
@@ -241,6 +245,23 @@ mod tests {
         assert_ne!(key.token(PiiKind::Ip, &value), other_root.token(PiiKind::Ip, &value));
         let other_version = TokenizationKey::derive(KeyVersion::of(2), &key_bytes(7));
         assert_eq!(other_version.token(PiiKind::Ip, &value).to_string()[..6], *"ip_v2_");
+    }
+
+    #[test]
+    fn derivation_matches_rfc_5869_and_2104_computed_independently() {
+        // HKDF-SHA256 with an empty salt, then HMAC-SHA256, computed with Python's hashlib:
+        // a change in derivation would change every token ever issued.
+        let key = TokenizationKey::derive(KeyVersion::of(1), &key_bytes(7));
+        let mac: String = key
+            .token(PiiKind::Ip, &ip("198.51.100.7"))
+            .mac()
+            .iter()
+            .map(|byte| format!("{byte:02x}"))
+            .collect();
+        assert_eq!(mac, "0ad01dccd31906e490a5347ae95cbdd91611fa2efc10f0f4a6d3bd57eba1cd7d");
+        let link: String =
+            key.audit_chain().link(b"", b"row").iter().map(|byte| format!("{byte:02x}")).collect();
+        assert_eq!(link, "4d504e1f9f5ed256e05d5dc84026e79b8e23ecd6972ad20929755b67be0af02d");
     }
 
     #[test]
