@@ -105,7 +105,7 @@ impl Pipeline {
         .expect("vault configuration");
         let provider = KmsKeyProvider::from_sdk_config(
             &self.stack.aws_config(&self.stack.kms_endpoint),
-            KmsSettings { key_id: self.kms_key.clone(), endpoint: None },
+            KmsSettings::single_key(self.kms_key.clone()),
         );
         let app = Vault::build(config, Arc::new(provider)).await.expect("the vault starts");
         self.vault_addr = app.grpc_addr();

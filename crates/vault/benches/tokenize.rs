@@ -70,7 +70,7 @@ async fn start_vault(stack: &Stack, db: &TestDatabase, key_id: &str, cache: &str
     let config = VaultConfig::from_env(&env).expect("a valid configuration");
     let kms = KmsKeyProvider::from_sdk_config(
         &stack.aws_config(&stack.kms_endpoint),
-        KmsSettings { key_id: key_id.to_owned(), endpoint: None },
+        KmsSettings::single_key(key_id.to_owned()),
     );
     let app = Application::build(config, std::sync::Arc::new(kms))
         .await

@@ -12,8 +12,9 @@ use fetchreward_runtime::tls::TlsFiles;
 
 use crate::authz::Method;
 
+use crate::erasure::ErasureSettings;
 use crate::keys::KeyTiming;
-use crate::kms::KmsSettings;
+use crate::kms::{GenerationKeys, KmsSettings};
 use crate::known_tokens::KnownTokensConfig;
 
 /// The service name, as logged and traced.
@@ -36,8 +37,14 @@ pub struct VaultConfig {
     /// the vault runs as a member of `fetchreward_vault_runtime`, which may only append to the
     /// audit trail. Without it, `DATABASE_URL` migrates too (local development).
     pub migration_database: Option<PgConfig>,
-    /// The KMS key and endpoint (`KMS_KEY_ID`, `AWS_ENDPOINT_URL_KMS`).
+    /// The KMS key and endpoint (`KMS_KEY_ID`, `AWS_ENDPOINT_URL_KMS`), the deployment id
+    /// (`VAULT_DEPLOYMENT_ID`, default `local`), and a KMS key per data key generation
+    /// (`VAULT_GENERATION_KMS_KEYS`, `VAULT_GENERATION_KEY_POLICY_FILE`,
+    /// `VAULT_KMS_DELETION_WINDOW_DAYS`, default 7).
     pub kms: KmsSettings,
+    /// When forgotten values become unrecoverable, and whether they come back
+    /// (`VAULT_GENERATION_SECS`, `VAULT_BACKUP_RETENTION_DAYS`, `VAULT_FORGET_MODE`).
+    pub erasure: ErasureSettings,
     /// Mutual TLS (`TLS_CA_FILE`, `TLS_CERT_FILE`, `TLS_KEY_FILE`); plaintext when absent.
     pub tls: Option<TlsFiles>,
     /// Who may call what (`AUTHZ_TOKENIZE`, `AUTHZ_DETOKENIZE`, `AUTHZ_ADMIN`): nobody when
@@ -87,6 +94,19 @@ impl VaultConfig {
             ttl: reader.seconds("VAULT_TOKEN_CACHE_TTL_SECS", defaults.ttl.as_secs()),
         };
         let keys = key_timing(&mut reader);
+        let deployment = reader
+            .raw("VAULT_DEPLOYMENT_ID")
+            .unwrap_or_else(|| crate::kms::DEFAULT_DEPLOYMENT.to_owned());
+        if !deployment.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_./".contains(&b))
+            || deployment.len() > 128
+        {
+            reader.problem(
+                "VAULT_DEPLOYMENT_ID: at most 128 letters, digits, `-`, `_`, `.` and `/`, \
+                 e.g. fetchreward-prod",
+            );
+        }
+        let generation_keys = generation_keys(&mut reader);
+        let erasure = ErasureSettings::from_env(&mut reader, generation_keys.as_ref());
         reader.finish()?;
         let database = database.expect("finish() reports a missing DATABASE_URL");
         Ok(VaultConfig {
@@ -97,12 +117,52 @@ impl VaultConfig {
             kms: KmsSettings {
                 key_id: key_id.expect("finish() reports a missing KMS_KEY_ID"),
                 endpoint,
+                deployment,
+                generation_keys,
             },
+            erasure,
             tls,
             policy,
             known_tokens,
             keys,
         })
+    }
+}
+
+/// A KMS key per data key generation: its key policy, and the days from a retirement to the
+/// deletion.
+fn generation_keys(reader: &mut ConfigReader<'_>) -> Option<GenerationKeys> {
+    let days: i32 = reader.or_default("VAULT_KMS_DELETION_WINDOW_DAYS", 7, "a number of days");
+    if !(7..=30).contains(&days) {
+        reader.problem("VAULT_KMS_DELETION_WINDOW_DAYS must be between 7 and 30 (KMS's limits)");
+    }
+    if !reader.flag("VAULT_GENERATION_KMS_KEYS") {
+        return None;
+    }
+    let Some(path) = reader.file("VAULT_GENERATION_KEY_POLICY_FILE") else {
+        if reader.raw("VAULT_GENERATION_KEY_POLICY_FILE").is_none() {
+            reader.problem(
+                "VAULT_GENERATION_KMS_KEYS needs VAULT_GENERATION_KEY_POLICY_FILE (the key policy \
+                 of each generation's KMS key: Terraform output generation_key_policy_json)",
+            );
+        }
+        return None;
+    };
+    match std::fs::read_to_string(&path) {
+        Ok(policy) if serde_json::from_str::<serde_json::Value>(&policy).is_ok() => {
+            Some(GenerationKeys { policy, deletion_window_days: days })
+        }
+        Ok(_) => {
+            reader.problem(format!(
+                "VAULT_GENERATION_KEY_POLICY_FILE: {} is not JSON",
+                path.display()
+            ));
+            None
+        }
+        Err(err) => {
+            reader.problem(format!("VAULT_GENERATION_KEY_POLICY_FILE: {}: {err}", path.display()));
+            None
+        }
     }
 }
 

@@ -55,10 +55,14 @@ pub struct TokenizationKey {
     ip: hmac::Key,
     device_id: hmac::Key,
     audit: hmac::Key,
+    binding: hmac::Key,
 }
 
 /// HKDF `info` of the audit chain's key (see [`AuditChain`]).
 const AUDIT_CHAIN_INFO: &[u8] = b"fetchreward audit chain";
+
+/// HKDF `info` of the key rows' binding key (see [`KeyBinding`]).
+const KEY_BINDING_INFO: &[u8] = b"fetchreward key binding";
 
 impl TokenizationKey {
     /// Derives the per-kind HMAC keys of version `version` from its root key.
@@ -80,7 +84,14 @@ impl TokenizationKey {
             ip: derive(hkdf_info(PiiKind::Ip)),
             device_id: derive(hkdf_info(PiiKind::DeviceId)),
             audit: derive(AUDIT_CHAIN_INFO),
+            binding: derive(KEY_BINDING_INFO),
         }
+    }
+
+    /// The key rows' binding key derived from this version's root (the vault uses version
+    /// 1's, the anchor every ring keeps).
+    pub fn key_binding(&self) -> KeyBinding {
+        KeyBinding { key: self.binding.clone() }
     }
 
     /// The audit chain's key derived from this version's root (the vault uses version 1's,
@@ -139,6 +150,42 @@ impl AuditChain {
         message.extend_from_slice(row);
         hmac::verify(&self.key, &message, link).is_ok()
     }
+}
+
+/// The key that binds a row of `vault.keys` to the vault that made it: each row carries
+/// `HMAC-SHA256(key, its fields)`, which nobody without tokenization key v1 can compute, so a
+/// row inserted by someone with database and KMS rights but not the vault's keys is refused.
+#[derive(Clone)]
+pub struct KeyBinding {
+    key: hmac::Key,
+}
+
+impl KeyBinding {
+    /// The binding of a row with these fields.
+    pub fn bind(&self, fields: &[&[u8]]) -> Vec<u8> {
+        hmac::sign(&self.key, &length_prefixed(fields)).as_ref().to_vec()
+    }
+
+    /// Whether `binding` is that of a row with these fields (in constant time).
+    pub fn verify(&self, fields: &[&[u8]], binding: &[u8]) -> bool {
+        hmac::verify(&self.key, &length_prefixed(fields), binding).is_ok()
+    }
+}
+
+impl fmt::Debug for KeyBinding {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("KeyBinding").finish_non_exhaustive()
+    }
+}
+
+/// Fields joined unambiguously: each preceded by its length.
+fn length_prefixed(fields: &[&[u8]]) -> Vec<u8> {
+    let mut message = Vec::with_capacity(fields.iter().map(|field| 8 + field.len()).sum());
+    for field in fields {
+        message.extend_from_slice(&(field.len() as u64).to_be_bytes());
+        message.extend_from_slice(field);
+    }
+    message
 }
 
 impl fmt::Debug for AuditChain {

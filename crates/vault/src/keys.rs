@@ -25,7 +25,7 @@ use std::time::{Duration, Instant};
 use futures::future::BoxFuture;
 use zeroize::Zeroizing;
 
-use crate::crypto::{AuditChain, DataKey, KEY_LEN, TokenizationKey};
+use crate::crypto::{AuditChain, DataKey, KEY_LEN, KeyBinding, TokenizationKey};
 use crate::store::{KeyRow, NewKey, VaultStore};
 use crate::version::KeyVersion;
 
@@ -67,13 +67,23 @@ impl fmt::Display for KeyPurpose {
 }
 
 /// Which key a wrapped blob holds. The provider binds it to the blob (the KMS encryption
-/// context), so a blob stored under another purpose or version does not unwrap.
+/// context, with the provider's deployment id), so a blob stored under another purpose,
+/// version or deployment does not unwrap.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct KeyLabel {
     /// What the key is for.
     pub purpose: KeyPurpose,
     /// Its version.
     pub version: KeyVersion,
+    /// A row made before keys were bound to a deployment: its context names none.
+    pub legacy: bool,
+}
+
+impl KeyLabel {
+    /// The label of a key made now.
+    pub fn new(purpose: KeyPurpose, version: KeyVersion) -> Self {
+        KeyLabel { purpose, version, legacy: false }
+    }
 }
 
 /// A freshly generated key: the plaintext for use now, the wrapped form for storage.
@@ -121,21 +131,79 @@ pub enum KeyProviderError {
     },
 }
 
-/// Makes and unwraps the vault's keys under a master key it never hands out (AWS KMS in
+/// Makes and unwraps the vault's keys under master keys it never hands out (AWS KMS in
 /// production).
 pub trait KeyProvider: Send + Sync + fmt::Debug + 'static {
-    /// The id of the master key, stored beside every wrapped key.
+    /// The id of the master key that wraps tokenization keys (and data keys, unless each
+    /// data key generation gets a master key of its own).
     fn master_key_id(&self) -> &str;
 
-    /// A new random 32-byte key and its wrapped form, bound to `label`.
-    fn generate(&self, label: KeyLabel) -> BoxFuture<'_, Result<GeneratedKey, KeyProviderError>>;
+    /// The deployment this provider's keys belong to, bound into every wrapping.
+    fn deployment(&self) -> &str;
 
-    /// The plaintext of a wrapped key made for `label`.
+    /// A new random 32-byte key and its wrapped form under master key `master`, bound to
+    /// `label`.
+    fn generate<'a>(
+        &'a self,
+        master: &'a str,
+        label: KeyLabel,
+    ) -> BoxFuture<'a, Result<GeneratedKey, KeyProviderError>>;
+
+    /// The plaintext of a key made for `label` and wrapped under master key `master`.
     fn unwrap_key<'a>(
         &'a self,
+        master: &'a str,
         label: KeyLabel,
         wrapped: &'a [u8],
     ) -> BoxFuture<'a, Result<Zeroizing<[u8; KEY_LEN]>, KeyProviderError>>;
+
+    /// A master key of its own for data key generation `version` (KMS `CreateKey`), or `None`
+    /// when [`KeyProvider::master_key_id`] wraps every generation.
+    fn generation_master<'a>(
+        &'a self,
+        version: KeyVersion,
+    ) -> BoxFuture<'a, Result<Option<String>, KeyProviderError>> {
+        let _ = version;
+        Box::pin(async { Ok(None) })
+    }
+
+    /// Schedules the deletion of a retired generation's own master key; returns when the
+    /// deletion happens (Unix milliseconds).
+    fn delete_generation_master<'a>(
+        &'a self,
+        master: &'a str,
+    ) -> BoxFuture<'a, Result<i64, KeyProviderError>> {
+        let _ = master;
+        Box::pin(async {
+            Err(KeyProviderError::Refused {
+                endpoint: "this key provider".to_owned(),
+                detail: "it makes no master key per generation".to_owned(),
+            })
+        })
+    }
+}
+
+/// The fields of a key row that its binding covers, in order.
+fn binding_fields<'a>(
+    purpose: KeyPurpose,
+    version: &'a [u8; 4],
+    deployment: &'a str,
+    kms_key_id: &'a str,
+    wrapped: &'a [u8],
+) -> [&'a [u8]; 5] {
+    [purpose.as_str().as_bytes(), version, deployment.as_bytes(), kms_key_id.as_bytes(), wrapped]
+}
+
+/// The binding of a new key row (see [`KeyBinding`]).
+pub fn bind(binding: &KeyBinding, key: &NewKey<'_>) -> Vec<u8> {
+    let version = key.version.get().to_be_bytes();
+    binding.bind(&binding_fields(
+        key.purpose,
+        &version,
+        key.deployment,
+        key.kms_key_id,
+        key.wrapped,
+    ))
 }
 
 /// Why the key ring cannot be loaded.
@@ -173,6 +241,20 @@ pub enum KeyError {
     /// A row of `vault.keys` cannot be used.
     #[error("vault.keys holds an unusable row: {0}")]
     BadRow(String),
+    /// A row of `vault.keys` that this vault did not make: its binding does not verify, or it
+    /// belongs to another deployment.
+    #[error(
+        "vault.keys holds {purpose} key v{version}, which this vault did not make ({why}); \
+         refusing to use it: remove the row, or restore vault.keys from a backup"
+    )]
+    Foreign {
+        /// The key's purpose.
+        purpose: KeyPurpose,
+        /// The key's version.
+        version: KeyVersion,
+        /// What gave it away.
+        why: String,
+    },
 }
 
 impl KeyError {
@@ -181,7 +263,7 @@ impl KeyError {
         match self {
             KeyError::UnwrapUnreachable { .. } | KeyError::CreateUnreachable { .. } => true,
             KeyError::Database(err) => err.is_transient(),
-            KeyError::Provider { .. } | KeyError::BadRow(_) => false,
+            KeyError::Provider { .. } | KeyError::BadRow(_) | KeyError::Foreign { .. } => false,
         }
     }
 
@@ -254,6 +336,8 @@ impl<K> Clone for Scheduled<K> {
 pub struct KeyRing {
     tokenization: BTreeMap<KeyVersion, Scheduled<TokenizationKey>>,
     data: BTreeMap<KeyVersion, Scheduled<DataKey>>,
+    /// The master key that wraps each data key version.
+    data_masters: BTreeMap<KeyVersion, String>,
     /// When the rows behind this ring were read.
     loaded_at: Instant,
 }
@@ -311,6 +395,7 @@ impl KeyRing {
         (!tokenization.is_empty() && !data.is_empty()).then_some(KeyRing {
             tokenization,
             data,
+            data_masters: BTreeMap::new(),
             loaded_at,
         })
     }
@@ -338,12 +423,27 @@ impl KeyRing {
     /// The audit chain's key: derived from the oldest tokenization root, version 1, which no
     /// rotation removes, so every replica and every later start link with the same key.
     pub fn audit_chain(&self) -> AuditChain {
-        self.tokenization
+        self.anchor().audit_chain()
+    }
+
+    /// The key rows' binding key: derived from tokenization key version 1, like the audit
+    /// chain's.
+    pub fn key_binding(&self) -> KeyBinding {
+        self.anchor().key_binding()
+    }
+
+    fn anchor(&self) -> &TokenizationKey {
+        &self
+            .tokenization
             .values()
             .next()
             .expect("a ring holds at least one version of each purpose")
             .key
-            .audit_chain()
+    }
+
+    /// The master key that wraps data key `version`, if held.
+    pub fn data_master(&self, version: KeyVersion) -> Option<&str> {
+        self.data_masters.get(&version).map(String::as_str)
     }
 
     /// The data key of `version`, if held.
@@ -376,56 +476,105 @@ impl fmt::Debug for KeyRing {
     }
 }
 
-/// Makes a new key version with the provider (KMS `GenerateDataKey`, bound to `label`). The
-/// first key set and every rotation make their keys here.
+/// Makes a new key version with the provider (KMS `GenerateDataKey` under `master`, bound to
+/// `label`). The first key set and every rotation make their keys here.
 pub async fn generate(
     provider: &Arc<dyn KeyProvider>,
+    master: &str,
     label: KeyLabel,
 ) -> Result<GeneratedKey, KeyError> {
-    provider.generate(label).await.map_err(|err| KeyError::creating(label, err))
+    provider.generate(master, label).await.map_err(|err| KeyError::creating(label, err))
+}
+
+/// The master key for data key generation `version`: one of its own when the provider makes
+/// them, else the provider's.
+pub async fn data_master(
+    provider: &Arc<dyn KeyProvider>,
+    version: KeyVersion,
+) -> Result<String, KeyError> {
+    let label = KeyLabel::new(KeyPurpose::Data, version);
+    match provider.generation_master(version).await {
+        Ok(Some(master)) => Ok(master),
+        Ok(None) => Ok(provider.master_key_id().to_owned()),
+        Err(err) => Err(KeyError::creating(label, err)),
+    }
 }
 
 /// Loads every stored key, creating version 1 of a purpose that has none, and unwraps them.
+///
+/// Tokenization key v1 comes first: it is the anchor from which the binding key of every row
+/// is derived, so data key v1 is made only once the v1 that won a race of first starts is
+/// known.
 #[tracing::instrument(skip_all)]
 pub async fn load_or_create(
     store: &VaultStore,
     provider: &Arc<dyn KeyProvider>,
 ) -> Result<KeyRing, KeyError> {
-    let mut loaded_at = Instant::now();
     let mut rows = store.key_rows().await?;
-    let mut created = false;
     for purpose in KeyPurpose::ALL {
         if rows.iter().any(|row| row.purpose == purpose.as_str()) {
             continue;
         }
-        let label = KeyLabel { purpose, version: KeyVersion::FIRST };
-        let generated = generate(provider, label).await?;
-        let inserted = store
-            .insert_key(&NewKey {
-                purpose,
-                version: KeyVersion::FIRST,
-                wrapped: &generated.wrapped,
-                kms_key_id: provider.master_key_id(),
-                delay: Duration::ZERO,
-            })
-            .await?;
-        if inserted.is_some() {
+        let version = KeyVersion::FIRST;
+        let label = KeyLabel::new(purpose, version);
+        let master = match purpose {
+            KeyPurpose::Tokenization => provider.master_key_id().to_owned(),
+            KeyPurpose::Data => data_master(provider, version).await?,
+        };
+        let generated = generate(provider, &master, label).await?;
+        let binding = match purpose {
+            // The anchor binds itself.
+            KeyPurpose::Tokenization => {
+                TokenizationKey::derive(version, &generated.plaintext).key_binding()
+            }
+            KeyPurpose::Data => anchor_binding(&rows, provider).await?,
+        };
+        let mut key = NewKey {
+            purpose,
+            version,
+            wrapped: &generated.wrapped,
+            kms_key_id: &master,
+            deployment: provider.deployment(),
+            binding: Vec::new(),
+            delay: Duration::ZERO,
+        };
+        key.binding = bind(&binding, &key);
+        if store.insert_key(&key).await?.is_some() {
             tracing::info!(purpose = purpose.as_str(), version = 1, "vault key created");
         }
-        created = true;
-    }
-    if created {
-        // Another replica may have won the insert: use whatever is stored now.
-        loaded_at = Instant::now();
+        // Another replica may have won the insert: go on with whatever is stored now.
         rows = store.key_rows().await?;
     }
-    let ring = build_ring(&rows, loaded_at, provider, None).await?;
+    let ring = build_ring(&rows, Instant::now(), provider, None).await?;
     tracing::info!(keys = ?ring, "vault keys unwrapped");
     Ok(ring)
 }
 
+/// Tokenization key v1 as stored: the anchor whose derived keys bind every key row and link
+/// the audit trail.
+async fn anchor(
+    rows: &[KeyRow],
+    provider: &Arc<dyn KeyProvider>,
+) -> Result<TokenizationKey, KeyError> {
+    let row = rows
+        .iter()
+        .find(|row| row.purpose == KeyPurpose::Tokenization.as_str() && row.version == 1)
+        .ok_or_else(|| KeyError::BadRow("tokenization key v1 is missing".to_owned()))?;
+    let label = label_of(row)?;
+    let root = unwrap(provider, provider.master_key_id(), label, &row.wrapped).await?;
+    Ok(TokenizationKey::derive(KeyVersion::FIRST, &root))
+}
+
+/// The binding key of the stored tokenization key v1.
+async fn anchor_binding(
+    rows: &[KeyRow],
+    provider: &Arc<dyn KeyProvider>,
+) -> Result<KeyBinding, KeyError> {
+    Ok(anchor(rows, provider).await?.key_binding())
+}
+
 /// Reads `vault.keys` again and returns the ring it describes now, creating none: picks up
-/// versions that a rotation added (on any replica) and drops versions deleted from the table.
+/// versions that a rotation added (on any replica) and drops versions retired or deleted.
 /// Only versions `held` lacks are unwrapped, so a refresh without news costs no KMS call.
 #[tracing::instrument(skip_all)]
 pub async fn refresh(
@@ -438,34 +587,100 @@ pub async fn refresh(
     build_ring(&rows, loaded_at, provider, Some(held)).await
 }
 
+/// The master key that unwraps a data key row. Tokenization keys are always unwrapped with the
+/// configured master key (`KMS_KEY_ID`), so that a blob wrapped under any other key is refused;
+/// a data key row names its own, which its binding vouches for (a generation's KMS key), or,
+/// made before rows were bound, the configured one.
+fn data_master_of<'a>(row: &'a KeyRow, configured: &'a str) -> &'a str {
+    if row.legacy { configured } else { &row.kms_key_id }
+}
+
+/// A row's purpose and version, checked.
+fn label_of(row: &KeyRow) -> Result<KeyLabel, KeyError> {
+    let purpose = KeyPurpose::from_name(&row.purpose)
+        .ok_or_else(|| KeyError::BadRow(format!("unknown purpose {:?}", row.purpose)))?;
+    let version = KeyVersion::from_db(row.version)
+        .ok_or_else(|| KeyError::BadRow(format!("{purpose} key has version {}", row.version)))?;
+    Ok(KeyLabel { purpose, version, legacy: row.legacy })
+}
+
+/// Refuses a row this vault did not make: one of another deployment, or one whose binding
+/// does not verify under `binding`.
+fn check_origin(
+    row: &KeyRow,
+    label: KeyLabel,
+    binding: &KeyBinding,
+    deployment: &str,
+) -> Result<(), KeyError> {
+    if row.legacy {
+        return Ok(());
+    }
+    let foreign =
+        |why: String| KeyError::Foreign { purpose: label.purpose, version: label.version, why };
+    let (Some(row_deployment), Some(row_binding)) = (&row.deployment, &row.binding) else {
+        return Err(foreign("it carries no binding".to_owned()));
+    };
+    if row_deployment != deployment {
+        return Err(foreign(format!(
+            "it belongs to deployment {row_deployment:?}, this vault is {deployment:?}"
+        )));
+    }
+    let version = label.version.get().to_be_bytes();
+    let fields =
+        binding_fields(label.purpose, &version, row_deployment, &row.kms_key_id, &row.wrapped);
+    if !binding.verify(&fields, row_binding) {
+        return Err(foreign("its binding does not verify".to_owned()));
+    }
+    Ok(())
+}
+
 /// The ring of `rows`, read at `loaded_at`; keys already in `held` are reused, others
-/// unwrapped.
+/// unwrapped. Every row must have been made by this vault (see [`check_origin`]).
 async fn build_ring(
     rows: &[KeyRow],
     loaded_at: Instant,
     provider: &Arc<dyn KeyProvider>,
     held: Option<&KeyRing>,
 ) -> Result<KeyRing, KeyError> {
+    // Without a ring to reuse, the anchor is unwrapped first, and once.
+    let (binding, mut fresh_anchor) = match held {
+        Some(ring) => (ring.key_binding(), None),
+        None => {
+            let anchor = anchor(rows, provider).await?;
+            (anchor.key_binding(), Some(Arc::new(anchor)))
+        }
+    };
+    let legacy = rows.iter().filter(|row| row.legacy).count();
+    if legacy > 0 && held.is_none() {
+        tracing::warn!(
+            rows = legacy,
+            "vault.keys holds key rows made before rows were bound to their deployment; they \
+             are trusted as they are (rotate and retire data keys to replace them)"
+        );
+    }
     let mut tokenization = BTreeMap::new();
     let mut data = BTreeMap::new();
+    let mut data_masters = BTreeMap::new();
     for row in rows {
-        let purpose = KeyPurpose::from_name(&row.purpose)
-            .ok_or_else(|| KeyError::BadRow(format!("unknown purpose {:?}", row.purpose)))?;
-        let version = KeyVersion::from_db(row.version).ok_or_else(|| {
-            KeyError::BadRow(format!("{purpose} key has version {}", row.version))
-        })?;
-        let label = KeyLabel { purpose, version };
+        let label = label_of(row)?;
+        check_origin(row, label, &binding, provider.deployment())?;
+        let version = label.version;
         // The database said how far in the future the activation is; counting that from the
         // moment of the query puts every replica's switch at the same instant of the database
         // clock, whatever the replicas' own clocks say.
         let activates =
             loaded_at + Duration::from_millis(u64::try_from(row.activates_in_ms).unwrap_or(0));
-        match purpose {
+        match label.purpose {
             KeyPurpose::Tokenization => {
-                let key = match held.and_then(|ring| ring.tokenization.get(&version)) {
+                let reused = held.and_then(|ring| ring.tokenization.get(&version));
+                let key = match reused {
                     Some(scheduled) => scheduled.key.clone(),
+                    None if version == KeyVersion::FIRST && fresh_anchor.is_some() => {
+                        fresh_anchor.take().expect("checked")
+                    }
                     None => {
-                        let root = unwrap(provider, label, &row.wrapped).await?;
+                        let master = provider.master_key_id();
+                        let root = unwrap(provider, master, label, &row.wrapped).await?;
                         Arc::new(TokenizationKey::derive(version, &root))
                     }
                 };
@@ -475,26 +690,32 @@ async fn build_ring(
                 let key = match held.and_then(|ring| ring.data.get(&version)) {
                     Some(scheduled) => scheduled.key.clone(),
                     None => {
-                        let bytes = unwrap(provider, label, &row.wrapped).await?;
+                        let master = data_master_of(row, provider.master_key_id());
+                        let bytes = unwrap(provider, master, label, &row.wrapped).await?;
                         Arc::new(DataKey::new(version, &bytes))
                     }
                 };
                 data.insert(version, Scheduled { key, activates });
+                data_masters
+                    .insert(version, data_master_of(row, provider.master_key_id()).to_owned());
             }
         }
     }
-    KeyRing::from_versions(tokenization, data, loaded_at)
-        .ok_or_else(|| KeyError::BadRow("a purpose has no key".to_owned()))
+    let mut ring = KeyRing::from_versions(tokenization, data, loaded_at)
+        .ok_or_else(|| KeyError::BadRow("a purpose has no key".to_owned()))?;
+    ring.data_masters = data_masters;
+    Ok(ring)
 }
 
 /// The plaintext of one stored key.
 async fn unwrap(
     provider: &Arc<dyn KeyProvider>,
+    master: &str,
     label: KeyLabel,
     wrapped: &[u8],
 ) -> Result<Zeroizing<[u8; KEY_LEN]>, KeyError> {
     let plaintext = provider
-        .unwrap_key(label, wrapped)
+        .unwrap_key(master, label, wrapped)
         .await
         .map_err(|err| KeyError::unwrapping(label, err))?;
     tracing::debug!(
@@ -528,12 +749,16 @@ pub(crate) mod fake {
         pub(crate) unwrapped: AtomicUsize,
     }
 
-    fn master() -> RandomizedNonceKey {
+    fn wrapping_key() -> RandomizedNonceKey {
         RandomizedNonceKey::new(&AES_256_GCM, &FAKE_MASTER_KEY).expect("32-byte key")
     }
 
-    fn aad(label: KeyLabel) -> Vec<u8> {
-        format!("{}:{}", label.purpose, label.version).into_bytes()
+    /// The fake's deployment.
+    pub(crate) const DEPLOYMENT: &str = "test";
+
+    fn aad(master: &str, label: KeyLabel) -> Vec<u8> {
+        let deployment = if label.legacy { "" } else { DEPLOYMENT };
+        format!("{master}:{deployment}:{}:{}", label.purpose, label.version).into_bytes()
     }
 
     fn refused(detail: &str) -> KeyProviderError {
@@ -545,17 +770,22 @@ pub(crate) mod fake {
             "fake-master-key"
         }
 
-        fn generate(
-            &self,
+        fn deployment(&self) -> &str {
+            DEPLOYMENT
+        }
+
+        fn generate<'a>(
+            &'a self,
+            master: &'a str,
             label: KeyLabel,
-        ) -> BoxFuture<'_, Result<GeneratedKey, KeyProviderError>> {
+        ) -> BoxFuture<'a, Result<GeneratedKey, KeyProviderError>> {
             self.generated.fetch_add(1, Ordering::SeqCst);
             Box::pin(async move {
                 let mut plaintext = Zeroizing::new([0u8; KEY_LEN]);
                 aws_lc_rs::rand::fill(plaintext.as_mut_slice()).map_err(|_| refused("rand"))?;
                 let mut sealed = plaintext.to_vec();
-                let nonce = master()
-                    .seal_in_place_append_tag(Aad::from(aad(label)), &mut sealed)
+                let nonce = wrapping_key()
+                    .seal_in_place_append_tag(Aad::from(aad(master, label)), &mut sealed)
                     .map_err(|_| refused("seal"))?;
                 let mut wrapped = nonce.as_ref().to_vec();
                 wrapped.extend_from_slice(&sealed);
@@ -565,6 +795,7 @@ pub(crate) mod fake {
 
         fn unwrap_key<'a>(
             &'a self,
+            master: &'a str,
             label: KeyLabel,
             wrapped: &'a [u8],
         ) -> BoxFuture<'a, Result<Zeroizing<[u8; KEY_LEN]>, KeyProviderError>> {
@@ -577,8 +808,8 @@ pub(crate) mod fake {
                 let nonce =
                     Nonce::try_assume_unique_for_key(nonce).map_err(|_| refused("nonce"))?;
                 let mut buffer = Zeroizing::new(sealed.to_vec());
-                let plain = master()
-                    .open_in_place(nonce, Aad::from(aad(label)), buffer.as_mut_slice())
+                let plain = wrapping_key()
+                    .open_in_place(nonce, Aad::from(aad(master, label)), buffer.as_mut_slice())
                     .map_err(|_| refused("wrong label or blob"))?;
                 let key: [u8; KEY_LEN] = (&*plain).try_into().map_err(|_| refused("length"))?;
                 Ok(Zeroizing::new(key))
@@ -596,23 +827,53 @@ mod tests {
     use super::fake::FakeKeyProvider;
     use super::*;
 
+    const MASTER: &str = "fake-master-key";
+
     fn label(purpose: KeyPurpose, version: u32) -> KeyLabel {
-        KeyLabel { purpose, version: KeyVersion::of(version) }
+        KeyLabel::new(purpose, KeyVersion::of(version))
     }
 
-    /// A stored row of a freshly generated key that activates `activates_in_ms` after the read.
-    async fn row(
-        provider: &Arc<dyn KeyProvider>,
-        purpose: KeyPurpose,
-        version: u32,
-        activates_in_ms: i64,
-    ) -> KeyRow {
-        let generated = provider.generate(label(purpose, version)).await.expect("generates");
-        KeyRow {
-            purpose: purpose.as_str().into(),
-            version: KeyVersion::of(version).to_db(),
-            wrapped: generated.wrapped,
-            activates_in_ms,
+    /// Makes key rows as the vault does: bound under the binding key of the first tokenization
+    /// key v1 made.
+    struct Rows {
+        provider: Arc<dyn KeyProvider>,
+        binding: Option<KeyBinding>,
+    }
+
+    impl Rows {
+        fn new(provider: &Arc<dyn KeyProvider>) -> Self {
+            Rows { provider: provider.clone(), binding: None }
+        }
+
+        /// A stored row of a freshly generated key that activates `activates_in_ms` after the
+        /// read.
+        async fn row(&mut self, purpose: KeyPurpose, version: u32, activates_in_ms: i64) -> KeyRow {
+            let label = label(purpose, version);
+            let generated = self.provider.generate(MASTER, label).await.expect("generates");
+            let binding = self.binding.get_or_insert_with(|| {
+                assert_eq!((purpose, version), (KeyPurpose::Tokenization, 1), "the anchor first");
+                TokenizationKey::derive(KeyVersion::FIRST, &generated.plaintext).key_binding()
+            });
+            let key = NewKey {
+                purpose,
+                version: label.version,
+                wrapped: &generated.wrapped,
+                kms_key_id: MASTER,
+                deployment: fake::DEPLOYMENT,
+                binding: Vec::new(),
+                delay: Duration::ZERO,
+            };
+            let binding = bind(binding, &key);
+            KeyRow {
+                purpose: purpose.as_str().into(),
+                version: label.version.to_db(),
+                wrapped: generated.wrapped,
+                kms_key_id: MASTER.into(),
+                deployment: Some(fake::DEPLOYMENT.into()),
+                binding: Some(binding),
+                legacy: false,
+                activates_in_ms,
+            }
         }
     }
 
@@ -623,24 +884,30 @@ mod tests {
     #[tokio::test]
     async fn the_fake_provider_unwraps_what_it_generated_only_for_the_same_label() {
         let provider = FakeKeyProvider::default();
-        let generated = provider.generate(label(KeyPurpose::Data, 1)).await.expect("generates");
+        let generated =
+            provider.generate(MASTER, label(KeyPurpose::Data, 1)).await.expect("generates");
         let unwrapped = provider
-            .unwrap_key(label(KeyPurpose::Data, 1), &generated.wrapped)
+            .unwrap_key(MASTER, label(KeyPurpose::Data, 1), &generated.wrapped)
             .await
             .expect("unwraps");
         assert_eq!(*unwrapped, *generated.plaintext);
         assert!(!generated.wrapped.windows(KEY_LEN).any(|w| w == generated.plaintext.as_slice()));
-        for other in [label(KeyPurpose::Tokenization, 1), label(KeyPurpose::Data, 2)] {
-            assert!(provider.unwrap_key(other, &generated.wrapped).await.is_err());
+        let legacy = KeyLabel { legacy: true, ..label(KeyPurpose::Data, 1) };
+        for other in [label(KeyPurpose::Tokenization, 1), label(KeyPurpose::Data, 2), legacy] {
+            assert!(provider.unwrap_key(MASTER, other, &generated.wrapped).await.is_err());
         }
+        let other_master =
+            provider.unwrap_key("another", label(KeyPurpose::Data, 1), &generated.wrapped);
+        assert!(other_master.await.is_err());
     }
 
     #[tokio::test]
     async fn unwrapped_keys_rebuild_the_same_ring() {
         let provider: Arc<dyn KeyProvider> = Arc::new(FakeKeyProvider::default());
+        let mut maker = Rows::new(&provider);
         let rows = vec![
-            row(&provider, KeyPurpose::Tokenization, 1, -5).await,
-            row(&provider, KeyPurpose::Data, 1, -5).await,
+            maker.row(KeyPurpose::Tokenization, 1, -5).await,
+            maker.row(KeyPurpose::Data, 1, -5).await,
         ];
         let first = build_ring(&rows, Instant::now(), &provider, None).await.expect("unwraps");
         let second = build_ring(&rows, Instant::now(), &provider, None).await.expect("unwraps");
@@ -661,11 +928,12 @@ mod tests {
     #[tokio::test]
     async fn a_ring_uses_the_highest_activated_versions_and_keeps_the_older_data_keys() {
         let provider: Arc<dyn KeyProvider> = Arc::new(FakeKeyProvider::default());
+        let mut maker = Rows::new(&provider);
         let rows = vec![
-            row(&provider, KeyPurpose::Tokenization, 1, -60_000).await,
-            row(&provider, KeyPurpose::Tokenization, 2, -1).await,
-            row(&provider, KeyPurpose::Data, 1, -60_000).await,
-            row(&provider, KeyPurpose::Data, 2, 0).await,
+            maker.row(KeyPurpose::Tokenization, 1, -60_000).await,
+            maker.row(KeyPurpose::Tokenization, 2, -1).await,
+            maker.row(KeyPurpose::Data, 1, -60_000).await,
+            maker.row(KeyPurpose::Data, 2, 0).await,
         ];
         let ring = build_ring(&rows, Instant::now(), &provider, None).await.expect("unwraps");
         assert_eq!(ring.active_tokenization().version(), 2);
@@ -681,11 +949,12 @@ mod tests {
     #[tokio::test]
     async fn a_version_activating_later_waits_for_its_time_and_is_loaded_meanwhile() {
         let provider: Arc<dyn KeyProvider> = Arc::new(FakeKeyProvider::default());
+        let mut maker = Rows::new(&provider);
         let rows = vec![
-            row(&provider, KeyPurpose::Tokenization, 1, -60_000).await,
-            row(&provider, KeyPurpose::Tokenization, 2, 30_000).await,
-            row(&provider, KeyPurpose::Data, 1, -60_000).await,
-            row(&provider, KeyPurpose::Data, 2, 30_000).await,
+            maker.row(KeyPurpose::Tokenization, 1, -60_000).await,
+            maker.row(KeyPurpose::Tokenization, 2, 30_000).await,
+            maker.row(KeyPurpose::Data, 1, -60_000).await,
+            maker.row(KeyPurpose::Data, 2, 30_000).await,
         ];
         let loaded_at = Instant::now();
         let ring = build_ring(&rows, loaded_at, &provider, None).await.expect("unwraps");
@@ -749,12 +1018,13 @@ mod tests {
     async fn a_refresh_unwraps_only_new_versions_and_drops_deleted_ones() {
         let fake = Arc::new(FakeKeyProvider::default());
         let provider: Arc<dyn KeyProvider> = fake.clone();
-        let tokenization_v1 = row(&provider, KeyPurpose::Tokenization, 1, -1).await;
-        let data_v1 = row(&provider, KeyPurpose::Data, 1, -1).await;
-        let data_v2 = row(&provider, KeyPurpose::Data, 2, -1).await;
+        let mut maker = Rows::new(&provider);
+        let tokenization_v1 = maker.row(KeyPurpose::Tokenization, 1, -1).await;
+        let data_v1 = maker.row(KeyPurpose::Data, 1, -1).await;
+        let data_v2 = maker.row(KeyPurpose::Data, 2, -1).await;
         let rows = vec![tokenization_v1.clone(), data_v1.clone()];
         let first = build_ring(&rows, Instant::now(), &provider, None).await.expect("unwraps");
-        assert_eq!(fake.unwrapped.load(Ordering::SeqCst), 2);
+        assert_eq!(fake.unwrapped.load(Ordering::SeqCst), 2, "the anchor once, data v1");
 
         let rows = vec![tokenization_v1.clone(), data_v1, data_v2.clone()];
         let second =
@@ -776,27 +1046,56 @@ mod tests {
     #[tokio::test]
     async fn a_blob_stored_under_another_label_does_not_unwrap() {
         let provider: Arc<dyn KeyProvider> = Arc::new(FakeKeyProvider::default());
-        let data = provider.generate(label(KeyPurpose::Data, 1)).await.expect("generates");
-        // The data key's blob stored as the tokenization key: refused, not silently used.
-        let rows = vec![
-            KeyRow {
-                purpose: "tokenization".into(),
-                version: 1,
-                wrapped: data.wrapped.clone(),
-                activates_in_ms: -1,
-            },
-            KeyRow {
-                purpose: "data".into(),
-                version: 1,
-                wrapped: data.wrapped,
-                activates_in_ms: -1,
-            },
-        ];
+        let mut maker = Rows::new(&provider);
+        let tokenization = maker.row(KeyPurpose::Tokenization, 1, -1).await;
+        let mut data = maker.row(KeyPurpose::Data, 1, -1).await;
+        // The data key's row presented as data key v2: its binding names v1, and even a
+        // binding made for v2 would not help, for KMS bound the blob to v1.
+        data.version = 2;
+        let rows = vec![tokenization, maker.row(KeyPurpose::Data, 1, -1).await, data];
         let err = build_ring(&rows, Instant::now(), &provider, None).await.expect_err("refused");
         assert!(
-            matches!(err, KeyError::Provider { purpose: KeyPurpose::Tokenization, .. }),
+            matches!(err, KeyError::Foreign { purpose: KeyPurpose::Data, version, .. } if version.get() == 2),
             "{err}"
         );
+    }
+
+    #[tokio::test]
+    async fn a_row_made_behind_the_vaults_back_is_refused() {
+        let provider: Arc<dyn KeyProvider> = Arc::new(FakeKeyProvider::default());
+        let mut maker = Rows::new(&provider);
+        let mut rows = vec![
+            maker.row(KeyPurpose::Tokenization, 1, -1).await,
+            maker.row(KeyPurpose::Data, 1, -1).await,
+        ];
+        // Someone with write access to vault.keys and the right to wrap keys adds a data key of
+        // their own: it unwraps, but its binding is one they could not compute.
+        let mut intruder = Rows::new(&provider);
+        intruder.row(KeyPurpose::Tokenization, 1, -1).await;
+        rows.push(intruder.row(KeyPurpose::Data, 2, -1).await);
+        let err = build_ring(&rows, Instant::now(), &provider, None).await.expect_err("refused");
+        assert!(
+            err.to_string().contains(
+                "data key v2, which this vault did not make (its binding does not verify)"
+            ),
+            "{err}"
+        );
+
+        // Without a binding at all, or bound to another deployment: refused likewise.
+        let last = rows.len() - 1;
+        rows[last] = maker.row(KeyPurpose::Data, 2, -1).await;
+        rows[last].binding = None;
+        let err = build_ring(&rows, Instant::now(), &provider, None).await.expect_err("refused");
+        assert!(err.to_string().contains("carries no binding"), "{err}");
+        rows[last] = maker.row(KeyPurpose::Data, 2, -1).await;
+        rows[last].deployment = Some("staging".into());
+        let err = build_ring(&rows, Instant::now(), &provider, None).await.expect_err("refused");
+        assert!(err.to_string().contains("belongs to deployment \"staging\""), "{err}");
+
+        // The same row as the vault makes it is accepted.
+        rows[last] = maker.row(KeyPurpose::Data, 2, -1).await;
+        let ring = build_ring(&rows, Instant::now(), &provider, None).await.expect("bound rows");
+        assert_eq!(ring.versions(KeyPurpose::Data), [1, 2]);
     }
 
     #[test]

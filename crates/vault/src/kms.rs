@@ -1,8 +1,15 @@
 //! [`KeyProvider`] on AWS KMS: `GenerateDataKey` (AES_256) makes keys, `Decrypt` unwraps them.
 //!
-//! Each wrapped key is bound to its purpose and version through the KMS encryption context,
-//! so a blob copied to another row of `vault.keys` does not unwrap; and `Decrypt` names the
-//! expected key id, so a blob wrapped under another KMS key is refused rather than tried.
+//! Each wrapped key is bound to its deployment, purpose and version through the KMS encryption
+//! context, so a blob copied to another row of `vault.keys`, or from another deployment, does
+//! not unwrap; and `Decrypt` names the expected key id, so a blob wrapped under another KMS key
+//! is refused rather than tried. The key policy and the vault role's IAM policy require that
+//! context (deploy/terraform).
+//!
+//! With [`GenerationKeys`], every data key generation is wrapped under a KMS key of its own,
+//! made with `CreateKey` (the key policy given, tags naming the deployment and the generation)
+//! and scheduled for deletion with `ScheduleKeyDeletion` when the generation retires: from the
+//! deletion on, no copy of that generation's data key, in any backup, can be unwrapped.
 //!
 //! The client fails fast: the vault needs KMS only at start-up and on key reloads, and an
 //! unreachable KMS must stop a start with a clear message rather than stall it in retries.
@@ -20,6 +27,7 @@ use zeroize::Zeroizing;
 
 use crate::crypto::KEY_LEN;
 use crate::keys::{GeneratedKey, KeyLabel, KeyProvider, KeyProviderError};
+use crate::version::KeyVersion;
 
 /// Time to open a connection to KMS.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
@@ -30,13 +38,51 @@ const OPERATION_TIMEOUT: Duration = Duration::from_secs(10);
 /// Attempts per KMS call (the first included).
 const MAX_ATTEMPTS: u32 = 3;
 
-/// How KMS is found: the key and an optional endpoint override.
+/// How KMS is found and used.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct KmsSettings {
     /// Key id, ARN or alias of the KMS key that wraps the vault's keys (`KMS_KEY_ID`).
     pub key_id: String,
     /// Endpoint override (`AWS_ENDPOINT_URL_KMS`), e.g. moto locally; `None` in AWS.
     pub endpoint: Option<String>,
+    /// The deployment id bound into every encryption context (`VAULT_DEPLOYMENT_ID`).
+    pub deployment: String,
+    /// A KMS key per data key generation, when set.
+    pub generation_keys: Option<GenerationKeys>,
+}
+
+impl KmsSettings {
+    /// Settings for `key_id` in deployment `local`, one KMS key for everything (tests).
+    pub fn single_key(key_id: impl Into<String>) -> Self {
+        KmsSettings {
+            key_id: key_id.into(),
+            endpoint: None,
+            deployment: DEFAULT_DEPLOYMENT.to_owned(),
+            generation_keys: None,
+        }
+    }
+}
+
+/// The deployment id when `VAULT_DEPLOYMENT_ID` is unset (local development).
+pub const DEFAULT_DEPLOYMENT: &str = "local";
+
+/// How the vault makes a KMS key per data key generation (`VAULT_GENERATION_KMS_KEYS`).
+#[derive(Clone, PartialEq, Eq)]
+pub struct GenerationKeys {
+    /// The key policy of each new key (`VAULT_GENERATION_KEY_POLICY_FILE`), JSON.
+    pub policy: String,
+    /// Days between a retirement and the deletion of the generation's key
+    /// (`VAULT_KMS_DELETION_WINDOW_DAYS`, 7 to 30, as KMS allows).
+    pub deletion_window_days: i32,
+}
+
+impl fmt::Debug for GenerationKeys {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("GenerationKeys")
+            .field("policy_bytes", &self.policy.len())
+            .field("deletion_window_days", &self.deletion_window_days)
+            .finish()
+    }
 }
 
 /// The KMS-backed key provider.
@@ -44,6 +90,8 @@ pub struct KmsSettings {
 pub struct KmsKeyProvider {
     client: aws_sdk_kms::Client,
     key_id: String,
+    deployment: String,
+    generation_keys: Option<GenerationKeys>,
     /// Where KMS is, for error messages.
     endpoint: String,
 }
@@ -52,6 +100,8 @@ impl fmt::Debug for KmsKeyProvider {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("KmsKeyProvider")
             .field("key_id", &self.key_id)
+            .field("deployment", &self.deployment)
+            .field("generation_keys", &self.generation_keys)
             .field("endpoint", &self.endpoint)
             .finish_non_exhaustive()
     }
@@ -90,16 +140,30 @@ impl KmsKeyProvider {
         KmsKeyProvider {
             client: aws_sdk_kms::Client::from_conf(builder.build()),
             key_id: settings.key_id,
+            deployment: settings.deployment,
+            generation_keys: settings.generation_keys,
             endpoint,
         }
     }
 
-    fn context(label: KeyLabel) -> HashMap<String, String> {
-        HashMap::from([
+    /// The encryption context of a key: service, deployment (unless the row predates it),
+    /// purpose and version.
+    fn context(&self, label: KeyLabel) -> HashMap<String, String> {
+        let mut context = HashMap::from([
             ("fetchreward:service".to_owned(), "vault".to_owned()),
             ("fetchreward:purpose".to_owned(), label.purpose.as_str().to_owned()),
             ("fetchreward:version".to_owned(), label.version.to_string()),
-        ])
+        ]);
+        if !label.legacy {
+            context.insert("fetchreward:deployment".to_owned(), self.deployment.clone());
+        }
+        context
+    }
+
+    fn tag(key: &str, value: String) -> Result<aws_sdk_kms::types::Tag, KeyProviderError> {
+        aws_sdk_kms::types::Tag::builder().tag_key(key).tag_value(value).build().map_err(|err| {
+            KeyProviderError::Malformed { endpoint: String::new(), detail: err.to_string() }
+        })
     }
 
     fn error<E, R>(&self, err: SdkError<E, R>) -> KeyProviderError
@@ -157,14 +221,22 @@ impl KeyProvider for KmsKeyProvider {
         &self.key_id
     }
 
-    fn generate(&self, label: KeyLabel) -> BoxFuture<'_, Result<GeneratedKey, KeyProviderError>> {
+    fn deployment(&self) -> &str {
+        &self.deployment
+    }
+
+    fn generate<'a>(
+        &'a self,
+        master: &'a str,
+        label: KeyLabel,
+    ) -> BoxFuture<'a, Result<GeneratedKey, KeyProviderError>> {
         Box::pin(async move {
             let output = self
                 .client
                 .generate_data_key()
-                .key_id(&self.key_id)
+                .key_id(master)
                 .key_spec(DataKeySpec::Aes256)
-                .set_encryption_context(Some(Self::context(label)))
+                .set_encryption_context(Some(self.context(label)))
                 .send()
                 .await
                 .map_err(|err| self.error(err))?;
@@ -183,6 +255,7 @@ impl KeyProvider for KmsKeyProvider {
 
     fn unwrap_key<'a>(
         &'a self,
+        master: &'a str,
         label: KeyLabel,
         wrapped: &'a [u8],
     ) -> BoxFuture<'a, Result<Zeroizing<[u8; KEY_LEN]>, KeyProviderError>> {
@@ -190,13 +263,66 @@ impl KeyProvider for KmsKeyProvider {
             let output = self
                 .client
                 .decrypt()
-                .key_id(&self.key_id)
+                .key_id(master)
                 .ciphertext_blob(Blob::new(wrapped))
-                .set_encryption_context(Some(Self::context(label)))
+                .set_encryption_context(Some(self.context(label)))
                 .send()
                 .await
                 .map_err(|err| self.error(err))?;
             self.plaintext(output.plaintext)
+        })
+    }
+
+    fn generation_master<'a>(
+        &'a self,
+        version: KeyVersion,
+    ) -> BoxFuture<'a, Result<Option<String>, KeyProviderError>> {
+        Box::pin(async move {
+            let Some(generation_keys) = &self.generation_keys else { return Ok(None) };
+            let output = self
+                .client
+                .create_key()
+                .description(format!(
+                    "fetchreward vault {}: data key generation {version}",
+                    self.deployment
+                ))
+                .key_spec(aws_sdk_kms::types::KeySpec::SymmetricDefault)
+                .key_usage(aws_sdk_kms::types::KeyUsageType::EncryptDecrypt)
+                .policy(&generation_keys.policy)
+                .tags(Self::tag("fetchreward:deployment", self.deployment.clone())?)
+                .tags(Self::tag("fetchreward:generation", version.to_string())?)
+                .send()
+                .await
+                .map_err(|err| self.error(err))?;
+            let metadata = output.key_metadata.ok_or_else(|| KeyProviderError::Malformed {
+                endpoint: self.endpoint.clone(),
+                detail: "CreateKey returned no key metadata".to_owned(),
+            })?;
+            let id = metadata.arn().map_or_else(|| metadata.key_id().to_owned(), str::to_owned);
+            tracing::info!(generation = version.get(), kms_key = %id, "KMS key of a data key generation created");
+            Ok(Some(id))
+        })
+    }
+
+    fn delete_generation_master<'a>(
+        &'a self,
+        master: &'a str,
+    ) -> BoxFuture<'a, Result<i64, KeyProviderError>> {
+        Box::pin(async move {
+            let days = self.generation_keys.as_ref().map_or(30, |keys| keys.deletion_window_days);
+            let output = self
+                .client
+                .schedule_key_deletion()
+                .key_id(master)
+                .pending_window_in_days(days)
+                .send()
+                .await
+                .map_err(|err| self.error(err))?;
+            let at = output.deletion_date.ok_or_else(|| KeyProviderError::Malformed {
+                endpoint: self.endpoint.clone(),
+                detail: "ScheduleKeyDeletion returned no deletion date".to_owned(),
+            })?;
+            Ok(at.to_millis().unwrap_or(i64::MAX))
         })
     }
 }
@@ -226,8 +352,8 @@ mod tests {
             .region(aws_config::Region::new("eu-west-1"))
             .build();
         let settings = |endpoint: Option<&str>| KmsSettings {
-            key_id: "alias/fetchreward".into(),
             endpoint: endpoint.map(String::from),
+            ..KmsSettings::single_key("alias/fetchreward")
         };
         let regional = KmsKeyProvider::from_sdk_config(&sdk, settings(None));
         assert_eq!(regional.endpoint, "the AWS endpoint of eu-west-1");

@@ -16,6 +16,7 @@ pub mod audit;
 pub mod authz;
 pub mod config;
 pub mod crypto;
+pub mod erasure;
 pub mod error;
 pub mod grpc;
 pub mod keys;

@@ -42,6 +42,18 @@ pub struct KeyRow {
     /// The key as wrapped by KMS.
     #[diesel(sql_type = Binary)]
     pub wrapped: Vec<u8>,
+    /// The KMS key that wrapped it.
+    #[diesel(sql_type = Text)]
+    pub kms_key_id: String,
+    /// The deployment that made it; `None` for a legacy row.
+    #[diesel(sql_type = Nullable<Text>)]
+    pub deployment: Option<String>,
+    /// Its binding to this vault (see `crate::crypto::KeyBinding`); `None` for a legacy row.
+    #[diesel(sql_type = Nullable<Binary>)]
+    pub binding: Option<Vec<u8>>,
+    /// Made before rows were bound.
+    #[diesel(sql_type = diesel::sql_types::Bool)]
+    pub legacy: bool,
     /// Milliseconds from the moment of the read until the key takes over, by the database
     /// clock; zero or negative once it has.
     #[diesel(sql_type = BigInt)]
@@ -128,18 +140,19 @@ struct Number {
     n: i64,
 }
 
-/// Every stored key, with how long until each takes over by the database clock.
+/// Every stored key not retired, with how long until each takes over by the database clock.
 const KEY_ROWS: &str = "\
-SELECT purpose, version, wrapped,
+SELECT purpose, version, wrapped, kms_key_id, deployment, binding, legacy,
        (extract(epoch FROM activates_at - now()) * 1000)::bigint AS activates_in_ms
 FROM vault.keys
+WHERE retired_at IS NULL
 ORDER BY purpose, version";
 
 /// Store a wrapped key that takes over `$5` milliseconds from now (database clock), unless that
 /// purpose and version exist. The first key set and every rotation insert through here.
 const INSERT_KEY: &str = "\
-INSERT INTO vault.keys (purpose, version, wrapped, kms_key_id, activates_at)
-VALUES ($1, $2, $3, $4, now() + $5 * interval '1 millisecond')
+INSERT INTO vault.keys (purpose, version, wrapped, kms_key_id, activates_at, deployment, binding)
+VALUES ($1, $2, $3, $4, now() + $5 * interval '1 millisecond', $6, $7)
 ON CONFLICT (purpose, version) DO NOTHING
 RETURNING (extract(epoch FROM activates_at) * 1000)::bigint AS activates_at_unix_ms";
 
@@ -564,7 +577,7 @@ impl VaultStore {
 }
 
 /// A wrapped key version to store.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct NewKey<'a> {
     /// What it is for.
     pub purpose: KeyPurpose,
@@ -574,6 +587,10 @@ pub struct NewKey<'a> {
     pub wrapped: &'a [u8],
     /// The KMS key that wrapped it.
     pub kms_key_id: &'a str,
+    /// The deployment it belongs to.
+    pub deployment: &'a str,
+    /// Its binding (`crate::keys::bind`).
+    pub binding: Vec<u8>,
     /// How long from now until it takes over.
     pub delay: Duration,
 }
@@ -590,6 +607,8 @@ async fn insert_key(
         .bind::<Binary, _>(key.wrapped)
         .bind::<Text, _>(key.kms_key_id)
         .bind::<BigInt, _>(delay_ms)
+        .bind::<Text, _>(key.deployment)
+        .bind::<Binary, _>(&key.binding)
         .load(conn)
         .await?;
     Ok(inserted.into_iter().next().map(|row| row.activates_at_unix_ms))

@@ -110,18 +110,26 @@ impl Vault {
         delay: Duration,
     ) -> Result<Rotated, VaultError> {
         let version = self.store.next_key_version(target).await?;
+        let master = match target {
+            KeyPurpose::Tokenization => self.provider.master_key_id().to_owned(),
+            KeyPurpose::Data => keys::data_master(&self.provider, version).await?,
+        };
         let generated =
-            keys::generate(&self.provider, KeyLabel { purpose: target, version }).await?;
+            keys::generate(&self.provider, &master, KeyLabel::new(target, version)).await?;
+        let mut key = NewKey {
+            purpose: target,
+            version,
+            wrapped: &generated.wrapped,
+            kms_key_id: &master,
+            deployment: self.provider.deployment(),
+            binding: Vec::new(),
+            delay,
+        };
+        key.binding = keys::bind(&self.ring().key_binding(), &key);
         let stored = self
             .store
             .insert_key_and_audit(
-                &NewKey {
-                    purpose: target,
-                    version,
-                    wrapped: &generated.wrapped,
-                    kms_key_id: self.provider.master_key_id(),
-                    delay,
-                },
+                &key,
                 |activates_at_unix_ms| {
                     let detail = format!(
                         "{target} key v{version}, activates at {}",
@@ -133,6 +141,12 @@ impl Vault {
             )
             .await
             .map_err(audited_write_error)?;
+        if stored.is_none() && master != self.provider.master_key_id() {
+            // The KMS key made for the version that another rotation took serves nothing.
+            if let Err(err) = self.provider.delete_generation_master(&master).await {
+                tracing::warn!(error = %err, kms_key = %master, "an unused generation KMS key was not scheduled for deletion");
+            }
+        }
         match stored {
             Some((activates_at_unix_ms, audit_id)) => {
                 Ok(Rotated { purpose: target, version, activates_at_unix_ms, audit_id })

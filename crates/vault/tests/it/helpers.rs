@@ -15,6 +15,7 @@ use fetchreward_proto::vault::v1::{
 use fetchreward_testkit::{Spawned, Stack, TestDatabase, create_kms_key};
 use fetchreward_vault::keys::{GeneratedKey, KeyLabel, KeyProvider, KeyProviderError};
 use fetchreward_vault::kms::{KmsKeyProvider, KmsSettings};
+use fetchreward_vault::version::KeyVersion;
 use fetchreward_vault::{Application, StartError, VaultConfig};
 use futures::future::BoxFuture;
 use tonic::transport::Channel;
@@ -64,7 +65,7 @@ impl Resources {
 pub fn kms_at(stack: &Stack, endpoint: &str, key_id: &str) -> Arc<dyn KeyProvider> {
     Arc::new(KmsKeyProvider::from_sdk_config(
         &stack.aws_config(endpoint),
-        KmsSettings { key_id: key_id.to_owned(), endpoint: None },
+        KmsSettings::single_key(key_id.to_owned()),
     ))
 }
 
@@ -143,9 +144,17 @@ impl KeyProvider for HeldAtBarrier {
         self.inner.master_key_id()
     }
 
-    fn generate(&self, label: KeyLabel) -> BoxFuture<'_, Result<GeneratedKey, KeyProviderError>> {
+    fn deployment(&self) -> &str {
+        self.inner.deployment()
+    }
+
+    fn generate<'a>(
+        &'a self,
+        master: &'a str,
+        label: KeyLabel,
+    ) -> BoxFuture<'a, Result<GeneratedKey, KeyProviderError>> {
         Box::pin(async move {
-            let generated = self.inner.generate(label).await;
+            let generated = self.inner.generate(master, label).await;
             if (self.hold)(label) {
                 self.barrier.wait().await;
             }
@@ -155,10 +164,25 @@ impl KeyProvider for HeldAtBarrier {
 
     fn unwrap_key<'a>(
         &'a self,
+        master: &'a str,
         label: KeyLabel,
         wrapped: &'a [u8],
     ) -> BoxFuture<'a, Result<Zeroizing<[u8; 32]>, KeyProviderError>> {
-        self.inner.unwrap_key(label, wrapped)
+        self.inner.unwrap_key(master, label, wrapped)
+    }
+
+    fn generation_master<'a>(
+        &'a self,
+        version: KeyVersion,
+    ) -> BoxFuture<'a, Result<Option<String>, KeyProviderError>> {
+        self.inner.generation_master(version)
+    }
+
+    fn delete_generation_master<'a>(
+        &'a self,
+        master: &'a str,
+    ) -> BoxFuture<'a, Result<i64, KeyProviderError>> {
+        self.inner.delete_generation_master(master)
     }
 }
 

@@ -5,6 +5,7 @@ use std::process::{Command, Output};
 use std::sync::Arc;
 use std::time::Duration;
 
+use diesel_async::RunQueryDsl;
 use fetchreward_model::{PiiKind, canonical_ip};
 use fetchreward_runtime::postgres::{self, PgConfig};
 use fetchreward_testkit::http_get;
@@ -255,4 +256,51 @@ async fn the_binary_names_kms_and_its_endpoint_when_kms_is_down() {
     let stdout = String::from_utf8_lossy(&output.stdout);
     assert!(stdout.contains(&format!("cannot reach KMS at {endpoint}")), "{stdout}");
     assert!(stdout.contains("fetchreward-vault cannot start"), "{stdout}");
+}
+
+#[tokio::test]
+async fn a_key_row_inserted_behind_the_vaults_back_is_refused_at_start() {
+    let resources = Resources::create().await;
+    spawn_vault_on(&resources, &[]).await.running.stop().await.expect("stops cleanly");
+    // Someone with write access to vault.keys and the right to use the KMS key makes data key
+    // v2 exactly as the vault would, encryption context included: they know its plaintext.
+    let context = [
+        ("fetchreward:service", "vault"),
+        ("fetchreward:deployment", "local"),
+        ("fetchreward:purpose", "data"),
+        ("fetchreward:version", "2"),
+    ];
+    let generated = resources
+        .stack
+        .kms()
+        .generate_data_key()
+        .key_id(&resources.kms_key_id)
+        .key_spec(aws_sdk_kms::types::DataKeySpec::Aes256)
+        .set_encryption_context(Some(
+            context.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect(),
+        ))
+        .send()
+        .await
+        .expect("KMS makes the key");
+    let wrapped = generated.ciphertext_blob.expect("a blob").into_inner();
+    let mut conn = resources.db.connect().await;
+    diesel::sql_query(
+        "INSERT INTO vault.keys (purpose, version, wrapped, kms_key_id, deployment, binding)
+         VALUES ('data', 2, $1, $2, 'local', $3)",
+    )
+    .bind::<diesel::sql_types::Binary, _>(wrapped)
+    .bind::<diesel::sql_types::Text, _>(&resources.kms_key_id)
+    .bind::<diesel::sql_types::Binary, _>(vec![0u8; 32])
+    .execute(&mut conn)
+    .await
+    .expect("inserted");
+
+    let message = Application::build(resources.config(&[]), resources.kms())
+        .await
+        .expect_err("the vault refuses to start with a key it did not make")
+        .to_string();
+    assert!(
+        message.contains("vault.keys holds data key v2, which this vault did not make"),
+        "{message}"
+    );
 }
