@@ -1,9 +1,13 @@
 # IAM roles for service accounts (IRSA), one per service, each trusted only by its own
-# Kubernetes service account:
-#   ingestor  consume login-queue, send invalid messages to login-queue-dlq
-#   vault     GenerateDataKey / Decrypt with the vault key
-#   writer    no permissions (it only talks to PostgreSQL); the role pins the pod's AWS
-#             identity so that it never falls back to the node's instance role
+# Kubernetes service account, and the DLQ triage role for operators:
+#   ingestor    consume login-queue, send to login-queue-dlq, seal dead-lettered bodies with
+#               the DLQ key (GenerateDataKey only, never Decrypt), SQS key through SQS
+#   vault       GenerateDataKey / Decrypt with the vault key under its encryption context; with
+#               generation_kms_keys, create, use and schedule the deletion of its generation keys
+#   writer      no permissions (it only talks to PostgreSQL); the role pins the pod's AWS
+#               identity so that it never falls back to the node's instance role
+#   dlq-triage  read, open, delete and redrive dead letters; only when triage_principal_arns
+#               names someone who may assume it
 
 locals {
   oidc_issuer = element(split("oidc-provider/", var.eks_oidc_provider_arn), 1)
@@ -13,6 +17,8 @@ locals {
     vault    = "${var.k8s_service_account_prefix}-vault"
     writer   = "${var.k8s_service_account_prefix}-writer"
   }
+
+  triage_enabled = length(var.triage_principal_arns) > 0
 }
 
 data "aws_iam_policy_document" "irsa_trust" {
@@ -65,6 +71,38 @@ data "aws_iam_policy_document" "ingestor" {
     actions   = ["sqs:SendMessage"]
     resources = [aws_sqs_queue.dlq.arn]
   }
+
+  # SSE-KMS of both queues: Decrypt to receive, GenerateDataKey (and Decrypt) to send.
+  statement {
+    sid       = "QueueEncryption"
+    actions   = ["kms:GenerateDataKey", "kms:Decrypt"]
+    resources = [aws_kms_key.sqs.arn]
+
+    condition {
+      test     = "StringEquals"
+      variable = "kms:ViaService"
+      values   = [local.sqs_via_service]
+    }
+  }
+
+  statement {
+    sid       = "SealDeadLetters"
+    actions   = ["kms:GenerateDataKey"]
+    resources = [aws_kms_key.dlq.arn]
+
+    condition {
+      test     = "StringEquals"
+      variable = "kms:EncryptionContext:fetchreward:purpose"
+      values   = ["dlq"]
+    }
+  }
+
+  statement {
+    sid       = "NeverOpenDeadLetters"
+    effect    = "Deny"
+    actions   = ["kms:Decrypt"]
+    resources = [aws_kms_key.dlq.arn]
+  }
 }
 
 resource "aws_iam_role_policy" "ingestor" {
@@ -73,14 +111,201 @@ resource "aws_iam_role_policy" "ingestor" {
   policy = data.aws_iam_policy_document.ingestor.json
 }
 
+locals {
+  # Keys the vault creates are in this account and region and carry these tags.
+  generation_key_arns = "arn:${local.partition}:kms:${var.region}:${local.account_id}:key/*"
+  generation_tag_keys = ["fetchreward:deployment", "fetchreward:generation"]
+
+  # Keys of this configuration (and the database's): never tagged, untagged or scheduled for
+  # deletion by the vault.
+  terraform_key_arns = [aws_kms_key.vault.arn, aws_kms_key.sqs.arn, aws_kms_key.dlq.arn, local.db_kms_key_arn]
+}
+
 data "aws_iam_policy_document" "vault" {
   statement {
-    sid = "EnvelopeEncryption"
-    actions = [
-      "kms:GenerateDataKey",
-      "kms:Decrypt",
-    ]
+    sid       = "EnvelopeEncryption"
+    actions   = ["kms:GenerateDataKey", "kms:Decrypt"]
     resources = [aws_kms_key.vault.arn]
+
+    condition {
+      test     = "StringEquals"
+      variable = "kms:EncryptionContext:fetchreward:service"
+      values   = ["vault"]
+    }
+
+    condition {
+      test     = "StringEquals"
+      variable = "kms:EncryptionContext:fetchreward:deployment"
+      values   = [var.deployment_id]
+    }
+  }
+
+  dynamic "statement" {
+    for_each = var.vault_legacy_context_decrypt ? [1] : []
+    content {
+      sid       = "OpenLegacyRows"
+      actions   = ["kms:Decrypt"]
+      resources = [aws_kms_key.vault.arn]
+
+      condition {
+        test     = "StringEquals"
+        variable = "kms:EncryptionContext:fetchreward:service"
+        values   = ["vault"]
+      }
+
+      condition {
+        test     = "Null"
+        variable = "kms:EncryptionContext:fetchreward:deployment"
+        values   = ["true"]
+      }
+    }
+  }
+
+  statement {
+    sid       = "DescribeVaultKey"
+    actions   = ["kms:DescribeKey"]
+    resources = [aws_kms_key.vault.arn]
+  }
+
+  # One key per data-key generation. CreateKey with tags also needs TagResource, which KMS
+  # authorizes on every key of the account: both are allowed only for requests that tag the
+  # key with this deployment and no tag keys but the two of a generation key.
+  dynamic "statement" {
+    for_each = var.generation_kms_keys ? [1] : []
+    content {
+      sid       = "CreateGenerationKeys"
+      actions   = ["kms:CreateKey"]
+      resources = ["*"]
+
+      condition {
+        test     = "StringEquals"
+        variable = "aws:RequestTag/fetchreward:deployment"
+        values   = [var.deployment_id]
+      }
+
+      condition {
+        test     = "ForAllValues:StringEquals"
+        variable = "aws:TagKeys"
+        values   = local.generation_tag_keys
+      }
+
+      condition {
+        test     = "StringEquals"
+        variable = "kms:KeySpec"
+        values   = ["SYMMETRIC_DEFAULT"]
+      }
+
+      condition {
+        test     = "StringEquals"
+        variable = "kms:KeyUsage"
+        values   = ["ENCRYPT_DECRYPT"]
+      }
+    }
+  }
+
+  dynamic "statement" {
+    for_each = var.generation_kms_keys ? [1] : []
+    content {
+      sid       = "TagGenerationKeys"
+      actions   = ["kms:TagResource"]
+      resources = ["*"]
+
+      condition {
+        test     = "StringEquals"
+        variable = "aws:RequestTag/fetchreward:deployment"
+        values   = [var.deployment_id]
+      }
+
+      condition {
+        test     = "ForAllValues:StringEquals"
+        variable = "aws:TagKeys"
+        values   = local.generation_tag_keys
+      }
+    }
+  }
+
+  dynamic "statement" {
+    for_each = var.generation_kms_keys ? [1] : []
+    content {
+      sid       = "UseGenerationKeys"
+      actions   = ["kms:GenerateDataKey", "kms:Decrypt"]
+      resources = [local.generation_key_arns]
+
+      condition {
+        test     = "StringEquals"
+        variable = "aws:ResourceTag/fetchreward:deployment"
+        values   = [var.deployment_id]
+      }
+
+      condition {
+        test     = "StringEquals"
+        variable = "kms:EncryptionContext:fetchreward:service"
+        values   = ["vault"]
+      }
+
+      condition {
+        test     = "StringEquals"
+        variable = "kms:EncryptionContext:fetchreward:deployment"
+        values   = [var.deployment_id]
+      }
+    }
+  }
+
+  dynamic "statement" {
+    for_each = var.generation_kms_keys ? [1] : []
+    content {
+      sid       = "RetireGenerationKeys"
+      actions   = ["kms:DescribeKey", "kms:ScheduleKeyDeletion"]
+      resources = [local.generation_key_arns]
+
+      condition {
+        test     = "StringEquals"
+        variable = "aws:ResourceTag/fetchreward:deployment"
+        values   = [var.deployment_id]
+      }
+    }
+  }
+
+  # Explicit denies outrank whatever a key policy allows, including the policy the vault
+  # attaches to the keys it creates.
+  statement {
+    sid    = "NeverCancelRewriteOrWrap"
+    effect = "Deny"
+    actions = [
+      "kms:CancelKeyDeletion",
+      "kms:PutKeyPolicy",
+      "kms:Encrypt",
+      "kms:ReEncrypt*",
+      "kms:CreateGrant",
+    ]
+    resources = ["*"]
+  }
+
+  # Retagging a key of another deployment would bring it under the statements above.
+  statement {
+    sid       = "NeverRetagOtherDeployments"
+    effect    = "Deny"
+    actions   = ["kms:TagResource"]
+    resources = ["*"]
+
+    condition {
+      test     = "Null"
+      variable = "aws:ResourceTag/fetchreward:deployment"
+      values   = ["false"]
+    }
+
+    condition {
+      test     = "StringNotEquals"
+      variable = "aws:ResourceTag/fetchreward:deployment"
+      values   = [var.deployment_id]
+    }
+  }
+
+  statement {
+    sid       = "NeverTouchTerraformKeys"
+    effect    = "Deny"
+    actions   = ["kms:TagResource", "kms:UntagResource", "kms:ScheduleKeyDeletion"]
+    resources = local.terraform_key_arns
   }
 }
 
@@ -88,4 +313,83 @@ resource "aws_iam_role_policy" "vault" {
   name   = "${var.name}-vault"
   role   = aws_iam_role.service["vault"].id
   policy = data.aws_iam_policy_document.vault.json
+}
+
+# --- DLQ triage ---------------------------------------------------------------------------------
+
+# Assumed by operators (var.triage_principal_arns) to inspect, open and redrive dead letters with
+# the CLI (fetchreward dlq ...). Not created when nobody is named: then nobody can open a sealed
+# body.
+data "aws_iam_policy_document" "triage_trust" {
+  count = local.triage_enabled ? 1 : 0
+
+  statement {
+    actions = ["sts:AssumeRole"]
+
+    principals {
+      type        = "AWS"
+      identifiers = var.triage_principal_arns
+    }
+  }
+}
+
+resource "aws_iam_role" "triage" {
+  count = local.triage_enabled ? 1 : 0
+
+  name                 = "${var.name}-dlq-triage"
+  description          = "${var.name} DLQ triage: read, open, delete and redrive dead letters"
+  assume_role_policy   = data.aws_iam_policy_document.triage_trust[0].json
+  max_session_duration = 3600
+}
+
+data "aws_iam_policy_document" "triage" {
+  statement {
+    sid = "WorkTheDlq"
+    actions = [
+      "sqs:ReceiveMessage",
+      "sqs:DeleteMessage",
+      "sqs:ChangeMessageVisibility",
+      "sqs:GetQueueAttributes",
+      "sqs:SendMessage",
+    ]
+    resources = [aws_sqs_queue.dlq.arn]
+  }
+
+  statement {
+    sid       = "RedriveToSource"
+    actions   = ["sqs:SendMessage"]
+    resources = [aws_sqs_queue.main.arn]
+  }
+
+  statement {
+    sid       = "QueueEncryption"
+    actions   = ["kms:GenerateDataKey", "kms:Decrypt"]
+    resources = [aws_kms_key.sqs.arn]
+
+    condition {
+      test     = "StringEquals"
+      variable = "kms:ViaService"
+      values   = [local.sqs_via_service]
+    }
+  }
+
+  statement {
+    sid       = "OpenSealedBodies"
+    actions   = ["kms:Decrypt"]
+    resources = [aws_kms_key.dlq.arn]
+
+    condition {
+      test     = "StringEquals"
+      variable = "kms:EncryptionContext:fetchreward:purpose"
+      values   = ["dlq"]
+    }
+  }
+}
+
+resource "aws_iam_role_policy" "triage" {
+  count = local.triage_enabled ? 1 : 0
+
+  name   = "${var.name}-dlq-triage"
+  role   = aws_iam_role.triage[0].id
+  policy = data.aws_iam_policy_document.triage.json
 }

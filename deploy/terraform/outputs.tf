@@ -28,6 +28,36 @@ output "kms_alias" {
   value       = aws_kms_alias.vault.name
 }
 
+output "deployment_id" {
+  description = "The deployment id pinned in the key policies (Helm: vault.deploymentId)."
+  value       = var.deployment_id
+}
+
+output "generation_key_policy_json" {
+  description = "Key policy of the keys the vault creates per data-key generation (Helm: vault.generationKeyPolicy); null when generation_kms_keys is false."
+  value       = var.generation_kms_keys ? data.aws_iam_policy_document.generation_key.json : null
+}
+
+output "sqs_kms_key_arn" {
+  description = "ARN of the key of the queues' server-side encryption; producers need GenerateDataKey and Decrypt on it through SQS (sqs_producer_principal_arns)."
+  value       = aws_kms_key.sqs.arn
+}
+
+output "dlq_kms_key_arn" {
+  description = "ARN of the key that seals dead-lettered bodies (Helm: ingestor.dlqKmsKeyId)."
+  value       = aws_kms_key.dlq.arn
+}
+
+output "dlq_kms_alias" {
+  description = "Alias of the DLQ key (Helm: ingestor.dlqKmsKeyId accepts it as well)."
+  value       = aws_kms_alias.dlq.name
+}
+
+output "triage_role_arn" {
+  description = "Role that reads, opens and redrives dead letters; null when triage_principal_arns is empty."
+  value       = one(aws_iam_role.triage[*].arn)
+}
+
 output "ingestor_role_arn" {
   description = "IRSA role of the ingestor (Helm: ingestor.serviceAccount.roleArn)."
   value       = aws_iam_role.service["ingestor"].arn

@@ -1,5 +1,93 @@
 # PostgreSQL 15 for the vault schema and public.user_logins: private, encrypted, TLS-only.
 
+locals {
+  db_kms_key_arn = var.db_kms_key_arn != null ? var.db_kms_key_arn : aws_kms_key.db[0].arn
+}
+
+# Key of the database's storage and Performance Insights, unless db_kms_key_arn names one.
+# RDS uses a key with the credentials of whoever creates or modifies the instance (and grants
+# it makes then), so the key policy lets IAM principals of the account use it, through RDS only.
+data "aws_iam_policy_document" "db_key" {
+  count = var.db_kms_key_arn == null ? 1 : 0
+
+  source_policy_documents = [data.aws_iam_policy_document.key_administration.json]
+
+  statement {
+    sid = "AccountThroughRds"
+    actions = [
+      "kms:Encrypt",
+      "kms:Decrypt",
+      "kms:ReEncrypt*",
+      "kms:GenerateDataKey*",
+      "kms:CreateGrant",
+      "kms:ListGrants",
+      "kms:DescribeKey",
+    ]
+    resources = ["*"]
+
+    principals {
+      type        = "AWS"
+      identifiers = [local.account_root]
+    }
+
+    condition {
+      test     = "StringEquals"
+      variable = "kms:ViaService"
+      values   = ["rds.${var.region}.amazonaws.com"]
+    }
+
+    condition {
+      test     = "StringEquals"
+      variable = "kms:CallerAccount"
+      values   = [local.account_id]
+    }
+  }
+}
+
+resource "aws_kms_key" "db" {
+  count = var.db_kms_key_arn == null ? 1 : 0
+
+  description              = "${var.name} PostgreSQL: storage and Performance Insights"
+  key_usage                = "ENCRYPT_DECRYPT"
+  customer_master_key_spec = "SYMMETRIC_DEFAULT"
+  enable_key_rotation      = true
+  deletion_window_in_days  = var.kms_deletion_window_days
+  policy                   = data.aws_iam_policy_document.db_key[0].json
+}
+
+# Enhanced monitoring: RDS publishes OS metrics to CloudWatch Logs with this role.
+data "aws_iam_policy_document" "rds_monitoring_trust" {
+  statement {
+    actions = ["sts:AssumeRole"]
+
+    principals {
+      type        = "Service"
+      identifiers = ["monitoring.rds.amazonaws.com"]
+    }
+
+    condition {
+      test     = "StringEquals"
+      variable = "aws:SourceAccount"
+      values   = [local.account_id]
+    }
+  }
+}
+
+resource "aws_iam_role" "rds_monitoring" {
+  count = var.db_monitoring_interval > 0 ? 1 : 0
+
+  name               = "${var.name}-rds-monitoring"
+  description        = "${var.name} PostgreSQL: enhanced monitoring"
+  assume_role_policy = data.aws_iam_policy_document.rds_monitoring_trust.json
+}
+
+resource "aws_iam_role_policy_attachment" "rds_monitoring" {
+  count = var.db_monitoring_interval > 0 ? 1 : 0
+
+  role       = aws_iam_role.rds_monitoring[0].name
+  policy_arn = "arn:${local.partition}:iam::aws:policy/service-role/AmazonRDSEnhancedMonitoringRole"
+}
+
 resource "aws_db_subnet_group" "this" {
   name        = var.name
   description = "${var.name} PostgreSQL"
@@ -48,7 +136,7 @@ resource "aws_db_instance" "this" {
   max_allocated_storage = var.db_max_allocated_storage
   storage_type          = "gp3"
   storage_encrypted     = true
-  kms_key_id            = var.db_kms_key_arn
+  kms_key_id            = local.db_kms_key_arn
 
   db_name                     = var.db_name
   username                    = var.db_master_username
@@ -66,7 +154,16 @@ resource "aws_db_instance" "this" {
   skip_final_snapshot       = false
   final_snapshot_identifier = "${var.name}-final"
 
+  # IAM authentication is available, not required: the services log in with passwords, and
+  # nobody has rds-db:connect.
+  iam_database_authentication_enabled = true
+
   auto_minor_version_upgrade      = true
   performance_insights_enabled    = true
+  performance_insights_kms_key_id = local.db_kms_key_arn
+  monitoring_interval             = var.db_monitoring_interval
+  monitoring_role_arn             = one(aws_iam_role.rds_monitoring[*].arn)
   enabled_cloudwatch_logs_exports = ["postgresql", "upgrade"]
+
+  depends_on = [aws_iam_role_policy_attachment.rds_monitoring]
 }

@@ -1,18 +1,43 @@
 # login-queue -> (after max_receive_count receives) -> login-queue-dlq.
-# Both queues use SQS-managed server-side encryption, so consumers need no KMS permission.
+# Both queues use SSE-KMS with the SQS key (kms.tf): every producer and consumer needs
+# GenerateDataKey / Decrypt on it through SQS, which its key policy grants by name.
+#
+# The ingestor seals the body of every message it dead-letters with the DLQ key before sending
+# it. A message moved by the redrive policy (after max_receive_count receives) is moved by SQS
+# as it is: that one is protected by the SQS key only.
+
+locals {
+  # How long SQS reuses a data key before asking KMS again (60-86400 s): fewer KMS calls, and
+  # fewer KMS events in CloudTrail, against a shorter life of each data key.
+  sqs_data_key_reuse_seconds = 300
+}
 
 resource "aws_sqs_queue" "dlq" {
-  name                      = var.dlq_name
-  message_retention_seconds = 1209600 # 14 days, the maximum
-  sqs_managed_sse_enabled   = true
+  name                              = var.dlq_name
+  message_retention_seconds         = var.dlq_retention_seconds
+  sqs_managed_sse_enabled           = false
+  kms_master_key_id                 = aws_kms_key.sqs.arn
+  kms_data_key_reuse_period_seconds = local.sqs_data_key_reuse_seconds
+
+  lifecycle {
+    # A message moved by the redrive policy keeps its first enqueue time, and SQS expires it
+    # counting from then: a DLQ that keeps messages for less time than login-queue would drop
+    # the older ones as soon as they arrive.
+    precondition {
+      condition     = var.dlq_retention_seconds >= var.queue_message_retention_seconds
+      error_message = "dlq_retention_seconds must be at least queue_message_retention_seconds."
+    }
+  }
 }
 
 resource "aws_sqs_queue" "main" {
-  name                       = var.queue_name
-  visibility_timeout_seconds = var.queue_visibility_timeout_seconds
-  message_retention_seconds  = var.queue_message_retention_seconds
-  receive_wait_time_seconds  = 20
-  sqs_managed_sse_enabled    = true
+  name                              = var.queue_name
+  visibility_timeout_seconds        = var.queue_visibility_timeout_seconds
+  message_retention_seconds         = var.queue_message_retention_seconds
+  receive_wait_time_seconds         = 20
+  sqs_managed_sse_enabled           = false
+  kms_master_key_id                 = aws_kms_key.sqs.arn
+  kms_data_key_reuse_period_seconds = local.sqs_data_key_reuse_seconds
 
   redrive_policy = jsonencode({
     deadLetterTargetArn = aws_sqs_queue.dlq.arn

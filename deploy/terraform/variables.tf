@@ -43,17 +43,82 @@ variable "queue_visibility_timeout_seconds" {
 }
 
 variable "queue_message_retention_seconds" {
-  description = "Retention of the source queue; must stay below the DLQ's 14 days."
+  description = "Retention of the source queue (60-1209600 s); at most dlq_retention_seconds."
   type        = number
   default     = 345600
 
   validation {
-    condition     = var.queue_message_retention_seconds >= 60 && var.queue_message_retention_seconds < 1209600
-    error_message = "queue_message_retention_seconds must be at least 60 and less than 1209600 (the DLQ retention)."
+    condition     = var.queue_message_retention_seconds >= 60 && var.queue_message_retention_seconds <= 1209600
+    error_message = "queue_message_retention_seconds must be between 60 and 1209600."
+  }
+}
+
+variable "dlq_retention_seconds" {
+  description = "Retention of the dead-letter queue (60-1209600 s); at least queue_message_retention_seconds, since a message moved by the redrive policy keeps its first enqueue time."
+  type        = number
+  default     = 345600
+
+  validation {
+    condition     = var.dlq_retention_seconds >= 60 && var.dlq_retention_seconds <= 1209600
+    error_message = "dlq_retention_seconds must be between 60 and 1209600."
+  }
+}
+
+variable "sqs_kms_alias" {
+  description = "Alias of the key of the queues' server-side encryption."
+  type        = string
+  default     = "alias/fetchreward-sqs"
+
+  validation {
+    condition     = startswith(var.sqs_kms_alias, "alias/") && !startswith(var.sqs_kms_alias, "alias/aws/")
+    error_message = "sqs_kms_alias must start with alias/ (and not alias/aws/)."
+  }
+}
+
+variable "sqs_producer_principal_arns" {
+  description = "IAM principals that send login events to the source queue; the SQS key lets them use it through SQS. They still need sqs:SendMessage in their own policies."
+  type        = list(string)
+  default     = []
+
+  validation {
+    condition     = alltrue([for arn in var.sqs_producer_principal_arns : startswith(arn, "arn:")])
+    error_message = "sqs_producer_principal_arns must be IAM principal ARNs."
+  }
+}
+
+variable "dlq_kms_alias" {
+  description = "Alias of the key that seals dead-lettered bodies (Helm: ingestor.dlqKmsKeyId)."
+  type        = string
+  default     = "alias/fetchreward-dlq"
+
+  validation {
+    condition     = startswith(var.dlq_kms_alias, "alias/") && !startswith(var.dlq_kms_alias, "alias/aws/")
+    error_message = "dlq_kms_alias must start with alias/ (and not alias/aws/)."
+  }
+}
+
+variable "triage_principal_arns" {
+  description = "IAM principals that may assume <name>-dlq-triage to read, open and redrive dead letters. Empty: the role is not created and nobody can open a sealed body."
+  type        = list(string)
+  default     = []
+
+  validation {
+    condition     = alltrue([for arn in var.triage_principal_arns : startswith(arn, "arn:")])
+    error_message = "triage_principal_arns must be IAM principal ARNs."
   }
 }
 
 # --- KMS -------------------------------------------------------------------------------------
+
+variable "deployment_id" {
+  description = "Identifies this deployment in the vault's KMS encryption context (fetchreward:deployment) and in the tag of its generation keys. Must equal the chart's vault.deploymentId; unique per environment sharing an account."
+  type        = string
+
+  validation {
+    condition     = can(regex("^[A-Za-z0-9][A-Za-z0-9._:/=+@-]{0,127}$", var.deployment_id))
+    error_message = "deployment_id must be 1-128 characters: letters, digits and . _ : / = + @ -, starting with a letter or digit."
+  }
+}
 
 variable "kms_alias" {
   description = "Alias of the key that wraps the vault's keys."
@@ -62,9 +127,37 @@ variable "kms_alias" {
 }
 
 variable "kms_deletion_window_days" {
-  description = "Waiting period before a scheduled key deletion takes effect (7-30)."
+  description = "Waiting period before a scheduled deletion of a key of this configuration takes effect (7-30)."
   type        = number
   default     = 30
+
+  validation {
+    condition     = var.kms_deletion_window_days >= 7 && var.kms_deletion_window_days <= 30
+    error_message = "kms_deletion_window_days must be between 7 and 30."
+  }
+}
+
+variable "kms_admin_role_arns" {
+  description = "IAM roles that administer the keys (key policies: administrative actions only, never Encrypt, Decrypt or GenerateDataKey). The account root is always an administrator."
+  type        = list(string)
+  default     = []
+
+  validation {
+    condition     = alltrue([for arn in var.kms_admin_role_arns : can(regex("^arn:[^:]+:iam::[0-9]{12}:role/.+$", arn))])
+    error_message = "kms_admin_role_arns must be IAM role ARNs (arn:<partition>:iam::<account>:role/<name>)."
+  }
+}
+
+variable "vault_legacy_context_decrypt" {
+  description = "Let the vault Decrypt, with the vault key, blobs whose encryption context has no fetchreward:deployment: the key rows of a vault that ran before deployment ids (legacy rows). Leave false for a new deployment."
+  type        = bool
+  default     = false
+}
+
+variable "generation_kms_keys" {
+  description = "The vault creates one KMS key per data-key generation and schedules its deletion when the generation retires (Helm: vault.generationKmsKeys). False: the vault key wraps every data key, and the vault gets no CreateKey permission."
+  type        = bool
+  default     = true
 }
 
 # --- Network and EKS -------------------------------------------------------------------------
@@ -145,9 +238,20 @@ variable "db_master_username" {
 }
 
 variable "db_kms_key_arn" {
-  description = "KMS key for storage encryption; null uses the account's aws/rds key."
+  description = "KMS key of the database's storage and Performance Insights; null creates one. An instance made while this was null used aws/rds: set its ARN here to keep that instance (the storage key cannot change in place)."
   type        = string
   default     = null
+}
+
+variable "db_monitoring_interval" {
+  description = "Seconds between enhanced monitoring samples (0 turns it off; 1, 5, 10, 15, 30 or 60)."
+  type        = number
+  default     = 60
+
+  validation {
+    condition     = contains([0, 1, 5, 10, 15, 30, 60], var.db_monitoring_interval)
+    error_message = "db_monitoring_interval must be one of 0, 1, 5, 10, 15, 30, 60."
+  }
 }
 
 variable "db_multi_az" {
