@@ -111,12 +111,12 @@ variable "triage_principal_arns" {
 # --- KMS -------------------------------------------------------------------------------------
 
 variable "deployment_id" {
-  description = "Identifies this deployment in the vault's KMS encryption context (fetchreward:deployment) and in the tag of its generation keys. Must equal the chart's vault.deploymentId; unique per environment sharing an account."
+  description = "Identifies this deployment in the vault's KMS encryption context (fetchreward:deployment) and in the tag of its generation keys, e.g. fetchreward-prod. Must equal the chart's vault.deploymentId; unique among the deployments of an account."
   type        = string
 
   validation {
-    condition     = can(regex("^[A-Za-z0-9][A-Za-z0-9._:/=+@-]{0,127}$", var.deployment_id))
-    error_message = "deployment_id must be 1-128 characters: letters, digits and . _ : / = + @ -, starting with a letter or digit."
+    condition     = can(regex("^[A-Za-z0-9._/-]{1,128}$", var.deployment_id))
+    error_message = "deployment_id must be 1-128 letters, digits, -, _, . and /, e.g. fetchreward-prod (what the vault accepts in VAULT_DEPLOYMENT_ID)."
   }
 }
 
