@@ -11,7 +11,9 @@ Checks:
     (inside with/range), which renders empty or fails under Helm;
   - every `include "name"` names a template that some file defines;
   - values.yaml keys that no template reads are reported (warning only).
-When `helm` is on PATH it also runs `helm lint` and `helm template` with the required values.
+When `helm` is on PATH it also runs `helm lint` and `helm template` with the required values
+(with and without generation keys), and checks that `helm template` refuses each missing or
+invalid required value with a message naming it.
 
 Needs PyYAML for the YAML parts; without it, those parts are skipped with a message.
 Exit status: 0 when no errors were found, 1 otherwise.
@@ -19,6 +21,7 @@ Exit status: 0 when no errors were found, 1 otherwise.
 
 from __future__ import annotations
 
+import json
 import re
 import shutil
 import subprocess
@@ -43,6 +46,34 @@ REQUIRED_SETS = [
     "ingestor.queueUrl=https://sqs.us-east-1.amazonaws.com/123456789012/login-queue",
     "ingestor.dlqUrl=https://sqs.us-east-1.amazonaws.com/123456789012/login-queue-dlq",
     "database.caConfigMap=rds-ca",
+    "vault.deploymentId=fetchreward-check",
+]
+# The same, for values that are JSON documents: a small key policy for vault.generationKeyPolicy
+# (passed with --set-json as a JSON string, since --set would split it at its commas).
+SMALL_KEY_POLICY = {
+    "Version": "2012-10-17",
+    "Statement": [{
+        "Sid": "KeyAdministration",
+        "Effect": "Allow",
+        "Principal": {"AWS": "arn:aws:iam::123456789012:root"},
+        "Action": ["kms:Describe*", "kms:Put*"],
+        "Resource": "*",
+    }],
+}
+REQUIRED_SET_JSON = [
+    "vault.generationKeyPolicy=" + json.dumps(json.dumps(SMALL_KEY_POLICY)),
+]
+# Renderings that must fail, each with the text its error must contain: (extra --set, message).
+MUST_FAIL = [
+    ("ingestor.queueUrl=", "ingestor.queueUrl is required"),
+    ("ingestor.dlqUrl=", "ingestor.dlqUrl is required"),
+    ("ingestor.dlqKmsKeyId=", "ingestor.dlqKmsKeyId is required"),
+    ("vault.deploymentId=", "vault.deploymentId is required"),
+    ("vault.deploymentId=has space", "vault.deploymentId must be"),
+    ("vault.generationKeyPolicy=", "vault.generationKeyPolicy is required"),
+    ("vault.generationKeyPolicy=not-json", "vault.generationKeyPolicy must be a key policy"),
+    ("vault.kmsDeletionWindowDays=6", "vault.kmsDeletionWindowDays must be between 7 and 30"),
+    ("vault.forgetMode=shred", "vault.forgetMode must be tombstone or refill"),
 ]
 
 
@@ -148,12 +179,28 @@ def run_helm(chart: Path, report: Report) -> None:
     sets: list[str] = []
     for item in REQUIRED_SETS:
         sets += ["--set", item]
-    for args in (["lint", "--strict", str(chart)], ["template", "check", str(chart)]):
+    for item in REQUIRED_SET_JSON:
+        sets += ["--set-json", item]
+    for args in (["lint", "--strict", str(chart)], ["template", "check", str(chart)],
+                 ["template", "check", str(chart), "--set", "vault.generationKmsKeys=false",
+                  "--set", "vault.generationKeyPolicy="]):
         proc = subprocess.run([helm, *args, *sets], capture_output=True, text=True)
         if proc.returncode != 0:
-            report.error(f"helm {args[0]} failed:\n{proc.stdout}{proc.stderr}")
+            report.error(f"helm {' '.join(args[:1] + args[3:])} failed:\n{proc.stdout}{proc.stderr}")
         else:
-            print(f"helm {args[0]}: ok")
+            print(f"helm {' '.join(args[:1] + args[3:])}: ok")
+    # The values are set last, so that each overrides the required sets.
+    failed_as_expected = 0
+    for item, message in MUST_FAIL:
+        proc = subprocess.run([helm, "template", "check", str(chart), *sets, "--set", item],
+                              capture_output=True, text=True)
+        if proc.returncode == 0:
+            report.error(f"helm template with --set {item} rendered; it must fail with {message!r}")
+        elif message not in proc.stderr:
+            report.error(f"helm template with --set {item} failed without {message!r}:\n{proc.stderr}")
+        else:
+            failed_as_expected += 1
+    print(f"helm template: {failed_as_expected} of {len(MUST_FAIL)} invalid settings refused")
 
 
 def main() -> int:

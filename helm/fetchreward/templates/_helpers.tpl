@@ -79,3 +79,62 @@ The database sslmode, checked: verify-full cannot work without the server's CA b
 {{- end -}}
 {{- $mode -}}
 {{- end -}}
+
+{{/*
+The vault's deployment id, checked: required, and only what the vault and the Terraform
+deployment_id accept.
+*/}}
+{{- define "fetchreward.vaultDeploymentId" -}}
+{{- $id := required "vault.deploymentId is required: the deployment id of the KMS encryption context, equal to Terraform's deployment_id (terraform output -raw deployment_id)" .Values.vault.deploymentId | toString -}}
+{{- if not (regexMatch "^[A-Za-z0-9._/-]{1,128}$" $id) -}}
+{{- fail (printf "vault.deploymentId must be 1-128 letters, digits, -, _, . and /, not %q" $id) -}}
+{{- end -}}
+{{- $id -}}
+{{- end -}}
+
+{{/*
+Whether the vault makes a KMS key per data key generation (a boolean, not a string).
+*/}}
+{{- define "fetchreward.generationKmsKeys" -}}
+{{- $on := .Values.vault.generationKmsKeys -}}
+{{- if not (kindIs "bool" $on) -}}
+{{- fail (printf "vault.generationKmsKeys must be a boolean, true or false, not the %s %q" (kindOf $on) (toString $on)) -}}
+{{- end -}}
+{{- ternary "true" "false" $on -}}
+{{- end -}}
+
+{{/*
+The key policy of the generation keys, checked: required with generationKmsKeys, and a JSON
+object with a Statement.
+*/}}
+{{- define "fetchreward.generationKeyPolicy" -}}
+{{- $policy := required "vault.generationKeyPolicy is required when vault.generationKmsKeys is true: the key policy of the generation keys, Terraform output generation_key_policy_json (--set-file vault.generationKeyPolicy=policy.json)" .Values.vault.generationKeyPolicy | toString -}}
+{{- $parsed := fromJson $policy -}}
+{{- if or (hasKey $parsed "Error") (not (hasKey $parsed "Statement")) -}}
+{{- fail "vault.generationKeyPolicy must be a key policy in JSON (an object with a Statement): Terraform output generation_key_policy_json" -}}
+{{- end -}}
+{{- $policy -}}
+{{- end -}}
+
+{{/*
+Numbers of the vault's settings, checked and printed as integers (a large float would
+otherwise render as 6.048e+05).
+*/}}
+{{- define "fetchreward.vaultNumbers" -}}
+{{- $days := .Values.vault.kmsDeletionWindowDays | int64 -}}
+{{- if or (lt $days 7) (gt $days 30) -}}
+{{- fail (printf "vault.kmsDeletionWindowDays must be between 7 and 30 (KMS's limits), not %v" .Values.vault.kmsDeletionWindowDays) -}}
+{{- end -}}
+{{- if lt (.Values.vault.generationSecs | int64) 0 -}}
+{{- fail "vault.generationSecs must be 0 or more" -}}
+{{- end -}}
+{{- if lt (.Values.vault.backupRetentionDays | int64) 0 -}}
+{{- fail "vault.backupRetentionDays must be 0 or more" -}}
+{{- end -}}
+{{- if or (lt (.Values.vault.tokenizeRate | int64) 0) (lt (.Values.vault.tokenizeBurst | int64) 0) -}}
+{{- fail "vault.tokenizeRate and vault.tokenizeBurst must be 0 or more" -}}
+{{- end -}}
+{{- if not (has .Values.vault.forgetMode (list "tombstone" "refill")) -}}
+{{- fail (printf "vault.forgetMode must be tombstone or refill, not %q" (toString .Values.vault.forgetMode)) -}}
+{{- end -}}
+{{- end -}}
