@@ -18,17 +18,25 @@ pub struct Access {
     pub caller: Caller,
     /// Whether the policy allows the call.
     pub allowed: bool,
+    /// Whether the caller is an admin (listed in `AUTHZ_ADMIN`): only admins are told that a
+    /// token was forgotten rather than never stored.
+    pub admin: bool,
 }
 
 impl Access {
-    /// An allowed call by `caller`.
+    /// An allowed call by `caller`, not an admin.
     pub fn allowed(caller: Caller) -> Self {
-        Access { caller, allowed: true }
+        Access { caller, allowed: true, admin: false }
+    }
+
+    /// An allowed call by an admin.
+    pub fn admin(caller: Caller) -> Self {
+        Access { caller, allowed: true, admin: true }
     }
 
     /// A refused call by `caller`.
     pub fn denied(caller: Caller) -> Self {
-        Access { caller, allowed: false }
+        Access { caller, allowed: false, admin: false }
     }
 }
 
@@ -43,6 +51,10 @@ pub enum Method {
     Forget,
     /// RotateKeys (admin).
     RotateKeys,
+    /// Restore (admin): tombstones that may be stored again.
+    Restore,
+    /// The retirement of a data key generation (by the vault itself).
+    Retire,
     /// Rewrap (admin).
     Rewrap,
     /// ListAudit (auditor).
@@ -62,10 +74,11 @@ impl Method {
 
     /// How the call layer treats each method: Tokenize and the reading of the audit trail are
     /// refused there; the others are audited, so their refusals reach the vault.
-    pub const RULES: [MethodRule; 7] = [
+    pub const RULES: [MethodRule; 8] = [
         MethodRule::guarded("Tokenize", "tokenize"),
         MethodRule::audited("Detokenize", "detokenize"),
         MethodRule::audited("Forget", "admin"),
+        MethodRule::audited("Restore", "admin"),
         MethodRule::audited("RotateKeys", "admin"),
         MethodRule::audited("Rewrap", "admin"),
         MethodRule::guarded("ListAudit", "audit"),
@@ -87,6 +100,8 @@ impl Method {
             Method::Detokenize => "Detokenize",
             Method::Forget => "Forget",
             Method::RotateKeys => "RotateKeys",
+            Method::Restore => "Restore",
+            Method::Retire => "Retire",
             Method::Rewrap => "Rewrap",
             Method::ListAudit => "ListAudit",
             Method::VerifyAudit => "VerifyAudit",

@@ -27,6 +27,7 @@ use std::time::Duration;
 use fetchreward_runtime::config::ConfigReader;
 
 use crate::kms::GenerationKeys;
+use crate::store::{ChangedToken, Generation};
 
 /// How long after a generation is replaced its retirement may take: the vault rewraps
 /// about 500 values a second per deployment, so a day covers some forty million values.
@@ -160,12 +161,119 @@ fn millis(duration: Duration) -> i64 {
 /// What a Forget call promises about the values it destroyed.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Receipt {
-    /// When the values left the live table (database clock, Unix milliseconds).
+    /// When the values left the live table (database clock, Unix milliseconds): the earliest
+    /// first-forget time among them; 0 when none existed.
     pub forgotten_at_unix_ms: i64,
     /// When no copy anywhere can be decrypted any more; `None` when no date can be promised.
     pub final_by_unix_ms: Option<i64>,
+    /// The data key generations that held the values.
+    pub generations: Vec<i32>,
     /// The guarantee in words.
     pub statement: String,
+}
+
+impl Receipt {
+    /// The receipt when the generations could not be read: the values are gone from the live
+    /// table, and nothing more is promised.
+    pub fn unknown(forgotten: &[ChangedToken]) -> Receipt {
+        Receipt {
+            forgotten_at_unix_ms: earliest(forgotten),
+            final_by_unix_ms: None,
+            generations: generations_of(forgotten),
+            statement: "The values are gone from the live table. When copies in backups become \
+                        undecryptable could not be computed now: ask again with the same \
+                        tokens (Forget is idempotent)."
+                .to_owned(),
+        }
+    }
+}
+
+fn earliest(forgotten: &[ChangedToken]) -> i64 {
+    forgotten.iter().map(|row| row.forgotten_at_unix_ms).min().unwrap_or(0)
+}
+
+fn generations_of(forgotten: &[ChangedToken]) -> Vec<i32> {
+    let mut versions: Vec<i32> = forgotten.iter().map(|row| row.data_key_version).collect();
+    versions.sort_unstable();
+    versions.dedup();
+    versions
+}
+
+impl ErasureSettings {
+    /// The receipt of a Forget that destroyed `forgotten`, given the data key `generations`.
+    pub fn receipt(&self, forgotten: &[ChangedToken], generations: &[Generation]) -> Receipt {
+        let versions = generations_of(forgotten);
+        if versions.is_empty() {
+            return Receipt {
+                forgotten_at_unix_ms: 0,
+                final_by_unix_ms: None,
+                generations: versions,
+                statement: "No value was stored for these tokens: nothing to erase.".to_owned(),
+            };
+        }
+        let final_by = versions
+            .iter()
+            .map(|version| self.generation_final_by(*version, generations))
+            .try_fold(i64::MIN, |latest, at| at.map(|at| latest.max(at)));
+        let list = versions.iter().map(|v| format!("v{v}")).collect::<Vec<_>>().join(", ");
+        let mut statement = format!(
+            "The values are gone from the live table. Copies in backups, WAL archives and \
+             replicas stay sealed under data key generation {list} until "
+        );
+        match final_by {
+            Some(at) => statement.push_str(&format!(
+                "{}: by then the generation is replaced, its live values moved to the next one \
+                 and it is retired, and {}. From then on no copy can be decrypted by anyone.",
+                unix_ms_text(at),
+                self.destruction
+            )),
+            None => statement.push_str(
+                "it is replaced and retired, which is not scheduled (VAULT_GENERATION_SECS=0): \
+                 rotate the data key to make the erasure final.",
+            ),
+        }
+        statement.push_str(match self.forget_mode {
+            ForgetMode::Tombstone => {
+                " The tokens are tombstones: a value tokenized again is not stored again unless \
+                 an admin restores its token."
+            }
+            ForgetMode::Refill => " A value tokenized again is stored again.",
+        });
+        Receipt {
+            forgotten_at_unix_ms: earliest(forgotten),
+            final_by_unix_ms: final_by,
+            generations: versions,
+            statement,
+        }
+    }
+
+    /// When generation `version` is destroyed for good, by the rows of `generations`.
+    fn generation_final_by(&self, version: i32, generations: &[Generation]) -> Option<i64> {
+        let Some(generation) = generations.iter().find(|g| g.version == version) else {
+            // Not a stored generation: nothing holds it.
+            return Some(0);
+        };
+        if let Some(deleted) = generation.kms_deletion_at_unix_ms {
+            return Some(deleted);
+        }
+        if let Some(retired) = generation.retired_at_unix_ms {
+            return Some(retired.saturating_add(millis(self.destruction.delay())));
+        }
+        let next = generations
+            .iter()
+            .filter(|g| g.version > version)
+            .map(|g| g.activates_at_unix_ms)
+            .min();
+        self.final_by(generation.activates_at_unix_ms, next)
+    }
+}
+
+/// A Unix time in milliseconds as RFC 3339 UTC text, to the second.
+pub fn unix_ms_text(unix_ms: i64) -> String {
+    chrono::DateTime::from_timestamp_millis(unix_ms).map_or_else(
+        || format!("{unix_ms} ms after the Unix epoch"),
+        |at| at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+    )
 }
 
 #[cfg(test)]
@@ -188,6 +296,54 @@ mod tests {
         let off = ErasureSettings { generation: Duration::ZERO, ..settings };
         assert_eq!(off.final_by(0, None), None);
         assert_eq!(off.final_by(0, Some(DAY_MS)), Some(DAY_MS + DAY_MS + 7 * DAY_MS));
+    }
+
+    fn generation(version: i32, activates: i64, retired: Option<i64>) -> Generation {
+        Generation {
+            version,
+            kms_key_id: "k".into(),
+            own_master: false,
+            activates_at_unix_ms: activates,
+            retired_at_unix_ms: retired,
+            kms_deletion_at_unix_ms: None,
+            now_unix_ms: 0,
+        }
+    }
+
+    fn forgotten(version: i32) -> ChangedToken {
+        ChangedToken {
+            token: format!("ip_v1_{version}"),
+            data_key_version: version,
+            forgotten_at_unix_ms: 5,
+        }
+    }
+
+    #[test]
+    fn a_receipt_dates_the_latest_generation_that_held_a_value() {
+        let settings = ErasureSettings::default();
+        let generations = [
+            generation(1, 0, Some(DAY_MS)),
+            generation(2, DAY_MS, None),
+            generation(3, 3 * DAY_MS, None),
+        ];
+        let receipt = settings.receipt(&[forgotten(1), forgotten(2)], &generations);
+        // v2 is replaced by v3 at day 3: final a day later plus the 7 days of backups.
+        assert_eq!(receipt.final_by_unix_ms, Some(3 * DAY_MS + DAY_MS + 7 * DAY_MS));
+        assert_eq!(receipt.generations, [1, 2]);
+        assert!(
+            receipt.statement.contains("generation v1, v2 until 1970-01-12T00:00:00Z"),
+            "{}",
+            receipt.statement
+        );
+        assert!(receipt.statement.contains("tombstones"), "{}", receipt.statement);
+        // The retired v1 alone: a week after its retirement.
+        let receipt = settings.receipt(&[forgotten(1)], &generations);
+        assert_eq!(receipt.final_by_unix_ms, Some(DAY_MS + 7 * DAY_MS));
+        // The active v3 without scheduled rotation: no date.
+        let off = ErasureSettings { generation: Duration::ZERO, ..settings };
+        let receipt = off.receipt(&[forgotten(3)], &generations);
+        assert_eq!(receipt.final_by_unix_ms, None);
+        assert!(receipt.statement.contains("VAULT_GENERATION_SECS=0"), "{}", receipt.statement);
     }
 
     #[test]

@@ -57,6 +57,10 @@ pub enum VaultError {
     /// message says what to wait for.
     #[error("{0}")]
     FailedPrecondition(String),
+    /// The data key a Tokenize batch was sealed under was retired meanwhile; nothing was
+    /// stored, and the keys were reloaded, so a retry succeeds.
+    #[error("data key v{0} was retired during the call; nothing was stored, retry")]
+    KeyRetired(KeyVersion),
     /// A concurrent rotation of the same key created the version this one was making; this
     /// call created nothing.
     #[error(
@@ -84,7 +88,7 @@ impl VaultError {
                     Code::Internal
                 }
             }
-            VaultError::AuditUnavailable(_) => Code::Unavailable,
+            VaultError::AuditUnavailable(_) | VaultError::KeyRetired(_) => Code::Unavailable,
             VaultError::Keys(err) => {
                 if err.is_transient() {
                     Code::Unavailable
@@ -107,6 +111,7 @@ impl VaultError {
             VaultError::InvalidArgument(_)
             | VaultError::PermissionDenied { .. }
             | VaultError::FailedPrecondition(_)
+            | VaultError::KeyRetired(_)
             | VaultError::RotationConflict { .. } => self.to_string(),
             VaultError::Database(err) => {
                 if err.is_transient() {

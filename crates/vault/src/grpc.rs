@@ -5,6 +5,7 @@
 use std::sync::Arc;
 
 use fetchreward_proto::vault::v1 as proto;
+use fetchreward_runtime::authz::Policy;
 use fetchreward_runtime::calls::CallInfo;
 use proto::vault_service_server::{VaultService, VaultServiceServer};
 use tonic::{Code, Request, Response, Status};
@@ -13,7 +14,9 @@ use crate::authz::{Access, Method};
 use crate::error::VaultError;
 use crate::keys::KeyPurpose;
 use crate::store::AuditFilter;
-use crate::vault::{ForgetStatus, ListedAuditRow, RawPii, Recovery, RefusedValue, Vault};
+use crate::vault::{
+    ForgetStatus, ListedAuditRow, RawPii, Recovery, RefusedValue, RestoreStatus, Vault,
+};
 
 /// The fully qualified gRPC service name, as reported by the health service.
 pub const SERVICE_NAME: &str = "fetchreward.vault.v1.VaultService";
@@ -22,12 +25,22 @@ pub const SERVICE_NAME: &str = "fetchreward.vault.v1.VaultService";
 #[derive(Debug, Clone)]
 pub struct VaultGrpc {
     vault: Arc<Vault>,
+    /// The policy, to tell admins (who learn that a token was forgotten) from other callers.
+    policy: Arc<Policy>,
 }
 
 impl VaultGrpc {
-    /// A service answering from `vault`.
-    pub fn new(vault: Arc<Vault>) -> Self {
-        VaultGrpc { vault }
+    /// A service answering from `vault`, telling admins apart by `policy`.
+    pub fn new(vault: Arc<Vault>, policy: Policy) -> Self {
+        VaultGrpc { vault, policy: Arc::new(policy) }
+    }
+
+    /// The caller of `request`, whether the call layer's policy allows the call, and whether
+    /// the caller is an admin.
+    fn access_of<T>(&self, request: &Request<T>) -> Access {
+        let call = CallInfo::of(request);
+        let admin = self.policy.allows(Method::Forget.policy_group(), call.caller.identity());
+        Access { caller: call.caller, allowed: call.allowed, admin }
     }
 
     /// The tonic server, accepting requests up to `max_message_bytes`.
@@ -36,12 +49,6 @@ impl VaultGrpc {
             .max_decoding_message_size(max_message_bytes)
             .max_encoding_message_size(max_message_bytes)
     }
-}
-
-/// The caller of `request` and whether the call layer's policy allows the call.
-fn access_of<T>(request: &Request<T>) -> Access {
-    let call = CallInfo::of(request);
-    Access { caller: call.caller, allowed: call.allowed }
 }
 
 /// Maps the outcome to a status, logging server-side failures once, here where they are
@@ -111,7 +118,7 @@ impl VaultService for VaultGrpc {
         &self,
         request: Request<proto::TokenizeRequest>,
     ) -> Result<Response<proto::TokenizeResponse>, Status> {
-        let access = access_of(&request);
+        let access = self.access_of(&request);
         let result = async {
             let values = request.into_inner().values;
             let mut refused = Vec::new();
@@ -154,7 +161,7 @@ impl VaultService for VaultGrpc {
         &self,
         request: Request<proto::DetokenizeRequest>,
     ) -> Result<Response<proto::DetokenizeResponse>, Status> {
-        let access = access_of(&request);
+        let access = self.access_of(&request);
         let proto::DetokenizeRequest { tokens, purpose } = request.into_inner();
         let result = self.vault.detokenize(&access, tokens, purpose).await.map(|answer| {
             let results = answer
@@ -182,7 +189,7 @@ impl VaultService for VaultGrpc {
         &self,
         request: Request<proto::ForgetRequest>,
     ) -> Result<Response<proto::ForgetResponse>, Status> {
-        let access = access_of(&request);
+        let access = self.access_of(&request);
         let proto::ForgetRequest { tokens, purpose } = request.into_inner();
         let result = self.vault.forget(&access, tokens, purpose).await.map(|answer| {
             let results = answer
@@ -196,16 +203,48 @@ impl VaultService for VaultGrpc {
                     proto::ForgetResult { token: token.to_string(), status: status.into() }
                 })
                 .collect();
-            proto::ForgetResponse { results, audit_id: answer.audit_id }
+            let receipt = answer.receipt;
+            proto::ForgetResponse {
+                results,
+                audit_id: answer.audit_id,
+                forgotten_at_unix_ms: receipt.forgotten_at_unix_ms,
+                erasure_final_by_unix_ms: receipt.final_by_unix_ms.unwrap_or(0),
+                generations: receipt
+                    .generations
+                    .iter()
+                    .map(|v| u32::try_from(*v).unwrap_or(0))
+                    .collect(),
+                erasure: receipt.statement,
+            }
         });
         finish(Method::Forget, result).map(Response::new)
+    }
+
+    async fn restore(
+        &self,
+        request: Request<proto::RestoreRequest>,
+    ) -> Result<Response<proto::RestoreResponse>, Status> {
+        let access = self.access_of(&request);
+        let proto::RestoreRequest { tokens, purpose } = request.into_inner();
+        let result = self.vault.restore(&access, tokens, purpose).await.map(|answer| {
+            let results = answer
+                .results
+                .into_iter()
+                .map(|(token, status)| proto::RestoreResult {
+                    token: token.to_string(),
+                    restored: status == RestoreStatus::Restored,
+                })
+                .collect();
+            proto::RestoreResponse { results, audit_id: answer.audit_id }
+        });
+        finish(Method::Restore, result).map(Response::new)
     }
 
     async fn rotate_keys(
         &self,
         request: Request<proto::RotateKeysRequest>,
     ) -> Result<Response<proto::RotateKeysResponse>, Status> {
-        let access = access_of(&request);
+        let access = self.access_of(&request);
         let proto::RotateKeysRequest { target, purpose } = request.into_inner();
         let result =
             self.vault.rotate_keys(&access, key_target(target), purpose).await.map(|rotated| {
@@ -222,7 +261,7 @@ impl VaultService for VaultGrpc {
         &self,
         request: Request<proto::RewrapRequest>,
     ) -> Result<Response<proto::RewrapResponse>, Status> {
-        let access = access_of(&request);
+        let access = self.access_of(&request);
         let proto::RewrapRequest { purpose, max_rows } = request.into_inner();
         let result = self.vault.rewrap(&access, purpose, max_rows).await.map(|answer| {
             proto::RewrapResponse {
@@ -230,6 +269,7 @@ impl VaultService for VaultGrpc {
                 remaining: answer.remaining,
                 audit_id: answer.audit_id,
                 data_key_version: answer.data_key_version.get(),
+                unreadable: answer.unreadable,
             }
         });
         finish(Method::Rewrap, result).map(Response::new)
@@ -239,7 +279,7 @@ impl VaultService for VaultGrpc {
         &self,
         request: Request<proto::ListAuditRequest>,
     ) -> Result<Response<proto::ListAuditResponse>, Status> {
-        let access = access_of(&request);
+        let access = self.access_of(&request);
         let proto::ListAuditRequest {
             caller,
             method,
@@ -269,7 +309,7 @@ impl VaultService for VaultGrpc {
         &self,
         request: Request<proto::VerifyAuditRequest>,
     ) -> Result<Response<proto::VerifyAuditResponse>, Status> {
-        let access = access_of(&request);
+        let access = self.access_of(&request);
         let result = self.vault.verify_audit(&access).await.map(|verified| {
             let (broken_id, problem) =
                 verified.broken.as_ref().map_or((0, String::new()), |b| (b.id, b.problem.clone()));

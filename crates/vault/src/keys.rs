@@ -183,27 +183,42 @@ pub trait KeyProvider: Send + Sync + fmt::Debug + 'static {
     }
 }
 
-/// The fields of a key row that its binding covers, in order.
-fn binding_fields<'a>(
+/// The fields of a key row that its binding covers.
+struct BoundFields<'a> {
     purpose: KeyPurpose,
-    version: &'a [u8; 4],
+    version: KeyVersion,
     deployment: &'a str,
     kms_key_id: &'a str,
+    own_master: bool,
     wrapped: &'a [u8],
-) -> [&'a [u8]; 5] {
-    [purpose.as_str().as_bytes(), version, deployment.as_bytes(), kms_key_id.as_bytes(), wrapped]
+}
+
+impl BoundFields<'_> {
+    /// The fields in their bound order, `f(..)` applied to them.
+    fn with<T>(&self, f: impl FnOnce(&[&[u8]]) -> T) -> T {
+        let version = self.version.get().to_be_bytes();
+        f(&[
+            self.purpose.as_str().as_bytes(),
+            &version,
+            self.deployment.as_bytes(),
+            self.kms_key_id.as_bytes(),
+            &[u8::from(self.own_master)],
+            self.wrapped,
+        ])
+    }
 }
 
 /// The binding of a new key row (see [`KeyBinding`]).
 pub fn bind(binding: &KeyBinding, key: &NewKey<'_>) -> Vec<u8> {
-    let version = key.version.get().to_be_bytes();
-    binding.bind(&binding_fields(
-        key.purpose,
-        &version,
-        key.deployment,
-        key.kms_key_id,
-        key.wrapped,
-    ))
+    BoundFields {
+        purpose: key.purpose,
+        version: key.version,
+        deployment: key.deployment,
+        kms_key_id: key.kms_key_id,
+        own_master: key.own_master,
+        wrapped: key.wrapped,
+    }
+    .with(|fields| binding.bind(fields))
 }
 
 /// Why the key ring cannot be loaded.
@@ -486,16 +501,16 @@ pub async fn generate(
     provider.generate(master, label).await.map_err(|err| KeyError::creating(label, err))
 }
 
-/// The master key for data key generation `version`: one of its own when the provider makes
-/// them, else the provider's.
+/// The master key for data key generation `version`, and whether it is its own: one made
+/// for it when the provider makes them, else the provider's.
 pub async fn data_master(
     provider: &Arc<dyn KeyProvider>,
     version: KeyVersion,
-) -> Result<String, KeyError> {
+) -> Result<(String, bool), KeyError> {
     let label = KeyLabel::new(KeyPurpose::Data, version);
     match provider.generation_master(version).await {
-        Ok(Some(master)) => Ok(master),
-        Ok(None) => Ok(provider.master_key_id().to_owned()),
+        Ok(Some(master)) => Ok((master, true)),
+        Ok(None) => Ok((provider.master_key_id().to_owned(), false)),
         Err(err) => Err(KeyError::creating(label, err)),
     }
 }
@@ -517,8 +532,8 @@ pub async fn load_or_create(
         }
         let version = KeyVersion::FIRST;
         let label = KeyLabel::new(purpose, version);
-        let master = match purpose {
-            KeyPurpose::Tokenization => provider.master_key_id().to_owned(),
+        let (master, own_master) = match purpose {
+            KeyPurpose::Tokenization => (provider.master_key_id().to_owned(), false),
             KeyPurpose::Data => data_master(provider, version).await?,
         };
         let generated = generate(provider, &master, label).await?;
@@ -534,6 +549,7 @@ pub async fn load_or_create(
             version,
             wrapped: &generated.wrapped,
             kms_key_id: &master,
+            own_master,
             deployment: provider.deployment(),
             binding: Vec::new(),
             delay: Duration::ZERO,
@@ -625,10 +641,15 @@ fn check_origin(
             "it belongs to deployment {row_deployment:?}, this vault is {deployment:?}"
         )));
     }
-    let version = label.version.get().to_be_bytes();
-    let fields =
-        binding_fields(label.purpose, &version, row_deployment, &row.kms_key_id, &row.wrapped);
-    if !binding.verify(&fields, row_binding) {
+    let fields = BoundFields {
+        purpose: label.purpose,
+        version: label.version,
+        deployment: row_deployment,
+        kms_key_id: &row.kms_key_id,
+        own_master: row.own_master,
+        wrapped: &row.wrapped,
+    };
+    if !fields.with(|fields| binding.verify(fields, row_binding)) {
         return Err(foreign("its binding does not verify".to_owned()));
     }
     Ok(())
@@ -859,6 +880,7 @@ mod tests {
                 version: label.version,
                 wrapped: &generated.wrapped,
                 kms_key_id: MASTER,
+                own_master: false,
                 deployment: fake::DEPLOYMENT,
                 binding: Vec::new(),
                 delay: Duration::ZERO,
@@ -869,6 +891,7 @@ mod tests {
                 version: label.version.to_db(),
                 wrapped: generated.wrapped,
                 kms_key_id: MASTER.into(),
+                own_master: false,
                 deployment: Some(fake::DEPLOYMENT.into()),
                 binding: Some(binding),
                 legacy: false,

@@ -310,10 +310,13 @@ impl KeyProvider for KmsKeyProvider {
     ) -> BoxFuture<'a, Result<i64, KeyProviderError>> {
         Box::pin(async move {
             let days = self.generation_keys.as_ref().map_or(30, |keys| keys.deletion_window_days);
+            // ScheduleKeyDeletion acts on keys of the caller's own account only, so the bare key
+            // id names the same key as its ARN (and the emulator takes only the id).
+            let key_id = master.rsplit_once(":key/").map_or(master, |(_, id)| id);
             let output = self
                 .client
                 .schedule_key_deletion()
-                .key_id(master)
+                .key_id(key_id)
                 .pending_window_in_days(days)
                 .send()
                 .await

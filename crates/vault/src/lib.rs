@@ -102,7 +102,7 @@ impl Application {
                  development only"
             );
         }
-        let vault = Vault::open(store, provider, config.known_tokens, config.keys)
+        let vault = Vault::open(store, provider, config.known_tokens, config.keys, config.erasure)
             .await
             .map_err(StartError::own)?;
         let vault = Arc::new(vault);
@@ -135,7 +135,8 @@ impl Application {
 
     /// Serves until `shutdown` is cancelled, then lets in-flight calls finish for at most the
     /// grace period. Returns early with an error if the gRPC server fails. Meanwhile the key
-    /// ring is reloaded every `VAULT_KEY_REFRESH_SECS`, to pick up rotations.
+    /// ring is reloaded every `VAULT_KEY_REFRESH_SECS`, to pick up rotations, and the data key
+    /// generations are kept ([`Vault::keep_generations_every`]) at the same interval.
     pub async fn run_until_stopped(self, shutdown: CancellationToken) -> Result<(), StartError> {
         let Application { server, vault, config } = self;
         let refresh = tokio::spawn({
@@ -146,16 +147,28 @@ impl Application {
                 vault.refresh_keys_every(interval, shutdown).await;
             }
         });
+        let keeper = tokio::spawn({
+            let vault = vault.clone();
+            let shutdown = shutdown.clone();
+            async move {
+                let interval = vault.key_timing().refresh_interval;
+                vault.keep_generations_every(interval, shutdown).await;
+            }
+        });
         let api = Api {
             name: SERVICE_NAME,
-            routes: Routes::new(VaultGrpc::new(vault).into_server(MAX_MESSAGE_BYTES)),
+            routes: Routes::new(
+                VaultGrpc::new(vault, config.policy.clone()).into_server(MAX_MESSAGE_BYTES),
+            ),
             descriptor_set: fetchreward_proto::vault::FILE_DESCRIPTOR_SET,
             calls: CallPolicy::new("vault", SERVICE_NAME, &Method::RULES, config.policy),
         };
         tracing::info!("vault serving");
         let served = server.serve(api, shutdown).await;
-        if let Err(err) = refresh.await {
-            tracing::error!(error = %err, "the key refresh task failed");
+        for (task, name) in [(refresh, "key refresh"), (keeper, "generation keeper")] {
+            if let Err(err) = task.await {
+                tracing::error!(error = %err, task = name, "a background task failed");
+            }
         }
         served
     }

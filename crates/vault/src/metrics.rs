@@ -44,3 +44,21 @@ pub const DB_SECONDS: &str = "fetchreward_vault_db_seconds";
 /// Counter: audited calls refused without an audit row, by `method` and `reason`
 /// (`control_character` in the purpose; `denied`, `invalid`: the audit write failed).
 pub const UNAUDITED_CALLS: &str = "fetchreward_vault_unaudited_calls_total";
+
+/// Counter: stored originals their data key did not open, found by a rewrap and marked
+/// unreadable.
+pub const REWRAP_UNREADABLE: &str = "fetchreward_vault_rewrap_unreadable_total";
+
+/// Gauge: data key generations by `state`: `active` (the one in use, or waiting to take
+/// over), `retiring` (replaced, values still being moved off it), `retired`.
+pub const GENERATIONS: &str = "fetchreward_vault_data_key_generations";
+
+/// Gauge: seconds since the oldest generation still retiring was replaced; 0 when none is.
+/// Above a day (`erasure::RETIRE_ALLOWANCE`), Forget receipts are late.
+pub const RETIRING_FOR_SECONDS: &str = "fetchreward_vault_retiring_generation_age_seconds";
+
+/// Counter: data key generations retired, and KMS key deletions scheduled (`step`).
+pub const RETIREMENTS: &str = "fetchreward_vault_retirements_total";
+
+/// Counter: Tokenize values refused by the per-caller rate limit.
+pub const TOKENIZE_LIMITED: &str = "fetchreward_vault_tokenize_rate_limited_total";

@@ -7,14 +7,26 @@ diesel::table! {
         purpose -> Text,
         /// From 1.
         version -> Integer,
-        /// The key encrypted by KMS.
-        wrapped -> Binary,
+        /// The key encrypted by KMS; NULL once the generation is retired.
+        wrapped -> Nullable<Binary>,
         /// The KMS key that wrapped it.
         kms_key_id -> Text,
         /// When it was created.
         created_at -> Timestamptz,
         /// From when new tokens or ciphertexts use it (database clock).
         activates_at -> Timestamptz,
+        /// The deployment that made it; NULL for legacy rows.
+        deployment -> Nullable<Text>,
+        /// HMAC over its fields under a key derived from tokenization key v1.
+        binding -> Nullable<Binary>,
+        /// Made before rows were bound to their deployment.
+        legacy -> Bool,
+        /// Whether `kms_key_id` was made for this generation alone.
+        own_master -> Bool,
+        /// When the data key generation was retired.
+        retired_at -> Nullable<Timestamptz>,
+        /// When KMS deletes its own master key, once scheduled.
+        kms_deletion_at -> Nullable<Timestamptz>,
     }
 }
 
@@ -35,6 +47,10 @@ diesel::table! {
         created_at -> Timestamptz,
         /// When its value was destroyed, if it was.
         forgotten_at -> Nullable<Timestamptz>,
+        /// A forgotten token that Tokenize does not fill again.
+        tombstone -> Bool,
+        /// When Rewrap found that its data key does not open it.
+        unreadable_at -> Nullable<Timestamptz>,
     }
 }
 

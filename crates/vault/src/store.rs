@@ -30,6 +30,9 @@ pub const SCHEMA: &str = "vault";
 /// Advisory lock key that serialises the vault's migrations across replicas ("vault" in ASCII).
 pub const MIGRATION_LOCK_KEY: i64 = 0x0076_6175_6c74;
 
+/// Advisory lock key held by the replica that keeps the data key generations ("vkeep").
+pub const KEEPER_LOCK_KEY: i64 = 0x0076_6b65_6570;
+
 /// A stored wrapped key.
 #[derive(Debug, Clone, PartialEq, Eq, QueryableByName)]
 pub struct KeyRow {
@@ -45,6 +48,9 @@ pub struct KeyRow {
     /// The KMS key that wrapped it.
     #[diesel(sql_type = Text)]
     pub kms_key_id: String,
+    /// Whether that KMS key was made for this generation alone.
+    #[diesel(sql_type = diesel::sql_types::Bool)]
+    pub own_master: bool,
     /// The deployment that made it; `None` for a legacy row.
     #[diesel(sql_type = Nullable<Text>)]
     pub deployment: Option<String>,
@@ -108,11 +114,92 @@ struct TokenRow {
     ciphertext: Option<Vec<u8>>,
 }
 
-/// One row of `UPDATE ... RETURNING token`.
-#[derive(QueryableByName)]
-struct TokenText {
+/// A token that Forget or Restore changed.
+#[derive(Debug, Clone, PartialEq, Eq, QueryableByName)]
+pub struct ChangedToken {
+    /// The token text.
     #[diesel(sql_type = Text)]
-    token: String,
+    pub token: String,
+    /// The data key generation its value was (or still is) sealed under.
+    #[diesel(sql_type = Integer)]
+    pub data_key_version: i32,
+    /// When its value was first forgotten (Unix milliseconds, database clock).
+    #[diesel(sql_type = BigInt)]
+    pub forgotten_at_unix_ms: i64,
+}
+
+/// One data key generation, as [`VaultStore::generations`] reads it.
+#[derive(Debug, Clone, PartialEq, Eq, QueryableByName)]
+pub struct Generation {
+    /// Its version.
+    #[diesel(sql_type = Integer)]
+    pub version: i32,
+    /// The master key that wraps (or wrapped) it.
+    #[diesel(sql_type = Text)]
+    pub kms_key_id: String,
+    /// Whether that master key was made for it alone (and is deleted when it retires).
+    #[diesel(sql_type = diesel::sql_types::Bool)]
+    pub own_master: bool,
+    /// When it took over, or takes over.
+    #[diesel(sql_type = BigInt)]
+    pub activates_at_unix_ms: i64,
+    /// When it was retired.
+    #[diesel(sql_type = Nullable<BigInt>)]
+    pub retired_at_unix_ms: Option<i64>,
+    /// When KMS deletes its own master key, once scheduled.
+    #[diesel(sql_type = Nullable<BigInt>)]
+    pub kms_deletion_at_unix_ms: Option<i64>,
+    /// The database's time of the read.
+    #[diesel(sql_type = BigInt)]
+    pub now_unix_ms: i64,
+}
+
+/// What a chunk of [`VaultStore::rewrap_chunk`] did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RewrapChunk {
+    /// Rows selected.
+    pub selected: usize,
+    /// Rows re-encrypted.
+    pub rewrapped: usize,
+    /// Tokens of rows marked unreadable.
+    pub unreadable: Vec<String>,
+}
+
+/// Why a row could not be resealed.
+#[derive(Debug)]
+pub enum Reseal<E> {
+    /// Its ciphertext does not open under its data key: mark it and go on.
+    Unreadable(E),
+    /// Something else: stop, and roll the chunk back.
+    Stop(E),
+}
+
+/// Why [`VaultStore::store_tokens`] stored nothing.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The data key the values were sealed under was retired meanwhile.
+    #[error("data key v{0} was retired while the values were sealed under it")]
+    Retired(KeyVersion),
+    /// The database failed.
+    #[error(transparent)]
+    Database(#[from] PgError),
+}
+
+/// The answer of [`STORE_TOKENS`].
+#[derive(QueryableByName)]
+struct StoreCounts {
+    #[diesel(sql_type = BigInt)]
+    usable: i64,
+    #[diesel(sql_type = BigInt)]
+    written: i64,
+}
+
+/// One row of a `SELECT version`.
+#[derive(QueryableByName)]
+struct Version {
+    #[diesel(sql_type = Integer)]
+    #[allow(dead_code)]
+    version: i32,
 }
 
 /// One row of `INSERT INTO vault.keys ... RETURNING`.
@@ -142,7 +229,7 @@ struct Number {
 
 /// Every stored key not retired, with how long until each takes over by the database clock.
 const KEY_ROWS: &str = "\
-SELECT purpose, version, wrapped, kms_key_id, deployment, binding, legacy,
+SELECT purpose, version, wrapped, kms_key_id, own_master, deployment, binding, legacy,
        (extract(epoch FROM activates_at - now()) * 1000)::bigint AS activates_in_ms
 FROM vault.keys
 WHERE retired_at IS NULL
@@ -151,8 +238,8 @@ ORDER BY purpose, version";
 /// Store a wrapped key that takes over `$5` milliseconds from now (database clock), unless that
 /// purpose and version exist. The first key set and every rotation insert through here.
 const INSERT_KEY: &str = "\
-INSERT INTO vault.keys (purpose, version, wrapped, kms_key_id, activates_at, deployment, binding)
-VALUES ($1, $2, $3, $4, now() + $5 * interval '1 millisecond', $6, $7)
+INSERT INTO vault.keys (purpose, version, wrapped, kms_key_id, activates_at, deployment, binding, own_master)
+VALUES ($1, $2, $3, $4, now() + $5 * interval '1 millisecond', $6, $7, $8)
 ON CONFLICT (purpose, version) DO NOTHING
 RETURNING (extract(epoch FROM activates_at) * 1000)::bigint AS activates_at_unix_ms";
 
@@ -166,9 +253,13 @@ SELECT COALESCE(max(version), 0)::bigint + 1 AS n FROM vault.keys WHERE purpose 
 const SELECT_TO_REWRAP: &str = "\
 SELECT token, data_key_version, nonce, ciphertext
 FROM vault.pii_tokens
-WHERE data_key_version < $1 AND ciphertext IS NOT NULL
+WHERE data_key_version < $1 AND ciphertext IS NOT NULL AND unreadable_at IS NULL
 LIMIT $2
 FOR UPDATE SKIP LOCKED";
+
+/// Mark locked rows whose ciphertext their data key does not open.
+const MARK_UNREADABLE: &str = "\
+UPDATE vault.pii_tokens SET unreadable_at = now() WHERE token = ANY($1)";
 
 /// Replace the ciphertexts of locked rows with ones sealed under data key `$1`.
 const UPDATE_REWRAPPED: &str = "\
@@ -180,28 +271,89 @@ WHERE p.token = t.token";
 /// Stored originals still sealed under data keys older than `$1`.
 const COUNT_TO_REWRAP: &str = "\
 SELECT count(*) AS n FROM vault.pii_tokens
-WHERE data_key_version < $1 AND ciphertext IS NOT NULL";
+WHERE data_key_version < $1 AND ciphertext IS NOT NULL AND unreadable_at IS NULL";
 
-/// Insert new tokens in one statement. A token already stored keeps its ciphertext; one whose
-/// value was forgotten takes the new ciphertext, so a value that comes back is recoverable
-/// again under the same token.
+/// Insert new tokens in one statement, sealed under data key `$3`, which must not be retired:
+/// its row is share-locked for the statement, so a retirement waits for the insert and then
+/// sees its rows (see [`RETIRE_LOCK`]). A token already stored keeps its ciphertext; one whose
+/// value was forgotten takes the new ciphertext unless it is a tombstone, so a value that comes
+/// back is recoverable again under the same token only when that is allowed.
 const STORE_TOKENS: &str = "\
-INSERT INTO vault.pii_tokens (token, kind, data_key_version, nonce, ciphertext)
-SELECT t.token, t.kind, $3, t.nonce, t.ciphertext
-FROM UNNEST($1::text[], $2::text[], $4::bytea[], $5::bytea[]) AS t(token, kind, nonce, ciphertext)
-ON CONFLICT (token) DO UPDATE
-SET nonce = EXCLUDED.nonce,
-    ciphertext = EXCLUDED.ciphertext,
-    data_key_version = EXCLUDED.data_key_version,
-    forgotten_at = NULL
-WHERE vault.pii_tokens.ciphertext IS NULL";
+WITH usable AS (
+    SELECT version FROM vault.keys
+    WHERE purpose = 'data' AND version = $3 AND retired_at IS NULL
+    FOR SHARE
+), written AS (
+    INSERT INTO vault.pii_tokens (token, kind, data_key_version, nonce, ciphertext)
+    SELECT t.token, t.kind, $3, t.nonce, t.ciphertext
+    FROM UNNEST($1::text[], $2::text[], $4::bytea[], $5::bytea[]) AS t(token, kind, nonce, ciphertext)
+    WHERE EXISTS (SELECT 1 FROM usable)
+    ON CONFLICT (token) DO UPDATE
+    SET nonce = EXCLUDED.nonce,
+        ciphertext = EXCLUDED.ciphertext,
+        data_key_version = EXCLUDED.data_key_version,
+        forgotten_at = NULL,
+        unreadable_at = NULL
+    WHERE vault.pii_tokens.ciphertext IS NULL AND NOT vault.pii_tokens.tombstone
+    RETURNING 1
+)
+SELECT (SELECT count(*) FROM usable) AS usable, (SELECT count(*) FROM written) AS written";
 
-/// Destroy the originals of tokens; the first forget time is kept.
+/// Destroy the originals of tokens; the first forget time is kept, and a token becomes a
+/// tombstone when `$2` says so (it stays one once it is).
 const FORGET_TOKENS: &str = "\
 UPDATE vault.pii_tokens
-SET nonce = NULL, ciphertext = NULL, forgotten_at = COALESCE(forgotten_at, now())
+SET nonce = NULL, ciphertext = NULL, unreadable_at = NULL,
+    forgotten_at = COALESCE(forgotten_at, now()),
+    tombstone = tombstone OR $2
 WHERE token = ANY($1)
-RETURNING token";
+RETURNING token, data_key_version,
+          (extract(epoch FROM forgotten_at) * 1000)::bigint AS forgotten_at_unix_ms";
+
+/// Let tombstones among `$1` be stored again by the next Tokenize of their value (`$2` is
+/// true: only tombstones change).
+const RESTORE_TOKENS: &str = "\
+UPDATE vault.pii_tokens
+SET tombstone = false
+WHERE token = ANY($1) AND tombstone = $2
+RETURNING token, data_key_version,
+          (extract(epoch FROM forgotten_at) * 1000)::bigint AS forgotten_at_unix_ms";
+
+/// The data key generations: when each took over, whether it is retired, its master key.
+const GENERATIONS: &str = "\
+SELECT version, kms_key_id, own_master,
+       (extract(epoch FROM activates_at) * 1000)::bigint AS activates_at_unix_ms,
+       (extract(epoch FROM retired_at) * 1000)::bigint AS retired_at_unix_ms,
+       (extract(epoch FROM kms_deletion_at) * 1000)::bigint AS kms_deletion_at_unix_ms,
+       (extract(epoch FROM now()) * 1000)::bigint AS now_unix_ms
+FROM vault.keys
+WHERE purpose = 'data'
+ORDER BY version";
+
+/// Lock a data key generation that is not retired, waiting for the Tokenize batches that
+/// share-lock it while they store values under it.
+const RETIRE_LOCK: &str = "\
+SELECT version FROM vault.keys
+WHERE purpose = 'data' AND version = $1 AND retired_at IS NULL
+FOR UPDATE";
+
+/// Whether a live value (readable, not forgotten) still needs data key generation `$1`. Run
+/// after [`RETIRE_LOCK`], in its own statement, so it sees what the waited-for batches wrote.
+const GENERATION_IN_USE: &str = "\
+SELECT EXISTS (
+    SELECT 1 FROM vault.pii_tokens
+    WHERE data_key_version = $1 AND ciphertext IS NOT NULL AND unreadable_at IS NULL
+) AS flag";
+
+/// Remove a generation's wrapped key; the row stays, retired.
+const RETIRE: &str = "\
+UPDATE vault.keys SET wrapped = NULL, retired_at = now()
+WHERE purpose = 'data' AND version = $1 AND retired_at IS NULL";
+
+/// Record when KMS deletes a retired generation's master key.
+const RECORD_KMS_DELETION: &str = "\
+UPDATE vault.keys SET kms_deletion_at = to_timestamp($2 / 1000.0)
+WHERE purpose = 'data' AND version = $1 AND retired_at IS NOT NULL";
 
 /// Which step of a change made together with its audit row failed
 /// ([`VaultStore::forget_and_audit`], [`VaultStore::insert_key_and_audit`]); either way
@@ -358,7 +510,8 @@ impl VaultStore {
     }
 
     /// Stores new tokens sealed under data key `data_key_version`; returns how many rows were
-    /// written (new tokens plus forgotten ones refilled).
+    /// written (new tokens plus forgotten ones refilled), or [`StoreError::Retired`] when that
+    /// data key was retired meanwhile (nothing was written).
     ///
     /// `rows` must hold each token once (Postgres refuses to touch a row twice in one
     /// statement). They are written in token order, so concurrent batches lock rows in the
@@ -367,7 +520,7 @@ impl VaultStore {
         &self,
         data_key_version: KeyVersion,
         rows: &mut [NewToken],
-    ) -> Result<usize, PgError> {
+    ) -> Result<usize, StoreError> {
         if rows.is_empty() {
             return Ok(0);
         }
@@ -377,17 +530,22 @@ impl VaultStore {
         let nonces: Vec<&[u8]> = rows.iter().map(|row| row.sealed.nonce.as_slice()).collect();
         let ciphertexts: Vec<&[u8]> =
             rows.iter().map(|row| row.sealed.ciphertext.as_slice()).collect();
-        self.with_conn("store_tokens", async |conn| {
-            Ok(diesel::sql_query(STORE_TOKENS)
-                .bind::<Array<Text>, _>(tokens)
-                .bind::<Array<Text>, _>(kinds)
-                .bind::<Integer, _>(data_key_version.to_db())
-                .bind::<Array<Binary>, _>(nonces)
-                .bind::<Array<Binary>, _>(ciphertexts)
-                .execute(conn)
-                .await?)
-        })
-        .await
+        let counts: StoreCounts = self
+            .with_conn::<_, PgError>("store_tokens", async |conn| {
+                Ok(diesel::sql_query(STORE_TOKENS)
+                    .bind::<Array<Text>, _>(tokens)
+                    .bind::<Array<Text>, _>(kinds)
+                    .bind::<Integer, _>(data_key_version.to_db())
+                    .bind::<Array<Binary>, _>(nonces)
+                    .bind::<Array<Binary>, _>(ciphertexts)
+                    .get_result(conn)
+                    .await?)
+            })
+            .await?;
+        if counts.usable == 0 {
+            return Err(StoreError::Retired(data_key_version));
+        }
+        Ok(usize::try_from(counts.written).unwrap_or(0))
     }
 
     /// What is stored for each of `tokens` that exists (in no particular order).
@@ -417,45 +575,171 @@ impl VaultStore {
             .collect())
     }
 
-    /// Destroys the stored originals of `tokens` and writes the audit row that `audit` builds
-    /// from the tokens that exist, in one transaction: a value is never destroyed without its
-    /// audit row, nor audited as destroyed when it was not. Returns the existing tokens (as
-    /// stored text) and the audit id.
+    /// Destroys the stored originals of `tokens` (making tombstones of them when `tombstone`)
+    /// and writes the audit row that `audit` builds from the tokens that exist, in one
+    /// transaction: a value is never destroyed without its audit row, nor audited as destroyed
+    /// when it was not. Returns the existing tokens and the audit id.
     pub async fn forget_and_audit(
         &self,
         tokens: &[Token],
-        audit: impl FnOnce(&[String]) -> AuditEntry + Send,
+        tombstone: bool,
+        audit: impl FnOnce(&[ChangedToken]) -> AuditEntry + Send,
         chain: &AuditChain,
-    ) -> Result<(Vec<String>, i64), AuditedWriteFailure> {
+    ) -> Result<(Vec<ChangedToken>, i64), AuditedWriteFailure> {
+        self.change_tokens_and_audit(
+            "forget_and_audit",
+            FORGET_TOKENS,
+            tokens,
+            tombstone,
+            audit,
+            chain,
+        )
+        .await
+    }
+
+    /// Lets the tombstones among `tokens` be stored again, with the audit row `audit` builds
+    /// from those that were tombstones, in one transaction. Returns them and the audit id.
+    pub async fn restore_and_audit(
+        &self,
+        tokens: &[Token],
+        audit: impl FnOnce(&[ChangedToken]) -> AuditEntry + Send,
+        chain: &AuditChain,
+    ) -> Result<(Vec<ChangedToken>, i64), AuditedWriteFailure> {
+        self.change_tokens_and_audit(
+            "restore_and_audit",
+            RESTORE_TOKENS,
+            tokens,
+            true,
+            audit,
+            chain,
+        )
+        .await
+    }
+
+    /// Runs `statement` (`$1` the tokens, `$2` the flag, returning [`ChangedToken`]s) and the
+    /// audit row built from its answer, in one transaction.
+    async fn change_tokens_and_audit(
+        &self,
+        operation: &'static str,
+        statement: &'static str,
+        tokens: &[Token],
+        flag: bool,
+        audit: impl FnOnce(&[ChangedToken]) -> AuditEntry + Send,
+        chain: &AuditChain,
+    ) -> Result<(Vec<ChangedToken>, i64), AuditedWriteFailure> {
         let texts: Vec<String> = tokens.iter().map(Token::to_string).collect();
-        self.with_conn("forget_and_audit", async |conn| {
+        self.with_conn(operation, async |conn| {
             conn.transaction::<_, AuditedWriteFailure, _>(async |conn| {
-                let forgotten: Vec<TokenText> = diesel::sql_query(FORGET_TOKENS)
+                let changed: Vec<ChangedToken> = diesel::sql_query(statement)
                     .bind::<Array<Text>, _>(&texts)
+                    .bind::<diesel::sql_types::Bool, _>(flag)
                     .load(conn)
                     .await?;
-                let forgotten: Vec<String> = forgotten.into_iter().map(|row| row.token).collect();
-                let id = insert_audit(conn, &audit(&forgotten), chain)
+                let id = insert_audit(conn, &audit(&changed), chain)
                     .await
                     .map_err(AuditedWriteFailure::Audit)?;
-                Ok((forgotten, id))
+                Ok((changed, id))
             })
             .await
         })
         .await
     }
 
+    /// The data key generations, oldest first.
+    pub async fn generations(&self) -> Result<Vec<Generation>, PgError> {
+        self.with_conn("generations", async |conn| {
+            Ok(diesel::sql_query(GENERATIONS).load(conn).await?)
+        })
+        .await
+    }
+
+    /// Retires data key generation `version` if no live value needs it: removes its wrapped
+    /// key and writes the audit row `audit` builds, in one transaction. Returns the audit id,
+    /// or `None` (and changes nothing) when a value still needs it or it is retired already.
+    pub async fn retire_and_audit(
+        &self,
+        version: KeyVersion,
+        audit: AuditEntry,
+        chain: &AuditChain,
+    ) -> Result<Option<i64>, AuditedWriteFailure> {
+        let version = version.to_db();
+        self.with_conn("retire_and_audit", async |conn| {
+            conn.transaction::<_, AuditedWriteFailure, _>(async |conn| {
+                let locked: Vec<Version> =
+                    diesel::sql_query(RETIRE_LOCK).bind::<Integer, _>(version).load(conn).await?;
+                if locked.is_empty() {
+                    return Ok(None);
+                }
+                let in_use: Flag = diesel::sql_query(GENERATION_IN_USE)
+                    .bind::<Integer, _>(version)
+                    .get_result(conn)
+                    .await?;
+                if in_use.flag {
+                    return Ok(None);
+                }
+                diesel::sql_query(RETIRE).bind::<Integer, _>(version).execute(conn).await?;
+                let id =
+                    insert_audit(conn, &audit, chain).await.map_err(AuditedWriteFailure::Audit)?;
+                Ok(Some(id))
+            })
+            .await
+        })
+        .await
+    }
+
+    /// Runs `work` if this replica takes advisory lock `key` (without waiting), holding it on a
+    /// connection of its own until `work` ends; `None` when another session holds it. A replica
+    /// that dies releases the lock with its connection.
+    pub async fn while_holding_lock<T>(
+        &self,
+        key: i64,
+        work: impl AsyncFnOnce() -> T,
+    ) -> Result<Option<T>, PgError> {
+        let mut conn = postgres::conn(&self.pool).await?;
+        let taken: Flag = diesel::sql_query("SELECT pg_try_advisory_lock($1) AS flag")
+            .bind::<BigInt, _>(key)
+            .get_result(&mut *conn)
+            .await?;
+        if !taken.flag {
+            return Ok(None);
+        }
+        let done = work().await;
+        diesel::sql_query("SELECT pg_advisory_unlock($1) AS flag")
+            .bind::<BigInt, _>(key)
+            .execute(&mut *conn)
+            .await?;
+        Ok(Some(done))
+    }
+
+    /// Records when KMS deletes the master key of retired generation `version`.
+    pub async fn record_kms_deletion(
+        &self,
+        version: KeyVersion,
+        deletion_unix_ms: i64,
+    ) -> Result<(), PgError> {
+        self.with_conn("record_kms_deletion", async |conn| {
+            diesel::sql_query(RECORD_KMS_DELETION)
+                .bind::<Integer, _>(version.to_db())
+                .bind::<BigInt, _>(deletion_unix_ms)
+                .execute(conn)
+                .await?;
+            Ok(())
+        })
+        .await
+    }
+
     /// Re-encrypts up to `limit` stored originals sealed under data keys older than
     /// `active_version`, in one transaction: locks them (skipping rows other transactions
-    /// hold), asks `reseal` for each new ciphertext, writes them all under `active_version`.
-    /// Any failure rolls the whole chunk back. Returns how many rows were rewrapped; fewer than
-    /// `limit` means no unlocked row was left.
+    /// hold), asks `reseal` for each new ciphertext, writes them all under `active_version`. A
+    /// row whose ciphertext does not open ([`Reseal::Unreadable`]) is marked unreadable and
+    /// left; any other failure rolls the whole chunk back. Returns the rows rewrapped and the
+    /// tokens marked; fewer rows than `limit` in all means no unlocked row was left.
     pub async fn rewrap_chunk<E: Send>(
         &self,
         active_version: KeyVersion,
         limit: u32,
-        reseal: impl Fn(&SealedRow) -> Result<Sealed, E> + Send + Sync,
-    ) -> Result<usize, RewrapFailure<E>> {
+        reseal: impl Fn(&SealedRow) -> Result<Sealed, Reseal<E>> + Send + Sync,
+    ) -> Result<RewrapChunk, RewrapFailure<E>> {
         let version = active_version.to_db();
         self.with_conn("rewrap_chunk", async |conn| {
             conn.transaction::<_, RewrapFailure<E>, _>(async |conn| {
@@ -464,26 +748,37 @@ impl VaultStore {
                     .bind::<BigInt, _>(i64::from(limit))
                     .load(conn)
                     .await?;
-                if rows.is_empty() {
-                    return Ok(0);
-                }
+                let mut chunk = RewrapChunk { selected: rows.len(), ..RewrapChunk::default() };
                 let mut tokens = Vec::with_capacity(rows.len());
                 let mut nonces = Vec::with_capacity(rows.len());
                 let mut ciphertexts = Vec::with_capacity(rows.len());
                 for row in &rows {
-                    let sealed = reseal(row).map_err(RewrapFailure::Reseal)?;
-                    tokens.push(row.token.as_str());
-                    nonces.push(sealed.nonce.to_vec());
-                    ciphertexts.push(sealed.ciphertext);
+                    match reseal(row) {
+                        Ok(sealed) => {
+                            tokens.push(row.token.as_str());
+                            nonces.push(sealed.nonce.to_vec());
+                            ciphertexts.push(sealed.ciphertext);
+                        }
+                        Err(Reseal::Unreadable(_)) => chunk.unreadable.push(row.token.clone()),
+                        Err(Reseal::Stop(err)) => return Err(RewrapFailure::Reseal(err)),
+                    }
                 }
-                let updated = diesel::sql_query(UPDATE_REWRAPPED)
-                    .bind::<Integer, _>(version)
-                    .bind::<Array<Text>, _>(tokens)
-                    .bind::<Array<Binary>, _>(nonces)
-                    .bind::<Array<Binary>, _>(ciphertexts)
-                    .execute(conn)
-                    .await?;
-                Ok(updated)
+                if !tokens.is_empty() {
+                    chunk.rewrapped = diesel::sql_query(UPDATE_REWRAPPED)
+                        .bind::<Integer, _>(version)
+                        .bind::<Array<Text>, _>(tokens)
+                        .bind::<Array<Binary>, _>(nonces)
+                        .bind::<Array<Binary>, _>(ciphertexts)
+                        .execute(conn)
+                        .await?;
+                }
+                if !chunk.unreadable.is_empty() {
+                    diesel::sql_query(MARK_UNREADABLE)
+                        .bind::<Array<Text>, _>(&chunk.unreadable)
+                        .execute(conn)
+                        .await?;
+                }
+                Ok(chunk)
             })
             .await
         })
@@ -587,6 +882,8 @@ pub struct NewKey<'a> {
     pub wrapped: &'a [u8],
     /// The KMS key that wrapped it.
     pub kms_key_id: &'a str,
+    /// Whether `kms_key_id` was made for this generation alone.
+    pub own_master: bool,
     /// The deployment it belongs to.
     pub deployment: &'a str,
     /// Its binding (`crate::keys::bind`).
@@ -609,6 +906,7 @@ async fn insert_key(
         .bind::<BigInt, _>(delay_ms)
         .bind::<Text, _>(key.deployment)
         .bind::<Binary, _>(&key.binding)
+        .bind::<diesel::sql_types::Bool, _>(key.own_master)
         .load(conn)
         .await?;
     Ok(inserted.into_iter().next().map(|row| row.activates_at_unix_ms))

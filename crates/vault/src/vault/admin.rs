@@ -11,10 +11,11 @@ use super::audited::{AuditedCall, Failure, audited_write_error, count_audited, v
 use crate::audit::{AuditOutcome, StatusCounts};
 use crate::authz::{Access, Method};
 use crate::crypto::{DataKey, Sealed};
+use crate::erasure::unix_ms_text;
 use crate::error::VaultError;
 use crate::keys::{self, KeyLabel, KeyPurpose, KeyRing};
 use crate::metrics;
-use crate::store::{NewKey, RewrapFailure, SealedRow};
+use crate::store::{NewKey, Reseal, RewrapFailure, SealedRow};
 use crate::version::KeyVersion;
 
 /// Rows one Rewrap call re-encrypts when the request names no number.
@@ -41,12 +42,15 @@ pub struct Rotated {
 }
 
 /// The answer to a Rewrap call.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Rewrapped {
     /// The data key version the rows were re-encrypted under (the active one).
     pub data_key_version: KeyVersion,
     /// Rows re-encrypted by this call.
     pub rewrapped: u32,
+    /// Tokens whose stored original its data key did not open: marked unreadable, skipped,
+    /// and not counted in `remaining` (nothing can recover them).
+    pub unreadable: Vec<String>,
     /// Stored originals still under older data key versions after this call.
     pub remaining: u64,
     /// The audit row of the call.
@@ -110,8 +114,8 @@ impl Vault {
         delay: Duration,
     ) -> Result<Rotated, VaultError> {
         let version = self.store.next_key_version(target).await?;
-        let master = match target {
-            KeyPurpose::Tokenization => self.provider.master_key_id().to_owned(),
+        let (master, own_master) = match target {
+            KeyPurpose::Tokenization => (self.provider.master_key_id().to_owned(), false),
             KeyPurpose::Data => keys::data_master(&self.provider, version).await?,
         };
         let generated =
@@ -121,6 +125,7 @@ impl Vault {
             version,
             wrapped: &generated.wrapped,
             kms_key_id: &master,
+            own_master,
             deployment: self.provider.deployment(),
             binding: Vec::new(),
             delay,
@@ -141,7 +146,7 @@ impl Vault {
             )
             .await
             .map_err(audited_write_error)?;
-        if stored.is_none() && master != self.provider.master_key_id() {
+        if stored.is_none() && own_master {
             // The KMS key made for the version that another rotation took serves nothing.
             if let Err(err) = self.provider.delete_generation_master(&master).await {
                 tracing::warn!(error = %err, kms_key = %master, "an unused generation KMS key was not scheduled for deletion");
@@ -213,40 +218,45 @@ impl Vault {
             }
             let none = StatusCounts::default();
             let audit_id = self.write_audit(&call.allowed(none, Some(asked(version)))).await?;
-            let rewrapped = self.rewrap_rows(&ring, active, limit).await?;
+            let progress = self.rewrap_rows(&ring, active, limit).await?;
             let remaining = self.store.count_to_rewrap(version).await.map_err(VaultError::from)?;
+            let (rewrapped, unreadable) = (progress.rewrapped, progress.unreadable);
             tracing::info!(
                 version = version.get(),
                 rewrapped,
+                unreadable = unreadable.len(),
                 remaining,
                 "stored values rewrapped"
             );
-            Ok(Rewrapped { data_key_version: version, rewrapped, remaining, audit_id })
+            Ok(Rewrapped { data_key_version: version, rewrapped, unreadable, remaining, audit_id })
         })
         .await
     }
 
-    /// Re-encrypts up to `limit` rows under `active`, a chunk per transaction; returns how many.
-    async fn rewrap_rows(
+    /// Re-encrypts up to `limit` rows under `active`, a chunk per transaction. A row whose
+    /// ciphertext its data key does not open is marked unreadable, reported and skipped, so
+    /// that one damaged row never stalls the rest.
+    pub(super) async fn rewrap_rows(
         &self,
         ring: &KeyRing,
         active: &DataKey,
         limit: u32,
-    ) -> Result<u32, Failure> {
+    ) -> Result<RewrapProgress, Failure> {
         let version = active.version();
-        let mut rewrapped = 0;
-        while rewrapped < limit {
-            let chunk = REWRAP_CHUNK_ROWS.min(limit - rewrapped);
+        let mut progress = RewrapProgress::default();
+        let mut selected = 0;
+        while selected < limit {
+            let chunk = REWRAP_CHUNK_ROWS.min(limit - selected);
             let done = match self
                 .store
                 .rewrap_chunk(version, chunk, |row| reseal(ring, active, row))
                 .await
             {
-                Ok(done) => u32::try_from(done).expect("at most one chunk of rows"),
+                Ok(done) => done,
                 Err(err) => {
                     let detail = format!(
-                        "stopped after {rewrapped} stored values re-encrypted under data key \
-                         v{version}"
+                        "stopped after {} stored values re-encrypted under data key v{version}",
+                        progress.rewrapped
                     );
                     let error = match err {
                         RewrapFailure::Database(err) => VaultError::Database(err),
@@ -255,33 +265,50 @@ impl Vault {
                     return Err(Failure::failed_after(error, detail));
                 }
             };
-            rewrapped += done;
-            ::metrics::counter!(metrics::REWRAPPED_ROWS).increment(u64::from(done));
-            if done < chunk {
+            let rewrapped = u32::try_from(done.rewrapped).expect("at most one chunk of rows");
+            selected += u32::try_from(done.selected).expect("at most one chunk of rows");
+            progress.rewrapped += rewrapped;
+            ::metrics::counter!(metrics::REWRAPPED_ROWS).increment(u64::from(rewrapped));
+            if !done.unreadable.is_empty() {
+                ::metrics::counter!(metrics::REWRAP_UNREADABLE)
+                    .increment(done.unreadable.len() as u64);
+                tracing::error!(
+                    tokens = ?done.unreadable,
+                    "stored values their data key does not open: marked unreadable and skipped"
+                );
+                progress.unreadable.extend(done.unreadable);
+            }
+            if done.selected < chunk as usize {
                 break;
             }
         }
-        Ok(rewrapped)
+        Ok(progress)
     }
 }
 
-/// The original of `row` sealed again under `active`.
-fn reseal(ring: &KeyRing, active: &DataKey, row: &SealedRow) -> Result<Sealed, VaultError> {
-    let old = KeyVersion::from_db(row.data_key_version)
-        .and_then(|version| ring.data_key(version))
-        .ok_or_else(|| VaultError::UnknownDataKey {
-            token: row.token.clone(),
-            version: row.data_key_version,
-        })?;
-    let crypto = |source| VaultError::Crypto { token: row.token.clone(), source };
-    let value = old.open(&row.token, &row.nonce, &row.ciphertext).map_err(crypto)?;
-    active.seal(&row.token, &value).map_err(crypto)
+/// What [`Vault::rewrap_rows`] did.
+#[derive(Debug, Default)]
+pub(super) struct RewrapProgress {
+    /// Rows re-encrypted.
+    pub(super) rewrapped: u32,
+    /// Tokens of rows found unreadable and marked.
+    pub(super) unreadable: Vec<String>,
 }
 
-/// A Unix time in milliseconds as RFC 3339 UTC text.
-fn unix_ms_text(unix_ms: i64) -> String {
-    chrono::DateTime::from_timestamp_millis(unix_ms).map_or_else(
-        || format!("{unix_ms} ms after the Unix epoch"),
-        |at| at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
-    )
+/// The original of `row` sealed again under `active`. A ciphertext that does not open is the
+/// row's fault ([`Reseal::Unreadable`]); a data key this replica lacks is not.
+fn reseal(ring: &KeyRing, active: &DataKey, row: &SealedRow) -> Result<Sealed, Reseal<VaultError>> {
+    let old = KeyVersion::from_db(row.data_key_version)
+        .and_then(|version| ring.data_key(version))
+        .ok_or_else(|| {
+            Reseal::Stop(VaultError::UnknownDataKey {
+                token: row.token.clone(),
+                version: row.data_key_version,
+            })
+        })?;
+    let crypto = |source| VaultError::Crypto { token: row.token.clone(), source };
+    let value = old
+        .open(&row.token, &row.nonce, &row.ciphertext)
+        .map_err(|err| Reseal::Unreadable(crypto(err)))?;
+    active.seal(&row.token, &value).map_err(|err| Reseal::Stop(crypto(err)))
 }

@@ -12,6 +12,8 @@
 //! - `audited`: the one path every audited call takes (authorize, audit a denial, validate,
 //!   audit an invalid request, act, audit a failure).
 //! - `trail`: reading the audit trail back, and verifying its hash chain.
+//! - `keeper`: scheduled rotation, rewrap and retirement of data key generations, which makes
+//!   a Forget final ([`crate::erasure`]).
 //! - Here: the key ring. Every replica reloads it in the background
 //!   ([`Vault::refresh_keys_every`]), and Tokenize refuses to use a ring older than the rotation
 //!   delay: all replicas issue tokens of a new version from the same moment, or a lagging one
@@ -19,6 +21,7 @@
 
 mod admin;
 mod audited;
+mod keeper;
 mod recovery;
 mod tokenize;
 mod trail;
@@ -31,10 +34,14 @@ use tokio_util::sync::CancellationToken;
 
 pub use self::admin::{DEFAULT_REWRAP_ROWS, MAX_REWRAP_ROWS, Rewrapped, Rotated};
 pub use self::audited::MAX_PURPOSE_CHARS;
-pub use self::recovery::{Detokenized, ForgetStatus, Forgotten, MAX_RECOVERY_TOKENS, Recovery};
+pub use self::keeper::{KEEPER, KEEPER_REWRAP_ROWS, KeeperRun};
+pub use self::recovery::{
+    Detokenized, ForgetStatus, Forgotten, MAX_RECOVERY_TOKENS, Recovery, RestoreStatus, Restored,
+};
 pub use self::tokenize::{MAX_TOKENIZE_VALUES, RawPii, RefusedValue, Tokenized};
 pub use self::trail::{AuditVerification, BrokenChain, ListedAuditRow, MAX_LISTED_ROWS};
 use crate::crypto::AuditChain;
+use crate::erasure::ErasureSettings;
 use crate::error::VaultError;
 use crate::keys::{self, KeyError, KeyProvider, KeyPurpose, KeyRing, KeyTiming};
 use crate::known_tokens::{KnownTokens, KnownTokensConfig};
@@ -51,6 +58,8 @@ pub struct Vault {
     reload: tokio::sync::Mutex<()>,
     known: KnownTokens,
     timing: KeyTiming,
+    /// When forgotten values become unrecoverable, and whether they come back.
+    erasure: ErasureSettings,
     /// The key that links every audit row to the one before.
     chain: AuditChain,
 }
@@ -72,6 +81,7 @@ impl Vault {
         provider: Arc<dyn KeyProvider>,
         known: KnownTokensConfig,
         timing: KeyTiming,
+        erasure: ErasureSettings,
     ) -> Result<Self, KeyError> {
         let ring = keys::load_or_create(&store, &provider).await?;
         record_active_versions(&ring);
@@ -84,6 +94,7 @@ impl Vault {
             reload: tokio::sync::Mutex::new(()),
             known: KnownTokens::new(known),
             timing,
+            erasure,
         })
     }
 

@@ -1,5 +1,6 @@
-//! Detokenize and Forget: the originals back to an authorized reader, or destroyed by an
-//! admin; both audited (`super::audited`).
+//! Detokenize, Forget and Restore: the originals back to an authorized reader, destroyed by an
+//! admin (with a receipt saying when the destruction is final), or, for tombstones, allowed
+//! back by an admin; all audited (`super::audited`).
 
 use std::collections::{HashMap, HashSet};
 
@@ -12,8 +13,9 @@ use super::audited::{
 };
 use crate::audit::{AuditOutcome, StatusCounts};
 use crate::authz::{Access, Method};
+use crate::erasure::{ForgetMode, Receipt};
 use crate::error::VaultError;
-use crate::store::StoredToken;
+use crate::store::{ChangedToken, StoredToken};
 use crate::version::KeyVersion;
 
 /// Most tokens in one Detokenize or Forget call.
@@ -55,6 +57,26 @@ pub struct Forgotten {
     pub results: Vec<(Token, ForgetStatus)>,
     /// The audit row of the call.
     pub audit_id: i64,
+    /// What the vault promises about the destroyed values.
+    pub receipt: Receipt,
+}
+
+/// The outcome of Restore for one token.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RestoreStatus {
+    /// It was a tombstone: its value is stored again the next time it is tokenized.
+    Restored,
+    /// It was no tombstone (never stored, not forgotten, or restored already).
+    NotTombstone,
+}
+
+/// The answer to a Restore call.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Restored {
+    /// One result per requested token, in request order.
+    pub results: Vec<(Token, RestoreStatus)>,
+    /// The audit row of the call.
+    pub audit_id: i64,
 }
 
 impl Vault {
@@ -86,6 +108,19 @@ impl Vault {
             }
             let audit_id = self.write_audit(&call.allowed(counts, None)).await?;
             record_results(Method::Detokenize, counts);
+            // The audit row holds the truth; a caller who is not an admin is not told that a
+            // value existed once and was erased.
+            let results = if access.admin {
+                results
+            } else {
+                results
+                    .into_iter()
+                    .map(|(token, recovery)| match recovery {
+                        Recovery::Forgotten => (token, Recovery::NotFound),
+                        other => (token, other),
+                    })
+                    .collect()
+            };
             Ok(Detokenized { results, audit_id })
         })
         .await
@@ -108,33 +143,26 @@ impl Vault {
         };
         let validate = || validate_recovery(&tokens, &purpose);
         self.audited(&call, validate, async |tokens: Vec<Token>| {
-            let counts_of = |existing: &[String]| {
-                let existing: HashSet<&str> = existing.iter().map(String::as_str).collect();
-                let forgotten =
-                    tokens.iter().filter(|t| existing.contains(t.to_string().as_str())).count();
-                StatusCounts {
-                    found: 0,
-                    forgotten: forgotten as u32,
-                    not_found: (tokens.len() - forgotten) as u32,
-                }
-            };
+            let tombstone = self.erasure.forget_mode == ForgetMode::Tombstone;
             let (existing, audit_id) = self
                 .store
                 .forget_and_audit(
                     &distinct(&tokens),
-                    |existing| call.allowed(counts_of(existing), None),
+                    tombstone,
+                    |existing| call.allowed(counts_of(&tokens, existing), None),
                     &self.chain,
                 )
                 .await
                 .map_err(|err| Failure::failed(audited_write_error(err)))?;
             self.known.remove_all(&tokens);
             count_audited(Method::Forget, AuditOutcome::Allowed);
-            record_results(Method::Forget, counts_of(&existing));
-            let existing: HashSet<String> = existing.into_iter().collect();
+            record_results(Method::Forget, counts_of(&tokens, &existing));
+            let receipt = self.receipt(&existing).await;
+            let existing: HashSet<&str> = existing.iter().map(|row| row.token.as_str()).collect();
             let results = tokens
                 .into_iter()
                 .map(|token| {
-                    let status = if existing.contains(&token.to_string()) {
+                    let status = if existing.contains(token.to_string().as_str()) {
                         ForgetStatus::Forgotten
                     } else {
                         ForgetStatus::NotFound
@@ -142,7 +170,68 @@ impl Vault {
                     (token, status)
                 })
                 .collect();
-            Ok(Forgotten { results, audit_id })
+            Ok(Forgotten { results, audit_id, receipt })
+        })
+        .await
+    }
+
+    /// The receipt of a Forget that destroyed `forgotten`. The values are gone already; a
+    /// receipt that cannot be computed says so rather than failing the call.
+    async fn receipt(&self, forgotten: &[ChangedToken]) -> Receipt {
+        match self.store.generations().await {
+            Ok(generations) => self.erasure.receipt(forgotten, &generations),
+            Err(err) => {
+                tracing::error!(error = %err, "the erasure receipt could not be computed");
+                Receipt::unknown(forgotten)
+            }
+        }
+    }
+
+    /// Lets the tombstones among `tokens` be stored again, for `purpose`, if the caller may.
+    #[instrument(skip_all, fields(caller = %access.caller, tokens = tokens.len()))]
+    pub async fn restore(
+        &self,
+        access: &Access,
+        tokens: Vec<String>,
+        purpose: String,
+    ) -> Result<Restored, VaultError> {
+        let call = AuditedCall {
+            access,
+            method: Method::Restore,
+            purpose: &purpose,
+            token_count: tokens.len(),
+            asked: None,
+        };
+        let validate = || validate_recovery(&tokens, &purpose);
+        self.audited(&call, validate, async |tokens: Vec<Token>| {
+            let (restored, audit_id) = self
+                .store
+                .restore_and_audit(
+                    &distinct(&tokens),
+                    |restored| {
+                        let detail = format!("{} tombstones may be stored again", restored.len());
+                        call.allowed(StatusCounts::default(), Some(detail))
+                    },
+                    &self.chain,
+                )
+                .await
+                .map_err(|err| Failure::failed(audited_write_error(err)))?;
+            // The known-tokens cache may say "stored" for a tombstone: forget that too.
+            self.known.remove_all(&tokens);
+            count_audited(Method::Restore, AuditOutcome::Allowed);
+            let restored: HashSet<&str> = restored.iter().map(|row| row.token.as_str()).collect();
+            let results = tokens
+                .into_iter()
+                .map(|token| {
+                    let status = if restored.contains(token.to_string().as_str()) {
+                        RestoreStatus::Restored
+                    } else {
+                        RestoreStatus::NotTombstone
+                    };
+                    (token, status)
+                })
+                .collect();
+            Ok(Restored { results, audit_id })
         })
         .await
     }
@@ -183,6 +272,17 @@ impl Vault {
             results.push((*token, recovery));
         }
         Ok(results)
+    }
+}
+
+/// The audit counts of a Forget of `tokens` that found `existing`.
+fn counts_of(tokens: &[Token], existing: &[ChangedToken]) -> StatusCounts {
+    let existing: HashSet<&str> = existing.iter().map(|row| row.token.as_str()).collect();
+    let forgotten = tokens.iter().filter(|t| existing.contains(t.to_string().as_str())).count();
+    StatusCounts {
+        found: 0,
+        forgotten: forgotten as u32,
+        not_found: (tokens.len() - forgotten) as u32,
     }
 }
 

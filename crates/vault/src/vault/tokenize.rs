@@ -14,7 +14,7 @@ use crate::error::VaultError;
 use crate::keys::KeyRing;
 use crate::known_tokens::KnownTokens;
 use crate::metrics;
-use crate::store::NewToken;
+use crate::store::{NewToken, StoreError};
 use crate::version::KeyVersion;
 
 /// Most values in one Tokenize call.
@@ -103,7 +103,17 @@ impl Vault {
             batch;
         if !to_store.is_empty() {
             let started = Instant::now();
-            let written = self.store.store_tokens(data_key_version, &mut to_store).await?;
+            let written = match self.store.store_tokens(data_key_version, &mut to_store).await {
+                Ok(written) => written,
+                Err(StoreError::Database(err)) => return Err(err.into()),
+                Err(StoreError::Retired(version)) => {
+                    // Only a replica whose keys are stale seals under a retired generation.
+                    if let Err(err) = self.refresh_keys().await {
+                        tracing::warn!(error = %err, "vault keys not reloaded");
+                    }
+                    return Err(VaultError::KeyRetired(version));
+                }
+            };
             ::metrics::histogram!(metrics::STORE_SECONDS).record(started.elapsed().as_secs_f64());
             ::metrics::counter!(metrics::TOKENS_STORED).increment(written as u64);
             self.known.insert_all(&to_remember);

@@ -12,7 +12,7 @@ use fetchreward_proto::vault::v1::{
     DetokenizeRequest, DetokenizeResponse, KeyTarget, PiiKind, PiiValue, RewrapRequest,
     RewrapResponse, RotateKeysRequest, RotateKeysResponse, TokenizeRequest,
 };
-use fetchreward_testkit::{Spawned, Stack, TestDatabase, create_kms_key};
+use fetchreward_testkit::{Spawned, Stack, TestDatabase, create_kms_key, unique_name};
 use fetchreward_vault::keys::{GeneratedKey, KeyLabel, KeyProvider, KeyProviderError};
 use fetchreward_vault::kms::{KmsKeyProvider, KmsSettings};
 use fetchreward_vault::version::KeyVersion;
@@ -67,6 +67,24 @@ pub fn kms_at(stack: &Stack, endpoint: &str, key_id: &str) -> Arc<dyn KeyProvide
         &stack.aws_config(endpoint),
         KmsSettings::single_key(key_id.to_owned()),
     ))
+}
+
+/// A login role of the vault's runtime role (`fetchreward_vault_runtime`, made by the vault's
+/// migrations when missing) on `resources`; returns its database URL. The test database's own
+/// user stays the owner, for `DATABASE_MIGRATION_URL`.
+pub async fn runtime_role(resources: &Resources) -> String {
+    let role = unique_name("vault_rt");
+    let mut owner = resources.db.connect().await;
+    for statement in [
+        "DO $$ BEGIN CREATE ROLE fetchreward_vault_runtime NOLOGIN; \
+         EXCEPTION WHEN duplicate_object OR unique_violation THEN NULL; END $$"
+            .to_owned(),
+        format!("CREATE ROLE {role} LOGIN"),
+        format!("GRANT fetchreward_vault_runtime TO {role}"),
+    ] {
+        diesel::sql_query(&statement).execute(&mut owner).await.expect("prepares the roles");
+    }
+    resources.db.url.replacen("postgres@", &format!("{role}@"), 1)
 }
 
 /// A running vault and a client to it.

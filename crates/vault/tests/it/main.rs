@@ -2,6 +2,7 @@
 //! service on port 0, a tonic client.
 
 mod authz;
+mod erasure;
 mod helpers;
 mod recovery;
 mod rotation;

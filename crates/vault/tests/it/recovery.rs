@@ -1,12 +1,16 @@
-//! Detokenize and Forget: round trips, authorization, the audit trail, crypto-shredding.
+//! Detokenize, Forget and Restore: round trips, authorization, the audit trail, tombstones and
+//! erasure receipts.
 
 use diesel_async::RunQueryDsl;
 use fetchreward_model::{PiiKind, Token};
-use fetchreward_proto::vault::v1::{DetokenizeRequest, ForgetRequest, TokenStatus};
+use fetchreward_proto::vault::v1::{
+    DetokenizeRequest, ForgetRequest, ForgetResponse, RestoreRequest, TokenStatus,
+};
 use tonic::Code;
 
 use crate::helpers::{
-    Resources, audit_rows, device, ip, spawn_vault, spawn_vault_on, stored_tokens,
+    ALLOW_ANONYMOUS, ALLOW_ANONYMOUS_ADMIN, Resources, TestVault, audit_rows, device, ip,
+    spawn_vault, spawn_vault_on, stored_tokens,
 };
 
 /// A well-formed token the vault never issued.
@@ -46,47 +50,56 @@ async fn tokenize_then_detokenize_returns_the_canonical_values() {
     assert_eq!((row.token_count, row.found, row.not_found, row.forgotten), (4, 3, 1, 0));
 }
 
+/// Forgets `tokens` for a test purpose.
+async fn forget(vault: &mut TestVault, tokens: Vec<String>, purpose: &str) -> ForgetResponse {
+    vault
+        .client
+        .forget(ForgetRequest { tokens, purpose: purpose.into() })
+        .await
+        .expect("allowed")
+        .into_inner()
+}
+
 #[tokio::test]
-async fn forget_destroys_the_value_and_the_same_value_later_gets_the_same_token_back() {
+async fn forget_destroys_the_value_for_good_and_issues_a_dated_receipt() {
     let (mut vault, resources) = spawn_vault().await;
     let tokens = vault.tokenize(vec![ip("198.51.100.61"), device("kept")]).await;
 
-    let forgotten = vault
-        .client
-        .forget(ForgetRequest {
-            tokens: vec![tokens[0].clone(), unknown_token()],
-            purpose: "erasure request 42".into(),
-        })
-        .await
-        .expect("allowed")
-        .into_inner();
+    let forgotten =
+        forget(&mut vault, vec![tokens[0].clone(), unknown_token()], "erasure request 42").await;
     let statuses: Vec<TokenStatus> = forgotten.results.iter().map(|r| r.status()).collect();
     assert_eq!(statuses, [TokenStatus::Forgotten, TokenStatus::NotFound]);
+    // The receipt: the generation that held the value, and a date after which no copy opens.
+    assert_eq!(forgotten.generations, [1]);
+    assert!(forgotten.forgotten_at_unix_ms > 0);
+    let week_ms = 7 * 86_400_000;
+    assert!(
+        forgotten.erasure_final_by_unix_ms > forgotten.forgotten_at_unix_ms + week_ms,
+        "a generation of a week, a day to retire it, a week of backups: {forgotten:?}"
+    );
+    assert!(forgotten.erasure.contains("generation v1 until 20"), "{}", forgotten.erasure);
 
     let rows = stored_tokens(&resources.db).await;
     let shredded = rows.iter().find(|r| r.token == tokens[0]).expect("the row stays");
     assert_eq!((shredded.nonce.as_ref(), shredded.ciphertext.as_ref()), (None, None));
 
     let answer = vault.detokenize(&tokens).await.expect("allowed");
-    assert_eq!(answer.results[0].status(), TokenStatus::Forgotten);
+    assert_eq!(answer.results[0].status(), TokenStatus::Forgotten, "the admin is told");
     assert_eq!(answer.results[0].value, "");
     assert_eq!(answer.results[1].status(), TokenStatus::Found);
 
-    // Forgetting again is harmless and still answers FORGOTTEN.
-    let again = vault
-        .client
-        .forget(ForgetRequest { tokens: vec![tokens[0].clone()], purpose: "retry".into() })
-        .await
-        .expect("allowed")
-        .into_inner();
+    // Forgetting again is harmless, still answers FORGOTTEN and keeps the first time.
+    let again = forget(&mut vault, vec![tokens[0].clone()], "retry").await;
     assert_eq!(again.results[0].status(), TokenStatus::Forgotten);
+    assert_eq!(again.forgotten_at_unix_ms, forgotten.forgotten_at_unix_ms);
 
-    // The value comes back in a later message: same token, recoverable again.
+    // The value comes back in a later message: the same token, and still nothing stored.
     let later = vault.tokenize(vec![ip("198.51.100.61")]).await;
     assert_eq!(later[0], tokens[0]);
     let answer = vault.detokenize(&later).await.expect("allowed");
-    assert_eq!(answer.results[0].status(), TokenStatus::Found);
-    assert_eq!(answer.results[0].value, "198.51.100.61");
+    assert_eq!(answer.results[0].status(), TokenStatus::Forgotten);
+    let row = stored_tokens(&resources.db).await.into_iter().find(|r| r.token == tokens[0]);
+    assert_eq!(row.and_then(|r| r.ciphertext), None, "a tombstone is not filled again");
 
     let audit = audit_rows(&resources.db).await;
     let forgets: Vec<_> = audit.iter().filter(|r| r.method == "Forget").collect();
@@ -94,6 +107,72 @@ async fn forget_destroys_the_value_and_the_same_value_later_gets_the_same_token_
     assert_eq!(forgets[0].id, forgotten.audit_id);
     assert_eq!(forgets[0].purpose, "erasure request 42");
     assert_eq!((forgets[0].token_count, forgets[0].forgotten, forgets[0].not_found), (2, 1, 1));
+}
+
+#[tokio::test]
+async fn an_admin_restores_a_tombstone_and_the_value_is_stored_again_audited() {
+    let (mut vault, resources) = spawn_vault().await;
+    let tokens = vault.tokenize(vec![ip("198.51.100.62"), ip("198.51.100.63")]).await;
+    forget(&mut vault, vec![tokens[0].clone()], "erasure request 43").await;
+
+    let restored = vault
+        .client
+        .restore(RestoreRequest {
+            tokens: vec![tokens[0].clone(), tokens[1].clone(), unknown_token()],
+            purpose: "erasure request 43 withdrawn".into(),
+        })
+        .await
+        .expect("allowed")
+        .into_inner();
+    let flags: Vec<bool> = restored.results.iter().map(|r| r.restored).collect();
+    assert_eq!(flags, [true, false, false], "only the tombstone changes");
+
+    vault.tokenize(vec![ip("198.51.100.62")]).await;
+    let answer = vault.detokenize(&tokens[..1]).await.expect("allowed");
+    assert_eq!(answer.results[0].status(), TokenStatus::Found);
+    assert_eq!(answer.results[0].value, "198.51.100.62");
+
+    let audit = audit_rows(&resources.db).await;
+    let row = audit.iter().find(|r| r.method == "Restore").expect("audited");
+    assert_eq!((row.id, row.outcome.as_str()), (restored.audit_id, "allowed"));
+    assert_eq!(row.purpose, "erasure request 43 withdrawn");
+    assert_eq!(row.token_count, 3);
+}
+
+#[tokio::test]
+async fn with_the_refill_mode_a_forgotten_value_that_comes_back_is_stored_again() {
+    let resources = Resources::create().await;
+    let mut vault = spawn_vault_on(
+        &resources,
+        &[ALLOW_ANONYMOUS, ALLOW_ANONYMOUS_ADMIN, ("VAULT_FORGET_MODE", "refill")],
+    )
+    .await;
+    let tokens = vault.tokenize(vec![ip("198.51.100.64")]).await;
+    let forgotten = forget(&mut vault, tokens.clone(), "erasure request 44").await;
+    assert!(forgotten.erasure.contains("stored again"), "{}", forgotten.erasure);
+
+    let later = vault.tokenize(vec![ip("198.51.100.64")]).await;
+    assert_eq!(later, tokens);
+    let answer = vault.detokenize(&later).await.expect("allowed");
+    assert_eq!(answer.results[0].status(), TokenStatus::Found);
+    assert_eq!(answer.results[0].value, "198.51.100.64");
+}
+
+#[tokio::test]
+async fn only_an_admin_learns_that_a_value_was_forgotten_rather_than_never_stored() {
+    let (mut admin, resources) = spawn_vault().await;
+    let tokens = admin.tokenize(vec![ip("198.51.100.65"), ip("198.51.100.66")]).await;
+    forget(&mut admin, vec![tokens[0].clone()], "erasure request 45").await;
+
+    let mut reader = spawn_vault_on(&resources, &[ALLOW_ANONYMOUS]).await;
+    let asked = [tokens[0].clone(), unknown_token(), tokens[1].clone()];
+    let answer = reader.detokenize(&asked).await.expect("allowed");
+    let statuses: Vec<TokenStatus> = answer.results.iter().map(|r| r.status()).collect();
+    assert_eq!(statuses, [TokenStatus::NotFound, TokenStatus::NotFound, TokenStatus::Found]);
+    // The audit row still tells the truth.
+    let audit = audit_rows(&resources.db).await;
+    let row = audit.iter().find(|r| r.id == answer.audit_id).expect("audited");
+    assert_eq!((row.found, row.not_found, row.forgotten), (1, 1, 1));
 }
 
 #[tokio::test]

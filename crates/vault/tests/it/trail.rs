@@ -4,12 +4,12 @@ use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
 use fetchreward_proto::vault::v1::{
     DetokenizeRequest, ListAuditRequest, VerifyAuditRequest, VerifyAuditResponse,
 };
-use fetchreward_testkit::{http_get, unique_name};
+use fetchreward_testkit::http_get;
 use tonic::Code;
 
 use crate::helpers::{
-    ALLOW_ANONYMOUS, ALLOW_ANONYMOUS_ADMIN, Resources, TestVault, audit_rows, ip, spawn_vault,
-    spawn_vault_on,
+    ALLOW_ANONYMOUS, ALLOW_ANONYMOUS_ADMIN, Resources, TestVault, audit_rows, ip, runtime_role,
+    spawn_vault, spawn_vault_on,
 };
 
 /// Lets the anonymous test client read the trail.
@@ -40,18 +40,8 @@ async fn some_audited_calls(vault: &mut TestVault, tokens: &[String], calls: usi
 #[tokio::test]
 async fn the_runtime_role_may_append_to_the_audit_trail_but_never_change_it() {
     let resources = Resources::create().await;
-    let role = unique_name("vault_rt");
+    let runtime_url = runtime_role(&resources).await;
     let mut owner = resources.db.connect().await;
-    for statement in [
-        "DO $$ BEGIN CREATE ROLE fetchreward_vault_runtime NOLOGIN; \
-         EXCEPTION WHEN duplicate_object OR unique_violation THEN NULL; END $$"
-            .to_owned(),
-        format!("CREATE ROLE {role} LOGIN"),
-        format!("GRANT fetchreward_vault_runtime TO {role}"),
-    ] {
-        execute(&mut owner, &statement).await.expect("prepares the roles");
-    }
-    let runtime_url = resources.db.url.replacen("postgres@", &format!("{role}@"), 1);
     let owner_url = resources.db.url.clone();
     let mut vault = spawn_vault_on(
         &resources,
@@ -77,6 +67,19 @@ async fn the_runtime_role_may_append_to_the_audit_trail_but_never_change_it() {
         let refused = execute(&mut runtime, statement).await.expect_err(statement);
         let denied = refused.contains("permission denied") || refused.contains("must be owner");
         assert!(denied, "{statement}: {refused}");
+    }
+    // Nor may it pass a key row off as legacy (trusted without a binding), change what a row's
+    // binding covers, or remove a row.
+    for statement in [
+        "UPDATE vault.keys SET legacy = true",
+        "UPDATE vault.keys SET kms_key_id = 'another key', deployment = 'another'",
+        "UPDATE vault.keys SET own_master = true",
+        "INSERT INTO vault.keys (purpose, version, wrapped, kms_key_id, legacy) \
+         VALUES ('data', 99, '\\x00', 'k', true)",
+        "DELETE FROM vault.keys",
+    ] {
+        let refused = execute(&mut runtime, statement).await.expect_err(statement);
+        assert!(refused.contains("permission denied"), "{statement}: {refused}");
     }
     // The owner (here a superuser, whom privileges do not stop) meets the trigger.
     for statement in ["UPDATE vault.audit_log SET purpose = 'x'", "DELETE FROM vault.audit_log"] {
