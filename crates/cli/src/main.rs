@@ -78,6 +78,22 @@ enum Command {
         #[command(flatten)]
         vault: VaultArgs,
     },
+    /// Let tombstones (forgotten tokens) be stored again when their value is next tokenized
+    /// (audited; needs an admin identity).
+    #[command(
+        after_help = "Examples:\n  fetchreward restore dev_v1_Xk9… --purpose \"erasure request 42 withdrawn\" --vault-endpoint https://localhost:50051 \\
+    --tls-ca target/dev/certs/ca.pem --tls-cert target/dev/certs/admin.pem --tls-key target/dev/certs/admin.key"
+    )]
+    Restore {
+        /// Forgotten tokens whose values may be stored again.
+        #[arg(required = true)]
+        tokens: Vec<String>,
+        /// Why, e.g. the reference of the withdrawn request.
+        #[arg(long)]
+        purpose: String,
+        #[command(flatten)]
+        vault: VaultArgs,
+    },
     /// Read the vault's audit trail, or verify its hash chain (needs an auditor identity).
     Audit {
         #[command(subcommand)]
@@ -317,6 +333,16 @@ impl VaultArgs {
 }
 
 /// An activation time as UTC text, with how far ahead it is by this machine's clock.
+/// A table of `rows` under `header`.
+fn print_rows<const N: usize>(header: [&str; N], rows: Vec<[String; N]>) {
+    let mut table = Table::new();
+    table.set_header(header);
+    for row in rows {
+        table.add_row(row);
+    }
+    println!("{table}");
+}
+
 fn activation_text(unix_ms: i64) -> String {
     let Some(at) = chrono::DateTime::from_timestamp_millis(unix_ms) else {
         return format!("{unix_ms} ms after the Unix epoch");
@@ -566,23 +592,35 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Detokenize { tokens, purpose, vault } => {
             let mut client = vault.connect().await?;
             let (rows, audit_id) = vault::detokenize(&mut client, tokens, purpose).await?;
-            let mut table = Table::new();
-            table.set_header(["token", "status", "value"]);
-            for row in rows {
-                table.add_row(row);
-            }
-            println!("{table}");
+            print_rows(["token", "status", "value"], rows);
             println!("audit id {audit_id}");
         }
         Command::Forget { tokens, purpose, vault } => {
             let mut client = vault.connect().await?;
-            let (rows, audit_id) = vault::forget(&mut client, tokens, purpose).await?;
-            let mut table = Table::new();
-            table.set_header(["token", "status"]);
-            for row in rows {
-                table.add_row(row);
+            let forgotten = vault::forget(&mut client, tokens, purpose).await?;
+            print_rows(["token", "status"], forgotten.rows);
+            println!("audit id {}", forgotten.audit_id);
+            if forgotten.forgotten_at_unix_ms > 0 {
+                println!(
+                    "gone from the live table at {}",
+                    time_text(forgotten.forgotten_at_unix_ms)
+                );
             }
-            println!("{table}");
+            let generations: Vec<String> =
+                forgotten.generations.iter().map(|v| format!("v{v}")).collect();
+            if forgotten.final_by_unix_ms > 0 {
+                println!(
+                    "final erasure by {} (data key generation {})",
+                    time_text(forgotten.final_by_unix_ms),
+                    generations.join(", ")
+                );
+            }
+            println!("{}", forgotten.erasure);
+        }
+        Command::Restore { tokens, purpose, vault } => {
+            let mut client = vault.connect().await?;
+            let (rows, audit_id) = vault::restore(&mut client, tokens, purpose).await?;
+            print_rows(["token", "outcome"], rows);
             println!("audit id {audit_id}");
         }
         Command::DevCerts { out, names } => {
@@ -628,6 +666,11 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                          (audit id {})",
                         step.rewrapped, step.data_key_version, step.remaining, step.audit_id
                     );
+                    for token in &step.unreadable {
+                        println!(
+                            "unreadable: {token} does not open under its data key (marked, skipped)"
+                        );
+                    }
                 })
                 .await
                 .context("rewrap failed")?;

@@ -1,12 +1,12 @@
-//! Vault commands: detokenize, forget, rotate keys, rewrap, the audit trail.
+//! Vault commands: detokenize, forget, restore, rotate keys, rewrap, the audit trail.
 
 use std::time::Duration;
 
 use anyhow::Context;
 use fetchreward_proto::vault::v1::vault_service_client::VaultServiceClient;
 use fetchreward_proto::vault::v1::{
-    AuditRow, DetokenizeRequest, ForgetRequest, KeyTarget, ListAuditRequest, RewrapRequest,
-    RotateKeysRequest, TokenStatus, VerifyAuditRequest, VerifyAuditResponse,
+    AuditRow, DetokenizeRequest, ForgetRequest, KeyTarget, ListAuditRequest, RestoreRequest,
+    RewrapRequest, RotateKeysRequest, TokenStatus, VerifyAuditRequest, VerifyAuditResponse,
 };
 use fetchreward_runtime::tls::TlsFiles;
 use tonic::transport::{Channel, Endpoint};
@@ -97,12 +97,29 @@ pub async fn detokenize(
     Ok((rows, reply.audit_id))
 }
 
-/// Destroys the stored values of `tokens`; returns (token, status) rows and the audit id.
+/// The answer to a Forget call.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Forgotten {
+    /// (token, status) per requested token.
+    pub rows: Vec<[String; 2]>,
+    /// The audit row of the call.
+    pub audit_id: i64,
+    /// When the values left the live table (Unix milliseconds); 0 when none was stored.
+    pub forgotten_at_unix_ms: i64,
+    /// When no copy anywhere can be decrypted (Unix milliseconds); 0 when no date is promised.
+    pub final_by_unix_ms: i64,
+    /// The data key generations that held the values.
+    pub generations: Vec<u32>,
+    /// The guarantee in words.
+    pub erasure: String,
+}
+
+/// Destroys the stored values of `tokens`, with the vault's erasure receipt.
 pub async fn forget(
     client: &mut VaultServiceClient<Channel>,
     tokens: Vec<String>,
     purpose: String,
-) -> anyhow::Result<(Vec<[String; 2]>, i64)> {
+) -> anyhow::Result<Forgotten> {
     let reply =
         client.forget(ForgetRequest { tokens, purpose }).await.map_err(explain)?.into_inner();
     let rows = reply
@@ -111,6 +128,37 @@ pub async fn forget(
         .map(|result| {
             let status = status_name(result.status());
             [result.token, status.to_owned()]
+        })
+        .collect();
+    Ok(Forgotten {
+        rows,
+        audit_id: reply.audit_id,
+        forgotten_at_unix_ms: reply.forgotten_at_unix_ms,
+        final_by_unix_ms: reply.erasure_final_by_unix_ms,
+        generations: reply.generations,
+        erasure: reply.erasure,
+    })
+}
+
+/// Lets the tombstones among `tokens` be stored again; returns (token, outcome) rows and the
+/// audit id.
+pub async fn restore(
+    client: &mut VaultServiceClient<Channel>,
+    tokens: Vec<String>,
+    purpose: String,
+) -> anyhow::Result<(Vec<[String; 2]>, i64)> {
+    let reply =
+        client.restore(RestoreRequest { tokens, purpose }).await.map_err(explain)?.into_inner();
+    let rows = reply
+        .results
+        .into_iter()
+        .map(|result| {
+            let outcome = if result.restored {
+                "restored: stored again when next tokenized"
+            } else {
+                "unchanged: not a tombstone"
+            };
+            [result.token, outcome.to_owned()]
         })
         .collect();
     Ok((rows, reply.audit_id))
@@ -146,7 +194,7 @@ pub async fn rotate(
 }
 
 /// The answer to one Rewrap call.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RewrapStep {
     /// Stored values re-encrypted by the call.
     pub rewrapped: u32,
@@ -156,6 +204,8 @@ pub struct RewrapStep {
     pub data_key_version: u32,
     /// The audit row of the call.
     pub audit_id: i64,
+    /// Tokens whose stored value did not open under its data key: marked and skipped.
+    pub unreadable: Vec<String>,
 }
 
 /// Re-encrypts up to `max_rows` stored values under the active data key (0: the vault's
@@ -172,6 +222,7 @@ pub async fn rewrap(
         remaining: reply.remaining,
         data_key_version: reply.data_key_version,
         audit_id: reply.audit_id,
+        unreadable: reply.unreadable,
     })
 }
 
