@@ -16,6 +16,7 @@ use crate::erasure::ErasureSettings;
 use crate::keys::KeyTiming;
 use crate::kms::{GenerationKeys, KmsSettings};
 use crate::known_tokens::KnownTokensConfig;
+use crate::vault::TokenizeLimit;
 
 /// The service name, as logged and traced.
 pub const SERVICE: &str = "fetchreward-vault";
@@ -57,6 +58,9 @@ pub struct VaultConfig {
     /// `VAULT_KEY_REFRESH_SECS`, default 10, at least 1 and shorter than the delay unless the
     /// delay is 0).
     pub keys: KeyTiming,
+    /// The Tokenize rate limit of each caller on each replica (`VAULT_TOKENIZE_RATE` values a
+    /// second, default 20000; `VAULT_TOKENIZE_BURST`, default 40000, at least 10000).
+    pub tokenize_limit: TokenizeLimit,
 }
 
 impl VaultConfig {
@@ -94,6 +98,7 @@ impl VaultConfig {
             ttl: reader.seconds("VAULT_TOKEN_CACHE_TTL_SECS", defaults.ttl.as_secs()),
         };
         let keys = key_timing(&mut reader);
+        let tokenize_limit = TokenizeLimit::from_env(&mut reader);
         let deployment = reader
             .raw("VAULT_DEPLOYMENT_ID")
             .unwrap_or_else(|| crate::kms::DEFAULT_DEPLOYMENT.to_owned());
@@ -125,6 +130,7 @@ impl VaultConfig {
             policy,
             known_tokens,
             keys,
+            tokenize_limit,
         })
     }
 }

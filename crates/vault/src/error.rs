@@ -61,6 +61,22 @@ pub enum VaultError {
     /// stored, and the keys were reloaded, so a retry succeeds.
     #[error("data key v{0} was retired during the call; nothing was stored, retry")]
     KeyRetired(KeyVersion),
+    /// The caller tokenized more values than its rate limit allows; nothing was done.
+    #[error(
+        "caller {caller} is over its Tokenize rate limit ({rate} values a second, {burst} at \
+         once); nothing was done, retry in {} ms",
+        retry_after.as_millis()
+    )]
+    RateLimited {
+        /// The caller's identity.
+        caller: String,
+        /// Values a second.
+        rate: u32,
+        /// Values at once.
+        burst: u32,
+        /// When the call would pass.
+        retry_after: std::time::Duration,
+    },
     /// A concurrent rotation of the same key created the version this one was making; this
     /// call created nothing.
     #[error(
@@ -101,6 +117,7 @@ impl VaultError {
             }
             VaultError::FailedPrecondition(_) => Code::FailedPrecondition,
             VaultError::RotationConflict { .. } => Code::Aborted,
+            VaultError::RateLimited { .. } => Code::ResourceExhausted,
         }
     }
 
@@ -112,6 +129,7 @@ impl VaultError {
             | VaultError::PermissionDenied { .. }
             | VaultError::FailedPrecondition(_)
             | VaultError::KeyRetired(_)
+            | VaultError::RateLimited { .. }
             | VaultError::RotationConflict { .. } => self.to_string(),
             VaultError::Database(err) => {
                 if err.is_transient() {

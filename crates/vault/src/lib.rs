@@ -48,7 +48,7 @@ use crate::grpc::{SERVICE_NAME, VaultGrpc};
 use crate::keys::KeyProvider;
 use crate::kms::KmsKeyProvider;
 use crate::store::VaultStore;
-use crate::vault::Vault;
+use crate::vault::{VOLUME_AUDIT_INTERVAL, Vault};
 
 /// The vault, started: schema migrated, keys unwrapped, listeners bound.
 pub struct Application {
@@ -102,9 +102,16 @@ impl Application {
                  development only"
             );
         }
-        let vault = Vault::open(store, provider, config.known_tokens, config.keys, config.erasure)
-            .await
-            .map_err(StartError::own)?;
+        let vault = Vault::open(
+            store,
+            provider,
+            config.known_tokens,
+            config.keys,
+            config.erasure,
+            config.tokenize_limit,
+        )
+        .await
+        .map_err(StartError::own)?;
         let vault = Arc::new(vault);
         let server = GrpcServer::bind(
             &config.grpc,
@@ -155,6 +162,11 @@ impl Application {
                 vault.keep_generations_every(interval, shutdown).await;
             }
         });
+        let volume = tokio::spawn({
+            let vault = vault.clone();
+            let shutdown = shutdown.clone();
+            async move { vault.audit_tokenize_volume_every(VOLUME_AUDIT_INTERVAL, shutdown).await }
+        });
         let api = Api {
             name: SERVICE_NAME,
             routes: Routes::new(
@@ -165,7 +177,9 @@ impl Application {
         };
         tracing::info!("vault serving");
         let served = server.serve(api, shutdown).await;
-        for (task, name) in [(refresh, "key refresh"), (keeper, "generation keeper")] {
+        let tasks =
+            [(refresh, "key refresh"), (keeper, "generation keeper"), (volume, "tokenize volume")];
+        for (task, name) in tasks {
             if let Err(err) = task.await {
                 tracing::error!(error = %err, task = name, "a background task failed");
             }

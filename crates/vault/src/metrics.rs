@@ -60,5 +60,6 @@ pub const RETIRING_FOR_SECONDS: &str = "fetchreward_vault_retiring_generation_ag
 /// Counter: data key generations retired, and KMS key deletions scheduled (`step`).
 pub const RETIREMENTS: &str = "fetchreward_vault_retirements_total";
 
-/// Counter: Tokenize values refused by the per-caller rate limit.
+/// Counter: Tokenize values refused by the per-caller rate limit, by `caller` (an identity the
+/// Tokenize policy lists: a bounded set of services).
 pub const TOKENIZE_LIMITED: &str = "fetchreward_vault_tokenize_rate_limited_total";

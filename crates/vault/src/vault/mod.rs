@@ -12,6 +12,7 @@
 //! - `audited`: the one path every audited call takes (authorize, audit a denial, validate,
 //!   audit an invalid request, act, audit a failure).
 //! - `trail`: reading the audit trail back, and verifying its hash chain.
+//! - `volume`: the per-caller Tokenize rate limit and the volume audit rows.
 //! - `keeper`: scheduled rotation, rewrap and retirement of data key generations, which makes
 //!   a Forget final ([`crate::erasure`]).
 //! - Here: the key ring. Every replica reloads it in the background
@@ -25,6 +26,7 @@ mod keeper;
 mod recovery;
 mod tokenize;
 mod trail;
+mod volume;
 
 use std::fmt;
 use std::sync::{Arc, RwLock};
@@ -40,6 +42,8 @@ pub use self::recovery::{
 };
 pub use self::tokenize::{MAX_TOKENIZE_VALUES, RawPii, RefusedValue, Tokenized};
 pub use self::trail::{AuditVerification, BrokenChain, ListedAuditRow, MAX_LISTED_ROWS};
+use self::volume::TokenizeVolume;
+pub use self::volume::{TokenizeLimit, VOLUME_AUDIT_INTERVAL};
 use crate::crypto::AuditChain;
 use crate::erasure::ErasureSettings;
 use crate::error::VaultError;
@@ -62,6 +66,8 @@ pub struct Vault {
     erasure: ErasureSettings,
     /// The key that links every audit row to the one before.
     chain: AuditChain,
+    /// The Tokenize rate limit and volume counts of each caller.
+    volume: TokenizeVolume,
 }
 
 impl fmt::Debug for Vault {
@@ -82,6 +88,7 @@ impl Vault {
         known: KnownTokensConfig,
         timing: KeyTiming,
         erasure: ErasureSettings,
+        tokenize_limit: TokenizeLimit,
     ) -> Result<Self, KeyError> {
         let ring = keys::load_or_create(&store, &provider).await?;
         record_active_versions(&ring);
@@ -95,6 +102,7 @@ impl Vault {
             known: KnownTokens::new(known),
             timing,
             erasure,
+            volume: TokenizeVolume::new(tokenize_limit),
         })
     }
 

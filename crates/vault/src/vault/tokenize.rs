@@ -87,6 +87,8 @@ impl Vault {
                 values.len()
             )));
         }
+        self.volume.admit(&access.caller, values.len())?;
+        let count = values.len();
         let ring = self.ring_for_new_tokens().await?;
         let batch = if values.len() <= INLINE_BATCH_MAX {
             prepare_batch(&ring, &self.known, values)?
@@ -101,6 +103,7 @@ impl Vault {
 
         let PreparedBatch { tokens, refused, mut to_store, to_remember, data_key_version, .. } =
             batch;
+        let mut new = 0;
         if !to_store.is_empty() {
             let started = Instant::now();
             let written = match self.store.store_tokens(data_key_version, &mut to_store).await {
@@ -116,11 +119,13 @@ impl Vault {
             };
             ::metrics::histogram!(metrics::STORE_SECONDS).record(started.elapsed().as_secs_f64());
             ::metrics::counter!(metrics::TOKENS_STORED).increment(written as u64);
+            new = written;
             self.known.insert_all(&to_remember);
         }
         for value in &refused {
             ::metrics::counter!(metrics::TOKENIZE_REFUSED, "code" => value.code).increment(1);
         }
+        self.volume.record(&access.caller, count, new);
         Ok(Tokenized { tokens, refused })
     }
 }

@@ -5,7 +5,9 @@ use fetchreward_model::Token;
 use fetchreward_proto::vault::v1::{PiiKind, PiiValue, TokenizeRequest};
 use tonic::Code;
 
-use crate::helpers::{Resources, device, ip, spawn_vault, spawn_vault_on, stored_tokens};
+use crate::helpers::{
+    Resources, audit_rows, device, ip, spawn_vault, spawn_vault_on, stored_tokens,
+};
 
 #[tokio::test]
 async fn the_same_value_gets_the_same_token_from_two_vaults_sharing_a_database() {
@@ -157,4 +159,49 @@ async fn a_full_batch_of_ten_thousand_values_is_stored_in_one_call() {
     let tokens = vault.tokenize(values).await;
     assert_eq!(tokens.len(), 10_000);
     assert_eq!(stored_tokens(&resources.db).await.len(), 10_000);
+}
+
+/// `n` distinct IPv4 values from 10.`prefix`.0.0 on.
+fn addresses(prefix: u8, n: u32) -> Vec<PiiValue> {
+    (0..n).map(|i| ip(&format!("10.{prefix}.{}.{}", i / 256, i % 256))).collect()
+}
+
+#[tokio::test]
+async fn tokenize_past_the_callers_rate_limit_is_refused_and_the_volume_is_audited() {
+    let resources = Resources::create().await;
+    let limit = [("VAULT_TOKENIZE_RATE", "1"), ("VAULT_TOKENIZE_BURST", "10000")];
+    let mut vault = spawn_vault_on(&resources, &limit).await;
+
+    // A /16 is 65,536 values: the first 6,000 pass, the next call finds the bucket too low.
+    vault.tokenize(addresses(1, 6_000)).await;
+    let refused = vault
+        .client
+        .tokenize(TokenizeRequest { values: addresses(2, 6_000) })
+        .await
+        .expect_err("over the limit");
+    assert_eq!(refused.code(), Code::ResourceExhausted);
+    assert!(
+        refused.message().contains(
+            "caller anonymous is over its Tokenize rate limit (1 values a second, 10000 at once)"
+        ),
+        "{}",
+        refused.message()
+    );
+    assert_eq!(stored_tokens(&resources.db).await.len(), 6_000, "the refused call stored nothing");
+    // Another vault replica has its own bucket.
+    let mut other = spawn_vault_on(&resources, &limit).await;
+    other.tokenize(addresses(1, 10)).await;
+
+    // The volume row of each replica is written every minute and when it stops.
+    vault.running.stop().await.expect("stops cleanly");
+    let rows = audit_rows(&resources.db).await;
+    let volume: Vec<_> = rows.iter().filter(|row| row.method == "Tokenize").collect();
+    assert_eq!(volume.len(), 1, "{rows:?}");
+    assert_eq!((volume[0].caller.as_str(), volume[0].token_count), ("anonymous", 6_000));
+    assert_eq!(
+        volume[0].detail.as_deref(),
+        Some(
+            "6000 values tokenized, 6000 of them new, 6000 refused by the rate limit, in the last 60 s or less"
+        )
+    );
 }
