@@ -42,6 +42,7 @@ fi
 : "${FR_SQS_QUEUE:=login-queue}"
 : "${FR_SQS_DLQ:=login-queue-dlq}"
 : "${FR_KMS_ALIAS:=alias/fetchreward}"
+: "${FR_DLQ_KMS_ALIAS:=alias/fetchreward-dlq}"
 
 # OS user that runs the PostgreSQL server when the scripts run as root
 # (initdb and pg_ctl refuse to run as root).

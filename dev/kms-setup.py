@@ -1,8 +1,10 @@
-"""Creates the vault's KMS key and its alias in the local KMS emulator (moto), idempotently.
+"""Creates the local KMS keys and their aliases in the KMS emulator (moto), idempotently: the
+vault's (FR_KMS_ALIAS, alias/fetchreward) and the one that seals the DLQ's bodies
+(FR_DLQ_KMS_ALIAS, alias/fetchreward-dlq).
 
 Run by dev/up.sh with the project's venv (.venv/bin/python; boto3 comes with moto) and the
 FR_* settings of dev/env.sh in the environment. If the alias already exists nothing is created.
-Prints one line, KMS_KEY_ARN=<arn of the key behind the alias>.
+Prints KMS_KEY_ARN=<arn> and DLQ_KMS_KEY_ARN=<arn>, the keys behind the aliases.
 
 moto keeps keys in memory only: when moto stops, the key is gone, and so is every data key it
 wrapped. That is why dev/up.sh recreates the Postgres cluster whenever it has to start moto.
@@ -21,6 +23,7 @@ def main() -> int:
     host = os.environ.get("FR_HOST", "127.0.0.1")
     port = os.environ.get("FR_KMS_PORT", "54599")
     alias = os.environ.get("FR_KMS_ALIAS", "alias/fetchreward")
+    dlq_alias = os.environ.get("FR_DLQ_KMS_ALIAS", "alias/fetchreward-dlq")
 
     kms = boto3.client(
         "kms",
@@ -42,19 +45,21 @@ def main() -> int:
                 raise
             time.sleep(0.5)
 
-    existing = next((a for a in aliases if a["AliasName"] == alias), None)
-    if existing is None:
-        key = kms.create_key(
-            Description="fetchreward local development: wraps the vault's data keys",
-            KeyUsage="ENCRYPT_DECRYPT",
-            KeySpec="SYMMETRIC_DEFAULT",
-        )["KeyMetadata"]
-        kms.create_alias(AliasName=alias, TargetKeyId=key["KeyId"])
-
-    # Resolve the alias the way the vault will use it, and prove it can wrap a data key.
-    key_arn = kms.describe_key(KeyId=alias)["KeyMetadata"]["Arn"]
-    kms.generate_data_key(KeyId=alias, KeySpec="AES_256")
-    print(f"KMS_KEY_ARN={key_arn}")
+    arns = {}
+    for name, description in [
+        (alias, "fetchreward local development: wraps the vault's data keys"),
+        (dlq_alias, "fetchreward local development: seals dead-lettered bodies"),
+    ]:
+        if not any(a["AliasName"] == name for a in aliases):
+            key = kms.create_key(
+                Description=description, KeyUsage="ENCRYPT_DECRYPT", KeySpec="SYMMETRIC_DEFAULT"
+            )["KeyMetadata"]
+            kms.create_alias(AliasName=name, TargetKeyId=key["KeyId"])
+        # Resolve the alias the way the services will use it, and prove it can wrap a data key.
+        arns[name] = kms.describe_key(KeyId=name)["KeyMetadata"]["Arn"]
+        kms.generate_data_key(KeyId=name, KeySpec="AES_256")
+    print(f"KMS_KEY_ARN={arns[alias]}")
+    print(f"DLQ_KMS_KEY_ARN={arns[dlq_alias]}")
     return 0
 
 

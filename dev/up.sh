@@ -409,6 +409,7 @@ DLQ_URL="$(sed -n 's/^DLQ_URL=//p' <<<"$sqs_out")"
 kms_out="$(.venv/bin/python dev/kms-setup.py 2>"$FR_LOG_DIR/kms-setup.log")" ||
   { cat "$FR_LOG_DIR/kms-setup.log" >&2; die "creating the KMS key failed"; }
 KMS_KEY_ARN="$(sed -n 's/^KMS_KEY_ARN=//p' <<<"$kms_out")"
+DLQ_KMS_KEY_ARN="$(sed -n 's/^DLQ_KMS_KEY_ARN=//p' <<<"$kms_out")"
 
 # ---------------------------------------------------------------------------------------------
 # 8. Tell the world.
@@ -445,6 +446,7 @@ env_line() {
   env_line QUEUE_URL "$QUEUE_URL"
   env_line DLQ_URL "$DLQ_URL"
   env_line KMS_KEY_ID "$FR_KMS_ALIAS"
+  env_line DLQ_KMS_KEY_ID "$FR_DLQ_KMS_ALIAS"
 } >"$FR_ENV_FILE.tmp"
 mv "$FR_ENV_FILE.tmp" "$FR_ENV_FILE"
 
@@ -463,6 +465,7 @@ cat <<EOF
               $DLQ_URL
   KMS         http://$FR_HOST:$FR_KMS_PORT  (moto, log $FR_LOG_DIR/moto.log)
               $FR_KMS_ALIAS -> $KMS_KEY_ARN
+              $FR_DLQ_KMS_ALIAS -> $DLQ_KMS_KEY_ARN (seals the DLQ's bodies)
 [up] for your shell: eval "\$(make -s env)"   (or: . target/dev/env; stop everything: make down)
 EOF
 cat "$FR_ENV_FILE"

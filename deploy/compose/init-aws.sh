@@ -14,6 +14,7 @@ REGION="${AWS_REGION:-us-east-1}"
 SQS_ENDPOINT="${SQS_ENDPOINT:-http://fauxqs:54566}"
 KMS_ENDPOINT="${KMS_ENDPOINT:-http://moto:5000}"
 KMS_ALIAS="${KMS_ALIAS:-alias/fetchreward}"
+DLQ_KMS_ALIAS="${DLQ_KMS_ALIAS:-alias/fetchreward-dlq}"
 
 sqs() { aws --endpoint-url "$SQS_ENDPOINT" --region "$REGION" --output text sqs "$@"; }
 kms() { aws --endpoint-url "$KMS_ENDPOINT" --region "$REGION" --output text kms "$@"; }
@@ -62,14 +63,21 @@ cat >"$work/queue.json" <<JSON
 JSON
 queue_url=$(ensure_queue login-queue "$work/queue.json")
 
-if key_id=$(kms describe-key --key-id "$KMS_ALIAS" --query KeyMetadata.KeyId 2>/dev/null); then
-    :
-else
-    key_id=$(kms create-key --description "fetchreward vault key wrapping (local)" \
+# ensure_key ALIAS DESCRIPTION: the key behind ALIAS, created with it when missing.
+ensure_key() {
+    if key_id=$(kms describe-key --key-id "$1" --query KeyMetadata.KeyId 2>/dev/null); then
+        echo "$key_id"
+        return
+    fi
+    key_id=$(kms create-key --description "$2" \
         --key-usage ENCRYPT_DECRYPT --key-spec SYMMETRIC_DEFAULT --query KeyMetadata.KeyId)
-    kms create-alias --alias-name "$KMS_ALIAS" --target-key-id "$key_id"
-fi
+    kms create-alias --alias-name "$1" --target-key-id "$key_id"
+    echo "$key_id"
+}
+key_id=$(ensure_key "$KMS_ALIAS" "fetchreward vault key wrapping (local)")
+dlq_key_id=$(ensure_key "$DLQ_KMS_ALIAS" "fetchreward sealed DLQ bodies (local)")
 
 echo "init-aws: QUEUE_URL=$queue_url"
 echo "init-aws: DLQ_URL=$dlq_url"
 echo "init-aws: KMS key $key_id ($KMS_ALIAS)"
+echo "init-aws: DLQ KMS key $dlq_key_id ($DLQ_KMS_ALIAS)"

@@ -11,8 +11,13 @@
 //! attributes; or the source queue's redrive policy moved it after too many receives, as it
 //! was (AWS and fauxqs keep its message id and sent time), with no reason.
 //!
-//! Redrive sends each chosen message back to the source queue with its origin as attributes,
-//! then deletes it from the DLQ. The ingestor keys the row by the origin, so a message
+//! The ingestor's copies hold their body sealed (`fetchreward_dlq`): [`DeadLetter::open`]
+//! opens one with `kms:Decrypt` on the DLQ key, and what is shown of it is redacted
+//! ([`fetchreward_dlq::redact`]) unless the operator asks to reveal it, which is logged. A
+//! message the redrive policy moved never passed the ingestor: its body is raw, and flagged.
+//!
+//! Redrive opens each chosen message, sends it back to the source queue with its origin as
+//! attributes, then deletes it from the DLQ. The ingestor keys the row by the origin, so a message
 //! redriven twice (a run interrupted between the send and the delete, and run again) still
 //! gives one row.
 
@@ -24,6 +29,7 @@ use aws_sdk_sqs::types::{
     ChangeMessageVisibilityBatchRequestEntry, DeleteMessageBatchRequestEntry, Message,
     MessageAttributeValue, MessageSystemAttributeName,
 };
+use fetchreward_dlq::{OpenError, Opener};
 use fetchreward_model::attributes;
 
 use crate::queue::{BATCH, Outgoing, send_batch};
@@ -60,7 +66,8 @@ pub struct DeadLetter {
     pub source_sent_timestamp_ms: i64,
     /// How many times SQS delivered the DLQ copy.
     pub receive_count: u32,
-    /// The body, as sent. May hold personal data.
+    /// The body as the DLQ holds it: sealed for the ingestor's copies, raw (may hold personal
+    /// data) for those the redrive policy moved.
     pub body: String,
     /// The producer's own attributes (the `fetchreward-` ones are above).
     pub producer_attributes: HashMap<String, MessageAttributeValue>,
@@ -119,6 +126,32 @@ impl DeadLetter {
     /// The refusal's code, or `redrive_policy` for a message the redrive policy moved.
     pub fn code(&self) -> &str {
         self.refusal.as_ref().map_or("redrive_policy", |refusal| refusal.code.as_str())
+    }
+
+    /// Whether the body is sealed: an ingestor's copy. A body that is not is raw and may hold
+    /// personal data.
+    pub fn is_sealed(&self) -> bool {
+        self.refusal.is_some() && fetchreward_dlq::looks_sealed(&self.body)
+    }
+
+    /// The body as it was sent: opened with the DLQ key when sealed, as it is otherwise.
+    pub async fn open(&self, opener: &Opener) -> Result<String, OpenError> {
+        match &self.refusal {
+            Some(refusal) if self.is_sealed() => {
+                opener.open(&self.body, &self.source_message_id, &refusal.code).await
+            }
+            _ => Ok(self.body.clone()),
+        }
+    }
+
+    /// What may be shown of the body without revealing it: the opened body with its personal
+    /// fields redacted, or why it cannot be opened.
+    pub async fn redacted(&self, opener: &Opener) -> String {
+        match self.open(opener).await {
+            Ok(body) if self.is_sealed() => fetchreward_dlq::redact(&body),
+            Ok(body) => format!("UNSEALED {}", fetchreward_dlq::redact(&body)),
+            Err(err) => format!("sealed; not opened: {err}"),
+        }
     }
 
     /// The reason, or what is known of a message the redrive policy moved.
@@ -277,10 +310,12 @@ pub struct RedriveReport {
     pub moved: usize,
 }
 
-/// Moves the DLQ's messages that match `filter` back to `queue_url`; with `dry_run`, only
-/// counts them. `progress` is called after each batch with the report so far.
+/// Moves the DLQ's messages that match `filter` back to `queue_url`, their bodies opened with
+/// `opener`; with `dry_run`, only counts them. `progress` is called after each batch with the
+/// report so far. A batch with a body that does not open moves nothing.
 pub async fn redrive(
     sqs: &Client,
+    opener: &Opener,
     dlq_url: &str,
     queue_url: &str,
     filter: &RedriveFilter,
@@ -299,7 +334,7 @@ pub async fn redrive(
             let chosen: Vec<&DeadLetter> = batch.iter().filter(|l| filter.matches(l)).collect();
             report.matched += chosen.len();
             if !dry_run && !chosen.is_empty() {
-                send_back(sqs, queue_url, &chosen).await?;
+                send_back(sqs, opener, queue_url, &chosen).await?;
                 // Only what reached the source queue leaves the DLQ; an interruption here
                 // leaves a copy in both, which gives one row all the same.
                 delete(sqs, dlq_url, &chosen).await?;
@@ -326,26 +361,40 @@ pub async fn purge(sqs: &Client, dlq_url: &str) -> anyhow::Result<u64> {
     Ok(visible + in_flight)
 }
 
-async fn send_back(sqs: &Client, queue_url: &str, letters: &[&DeadLetter]) -> anyhow::Result<()> {
-    let messages: Vec<Outgoing> = letters
-        .iter()
-        .map(|letter| {
-            let mut attributes = letter.producer_attributes.clone();
-            attributes.insert(
-                attributes::SOURCE_MESSAGE_ID.to_owned(),
-                attribute("String", &letter.source_message_id),
-            );
-            attributes.insert(
-                attributes::SOURCE_SENT_TIMESTAMP.to_owned(),
-                attribute("Number", &letter.source_sent_timestamp_ms.to_string()),
-            );
-            Outgoing { body: letter.body.clone(), attributes }
-        })
-        .collect();
+async fn send_back(
+    sqs: &Client,
+    opener: &Opener,
+    queue_url: &str,
+    letters: &[&DeadLetter],
+) -> anyhow::Result<()> {
+    let mut messages = Vec::with_capacity(letters.len());
+    for letter in letters {
+        let body = letter.open(opener).await.with_context(|| {
+            format!(
+                "message {} does not open, so nothing of this batch left the DLQ",
+                letter.message_id
+            )
+        })?;
+        messages.push(outgoing(letter, body));
+    }
     send_batch(sqs, queue_url, &messages)
         .await
         .context("sending back to the source queue failed; nothing of this batch left the DLQ")?;
     Ok(())
+}
+
+/// The message `letter` goes back to the source queue as, with `body`.
+fn outgoing(letter: &DeadLetter, body: String) -> Outgoing {
+    let mut attributes = letter.producer_attributes.clone();
+    attributes.insert(
+        attributes::SOURCE_MESSAGE_ID.to_owned(),
+        attribute("String", &letter.source_message_id),
+    );
+    attributes.insert(
+        attributes::SOURCE_SENT_TIMESTAMP.to_owned(),
+        attribute("Number", &letter.source_sent_timestamp_ms.to_string()),
+    );
+    Outgoing { body, attributes }
 }
 
 async fn delete(sqs: &Client, dlq_url: &str, letters: &[&DeadLetter]) -> anyhow::Result<()> {

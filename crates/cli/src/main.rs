@@ -167,22 +167,34 @@ enum QueueCommand {
 
 #[derive(Subcommand)]
 enum DlqCommand {
-    /// Show dead-lettered messages with who refused them and why, without consuming them.
-    #[command(after_help = "Examples:\n  fetchreward dlq list --max 50")]
+    /// Show dead-lettered messages with who refused them and why, without consuming them; the
+    /// bodies are opened with the DLQ key and shown with `ip` and `device_id` redacted.
+    #[command(
+        after_help = "Examples:\n  fetchreward dlq list --max 50\n  fetchreward dlq list --reveal"
+    )]
     List {
         #[arg(long, env = "DLQ_URL")]
         dlq_url: String,
         /// At most this many messages.
         #[arg(long, default_value_t = 20)]
         max: usize,
+        /// Show the bodies whole, personal data included (logged with your identity).
+        #[arg(long)]
+        reveal: bool,
     },
-    /// Show one dead-lettered message whole: its refusal, origin, attributes and body.
-    #[command(after_help = "Examples:\n  fetchreward dlq show 5b6f0c8e-…")]
+    /// Show one dead-lettered message whole: its refusal, origin, attributes and body (redacted
+    /// unless revealed).
+    #[command(
+        after_help = "Examples:\n  fetchreward dlq show 5b6f0c8e-…\n  fetchreward dlq show 5b6f0c8e-… --reveal"
+    )]
     Show {
         /// Its id in the DLQ, or the id it was first sent with.
         id: String,
         #[arg(long, env = "DLQ_URL")]
         dlq_url: String,
+        /// Show the body whole, personal data included (logged with your identity).
+        #[arg(long)]
+        reveal: bool,
     },
     /// Send dead-lettered messages back to the source queue (after the cause is fixed).
     ///
@@ -363,9 +375,58 @@ async fn main() -> ExitCode {
     }
 }
 
-/// An SQS client with the standard AWS settings, or an error naming the ones missing (rather
-/// than the SDK's error after it has asked the instance metadata service in vain).
+/// The body of `letter` as the operator asked: redacted, or whole after a log line that says
+/// who revealed which message (KMS's own log, CloudTrail, records the Decrypt too).
+async fn shown_body(
+    aws: &aws_config::SdkConfig,
+    opener: &fetchreward_dlq::Opener,
+    letter: &dlq::DeadLetter,
+    reveal: bool,
+) -> anyhow::Result<String> {
+    if !reveal {
+        return Ok(letter.redacted(opener).await);
+    }
+    eprintln!("{}", reveal_audit_line(aws, letter).await);
+    letter
+        .open(opener)
+        .await
+        .with_context(|| format!("message {} does not open", letter.message_id))
+}
+
+/// The log line of a reveal: the operator (OS user, host, AWS access key id), the message.
+async fn reveal_audit_line(aws: &aws_config::SdkConfig, letter: &dlq::DeadLetter) -> String {
+    use aws_sdk_sqs::config::ProvideCredentials as _;
+    let access_key = match aws.credentials_provider() {
+        Some(provider) => provider
+            .provide_credentials()
+            .await
+            .map(|credentials| credentials.access_key_id().to_owned())
+            .unwrap_or_else(|_| "unknown".to_owned()),
+        None => "none".to_owned(),
+    };
+    let operator = std::env::var("USER").unwrap_or_else(|_| "unknown".to_owned());
+    let host = std::fs::read_to_string("/etc/hostname").unwrap_or_default();
+    serde_json::json!({
+        "audit": "dlq_reveal",
+        "at": chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+        "operator": operator,
+        "host": host.trim(),
+        "aws_access_key_id": access_key,
+        "dlq_message_id": letter.message_id,
+        "source_message_id": letter.source_message_id,
+        "sealed": letter.is_sealed(),
+    })
+    .to_string()
+}
+
+/// An SQS client with the standard AWS settings (see [`aws`]).
 async fn sqs() -> anyhow::Result<aws_sdk_sqs::Client> {
+    Ok(aws_sdk_sqs::Client::new(&aws().await?))
+}
+
+/// The standard AWS settings, or an error naming the ones missing (rather than the SDK's
+/// error after it has asked the instance metadata service in vain).
+async fn aws() -> anyhow::Result<aws_config::SdkConfig> {
     use aws_sdk_sqs::config::ProvideCredentials as _;
     const LOCAL: &str = "for the local stack: eval \"$(make -s env)\"";
     let config = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
@@ -377,7 +438,7 @@ async fn sqs() -> anyhow::Result<aws_sdk_sqs::Client> {
     let provider =
         config.credentials_provider().with_context(|| format!("{no_credentials} ({LOCAL})"))?;
     match tokio::time::timeout(Duration::from_secs(5), provider.provide_credentials()).await {
-        Ok(Ok(_)) => Ok(aws_sdk_sqs::Client::new(&config)),
+        Ok(Ok(_)) => Ok(config),
         Ok(Err(err)) => Err(anyhow::anyhow!("{no_credentials} ({LOCAL}); the SDK said: {err}")),
         Err(_) => Err(anyhow::anyhow!("{no_credentials} ({LOCAL}); none found within 5 s")),
     }
@@ -454,9 +515,11 @@ async fn run_audit(command: AuditCommand) -> anyhow::Result<()> {
 }
 
 async fn run_dlq(command: DlqCommand) -> anyhow::Result<()> {
-    let sqs = sqs().await?;
+    let aws = aws().await?;
+    let sqs = aws_sdk_sqs::Client::new(&aws);
+    let opener = fetchreward_dlq::Opener::new(aws_sdk_kms::Client::new(&aws));
     match command {
-        DlqCommand::List { dlq_url, max } => {
+        DlqCommand::List { dlq_url, max, reveal } => {
             let letters = dlq::list(&sqs, &dlq_url, max).await?;
             let mut table = Table::new();
             table.set_header([
@@ -465,20 +528,30 @@ async fn run_dlq(command: DlqCommand) -> anyhow::Result<()> {
                 "refused by",
                 "code",
                 "reason",
+                "body",
             ]);
             for letter in &letters {
+                let body = shown_body(&aws, &opener, letter, reveal).await?;
                 table.add_row([
                     letter.message_id.clone(),
                     letter.source_message_id.clone(),
                     letter.refusal.as_ref().map_or("redrive policy", |r| &r.refused_by).to_owned(),
                     letter.code().to_owned(),
                     letter.reason(),
+                    body,
                 ]);
             }
             println!("{table}");
             println!("{} message(s); `fetchreward dlq show ID` shows one whole", letters.len());
+            let unsealed = letters.iter().filter(|letter| !letter.is_sealed()).count();
+            if unsealed > 0 {
+                println!(
+                    "{unsealed} message(s) UNSEALED: the redrive policy moved them without the \
+                     ingestor, so their bodies are raw; redrive or purge them soon"
+                );
+            }
         }
-        DlqCommand::Show { id, dlq_url } => {
+        DlqCommand::Show { id, dlq_url, reveal } => {
             let Some(letter) = dlq::show(&sqs, &dlq_url, &id).await? else {
                 anyhow::bail!("no message {id} in {dlq_url}");
             };
@@ -498,8 +571,10 @@ async fn run_dlq(command: DlqCommand) -> anyhow::Result<()> {
                 let shown = value.string_value.as_deref().unwrap_or("(binary)");
                 println!("attribute          {name} ({}) = {shown}", value.data_type);
             }
-            println!("body ({} bytes, may hold personal data):", letter.body.len());
-            println!("{}", letter.body);
+            let state = if letter.is_sealed() { "sealed" } else { "UNSEALED" };
+            let how = if reveal { "revealed" } else { "redacted" };
+            println!("body ({state}, {how}):");
+            println!("{}", shown_body(&aws, &opener, &letter, reveal).await?);
         }
         DlqCommand::Redrive { dlq_url, queue_url, reason_codes, message_ids, dry_run } => {
             let filter = dlq::RedriveFilter { codes: reason_codes, message_ids };
@@ -510,13 +585,14 @@ async fn run_dlq(command: DlqCommand) -> anyhow::Result<()> {
                     .expect("a valid template"),
             );
             let verb = if dry_run { "would move" } else { "moved" };
-            let report = dlq::redrive(&sqs, &dlq_url, &queue_url, &filter, dry_run, |so_far| {
-                bar.set_length(bar.length().unwrap_or(0).max(so_far.seen as u64));
-                bar.set_position(so_far.seen as u64);
-                let count = if dry_run { so_far.matched } else { so_far.moved };
-                bar.set_message(format!("{count} {verb}"));
-            })
-            .await;
+            let report =
+                dlq::redrive(&sqs, &opener, &dlq_url, &queue_url, &filter, dry_run, |so_far| {
+                    bar.set_length(bar.length().unwrap_or(0).max(so_far.seen as u64));
+                    bar.set_position(so_far.seen as u64);
+                    let count = if dry_run { so_far.matched } else { so_far.moved };
+                    bar.set_message(format!("{count} {verb}"));
+                })
+                .await;
             bar.finish_and_clear();
             let report = report?;
             if dry_run {

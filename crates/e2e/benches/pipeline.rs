@@ -15,6 +15,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use fetchreward_cli::{queue, sample};
+use fetchreward_dlq::Sealer;
 use fetchreward_ingestor::queue::sqs::SqsQueue;
 use fetchreward_ingestor::queue::{Queue, ReceivedMessage};
 use fetchreward_stress::services::{ServiceSet, SetConfig};
@@ -87,9 +88,10 @@ async fn main() {
     // 1. The emulator alone.
     let bare = QueuePair::create(&sqs, 50, 30).await;
     queue::seed(&sqs, &bare.queue_url, bodies.clone()).await.expect("seeds");
-    let bare_time =
-        bare_drain(SqsQueue::new(sqs.clone(), &bare.queue_url, &bare.dlq_url), pollers, messages)
-            .await;
+    // The bare drain dead-letters nothing: its sealer is never asked for a key.
+    let sealer = Arc::new(Sealer::new(stack.kms(), "alias/unused"));
+    let bare_queue = SqsQueue::new(sqs.clone(), &bare.queue_url, &bare.dlq_url, sealer);
+    let bare_time = bare_drain(bare_queue, pollers, messages).await;
     let bare_rate = messages as f64 / bare_time.as_secs_f64();
     eprintln!("bare drain: {messages} messages in {bare_time:.2?} ({bare_rate:.0} msgs/s)");
 

@@ -14,7 +14,9 @@ use aws_sdk_sqs::types::MessageSystemAttributeName;
 use diesel::QueryableByName;
 use diesel::sql_types::{Nullable, Text};
 use diesel_async::RunQueryDsl;
+use fetchreward_dlq::Opener;
 use fetchreward_ingestor::{Application as Ingestor, IngestorConfig};
+use fetchreward_model::attributes;
 use fetchreward_testkit::{QueuePair, Spawned, Stack, TestDatabase, create_kms_key};
 use fetchreward_vault::kms::{KmsKeyProvider, KmsSettings};
 use fetchreward_vault::{Application as Vault, VaultConfig};
@@ -36,6 +38,8 @@ pub struct Pipeline {
     pub queues: QueuePair,
     /// The vault's KMS key.
     pub kms_key: String,
+    /// The KMS key that seals the DLQ's bodies.
+    pub dlq_kms_key: String,
     /// Where the vault serves gRPC (kept across restarts).
     pub vault_addr: SocketAddr,
     /// Where the writer serves gRPC (kept across restarts).
@@ -74,12 +78,14 @@ impl Pipeline {
         let db = TestDatabase::create(&stack).await;
         let queues = QueuePair::create(&sqs, max_receive_count, 5).await;
         let kms_key = create_kms_key(&stack.kms()).await;
+        let dlq_kms_key = create_kms_key(&stack.kms()).await;
         let mut pipeline = Pipeline {
             stack,
             sqs,
             db,
             queues,
             kms_key,
+            dlq_kms_key,
             vault_addr: "127.0.0.1:0".parse().expect("addr"),
             writer_addr: "127.0.0.1:0".parse().expect("addr"),
             vault: None,
@@ -101,6 +107,7 @@ impl Pipeline {
             ("KMS_KEY_ID", &self.kms_key),
             ("AUTHZ_TOKENIZE", "anonymous"),
             ("AUTHZ_DETOKENIZE", "anonymous"),
+            ("AUTHZ_ADMIN", "anonymous"),
         ]))
         .expect("vault configuration");
         let provider = KmsKeyProvider::from_sdk_config(
@@ -137,6 +144,8 @@ impl Pipeline {
         let mut pairs = vec![
             ("QUEUE_URL", self.queues.queue_url.as_str()),
             ("DLQ_URL", self.queues.dlq_url.as_str()),
+            ("DLQ_KMS_KEY_ID", self.dlq_kms_key.as_str()),
+            ("AWS_ENDPOINT_URL_KMS", self.stack.kms_endpoint.as_str()),
             ("VAULT_ENDPOINT", vault.as_str()),
             ("WRITER_ENDPOINT", writer.as_str()),
             ("RECEIVE_WAIT_SECS", "1"),
@@ -272,8 +281,9 @@ impl Pipeline {
         .expect("reads user_logins")
     }
 
-    /// Every message of the DLQ (consumed).
+    /// Every message of the DLQ (consumed), its body opened with the DLQ key.
     pub async fn dead_letters(&self) -> Vec<DeadLetter> {
+        let opener = Opener::new(self.stack.kms());
         let mut letters = Vec::new();
         loop {
             let output = self
@@ -298,10 +308,20 @@ impl Pipeline {
                         .and_then(|a| a.get(name))
                         .and_then(|v| v.string_value.clone())
                 };
+                let sealed = message.body.clone().unwrap_or_default();
+                let reason_code = attribute(attributes::REASON_CODE);
+                let body = match (&reason_code, attribute(attributes::SOURCE_MESSAGE_ID)) {
+                    (Some(code), Some(source)) => {
+                        opener.open(&sealed, &source, code).await.expect("the DLQ body opens")
+                    }
+                    // Moved by the redrive policy: as it was sent.
+                    _ => sealed.clone(),
+                };
                 letters.push(DeadLetter {
-                    body: message.body.clone().unwrap_or_default(),
-                    reason: attribute("fetchreward-reason"),
-                    reason_code: attribute("fetchreward-reason-code"),
+                    body,
+                    sealed,
+                    reason: attribute(attributes::REASON),
+                    reason_code,
                     trace_id: attribute("trace-id"),
                 });
                 self.sqs
@@ -367,8 +387,11 @@ impl Row {
 /// A dead-lettered message.
 #[derive(Debug, Clone)]
 pub struct DeadLetter {
-    /// The body, as sent.
+    /// The body, as sent (opened, for the ingestor's sealed copies).
     pub body: String,
+    /// The body as the DLQ holds it: the sealed envelope, or, for a message the redrive policy
+    /// moved, the body as sent.
+    pub sealed: String,
     /// `fetchreward-reason`.
     pub reason: Option<String>,
     /// `fetchreward-reason-code`.

@@ -18,6 +18,10 @@ pub struct IngestorConfig {
     pub queue_url: String,
     /// Its dead-letter queue (`DLQ_URL`).
     pub dlq_url: String,
+    /// The KMS key that seals dead-lettered bodies (`DLQ_KMS_KEY_ID`: id, ARN or alias).
+    pub dlq_kms_key_id: String,
+    /// The KMS endpoint (`AWS_ENDPOINT_URL_KMS`), when not AWS's own.
+    pub kms_endpoint: Option<String>,
     /// The vault's gRPC endpoint (`VAULT_ENDPOINT`).
     pub vault_endpoint: String,
     /// The writer's gRPC endpoint (`WRITER_ENDPOINT`).
@@ -48,6 +52,11 @@ impl IngestorConfig {
         let queue_url: Option<String> = reader.required("QUEUE_URL", "the URL of the login queue");
         let dlq_url: Option<String> =
             reader.required("DLQ_URL", "the URL of its dead-letter queue");
+        let dlq_kms_key_id: Option<String> = reader.required(
+            "DLQ_KMS_KEY_ID",
+            "the KMS key that seals dead-lettered bodies, e.g. alias/fetchreward-dlq",
+        );
+        let kms_endpoint = reader.raw("AWS_ENDPOINT_URL_KMS");
         let vault_endpoint = endpoint(&mut reader, "VAULT_ENDPOINT", "http://127.0.0.1:50051");
         let writer_endpoint = endpoint(&mut reader, "WRITER_ENDPOINT", "http://127.0.0.1:50052");
         let pollers = count(&mut reader, "POLLERS", 4, 64);
@@ -79,6 +88,8 @@ impl IngestorConfig {
             common,
             queue_url: queue_url.expect("reported by finish"),
             dlq_url: dlq_url.expect("reported by finish"),
+            dlq_kms_key_id: dlq_kms_key_id.expect("reported by finish"),
+            kms_endpoint,
             vault_endpoint,
             writer_endpoint,
             pollers,
@@ -117,9 +128,12 @@ mod tests {
     use super::*;
 
     #[test]
-    fn defaults_need_only_the_queues() {
-        let env: HashMap<&str, &str> =
-            HashMap::from([("QUEUE_URL", "http://q/1/login-queue"), ("DLQ_URL", "http://q/1/dlq")]);
+    fn defaults_need_only_the_queues_and_the_dlq_key() {
+        let env: HashMap<&str, &str> = HashMap::from([
+            ("QUEUE_URL", "http://q/1/login-queue"),
+            ("DLQ_URL", "http://q/1/dlq"),
+            ("DLQ_KMS_KEY_ID", "alias/fetchreward-dlq"),
+        ]);
         let config = IngestorConfig::from_env(&env).expect("valid");
         assert_eq!(config.pollers, 4);
         assert_eq!(config.max_batch, 500);
@@ -136,9 +150,15 @@ mod tests {
             ("RECEIVE_WAIT_SECS", "30"),
         ]);
         let text = IngestorConfig::from_env(&env).expect_err("invalid").to_string();
-        for expected in
-            ["QUEUE_URL", "DLQ_URL", "VAULT_ENDPOINT", "MAX_BATCH", "POLLERS", "RECEIVE_WAIT_SECS"]
-        {
+        for expected in [
+            "QUEUE_URL",
+            "DLQ_URL",
+            "DLQ_KMS_KEY_ID",
+            "VAULT_ENDPOINT",
+            "MAX_BATCH",
+            "POLLERS",
+            "RECEIVE_WAIT_SECS",
+        ] {
             assert!(text.contains(expected), "{expected} missing from: {text}");
         }
     }

@@ -17,6 +17,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use aws_config::SdkConfig;
+use fetchreward_dlq::Sealer;
 use fetchreward_runtime::config::{ConfigErrors, EnvSource};
 use fetchreward_runtime::service::Service;
 use fetchreward_telemetry::{LoggingConfig, OpsServer, Readiness, ReadinessCheck};
@@ -47,8 +48,18 @@ impl Application {
     /// Connections to the vault and the writer are made lazily, so the ingestor starts (and
     /// reports not ready) while they are still down.
     pub async fn build(config: IngestorConfig, aws: &SdkConfig) -> Result<Self, StartError> {
-        let queue =
-            SqsQueue::new(aws_sdk_sqs::Client::new(aws), &config.queue_url, &config.dlq_url);
+        let mut kms = aws_sdk_kms::config::Builder::from(aws);
+        if let Some(endpoint) = &config.kms_endpoint {
+            kms = kms.endpoint_url(endpoint);
+        }
+        let sealer =
+            Sealer::new(aws_sdk_kms::Client::from_conf(kms.build()), &config.dlq_kms_key_id);
+        let queue = SqsQueue::new(
+            aws_sdk_sqs::Client::new(aws),
+            &config.queue_url,
+            &config.dlq_url,
+            Arc::new(sealer),
+        );
         let tls = config.tls.as_ref().map(|files| files.client_config()).transpose()?;
         let endpoint = |uri: &str| {
             let endpoint = Endpoint::from_shared(uri.to_owned()).map_err(StartError::own)?;

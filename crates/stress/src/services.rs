@@ -169,6 +169,9 @@ impl ServiceSet {
         let mut settings = vec![
             ("QUEUE_URL", self.queues.queue_url.clone()),
             ("DLQ_URL", self.queues.dlq_url.clone()),
+            // The set's one KMS key seals the DLQ too, under its own encryption context; a
+            // deployment gives the DLQ a key of its own (deploy/terraform).
+            ("DLQ_KMS_KEY_ID", self.kms_key.clone()),
             ("VAULT_ENDPOINT", format!("{scheme}:{}", self.vault_ports.grpc)),
             ("WRITER_ENDPOINT", format!("{scheme}:{}", self.writer_ports.grpc)),
             ("HTTP_ADDR", format!("127.0.0.1:{http}")),

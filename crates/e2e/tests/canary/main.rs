@@ -1,6 +1,7 @@
 //! A canary: personal values with an unmistakable shape pushed through the whole pipeline,
 //! valid and invalid, then looked for everywhere they must never appear: the JSON log lines of
-//! all three services (at debug level), error messages returned to callers, DLQ reasons,
+//! all three services (at debug level), error messages returned to callers (Tokenize, the
+//! writer, Detokenize, Forget, Restore), DLQ reasons and DLQ bodies as SQS holds them (sealed),
 //! metric labels, and `user_logins`.
 //!
 //! One test in its own binary, because it installs the process-wide log subscriber.
@@ -11,7 +12,9 @@ use diesel::QueryableByName;
 use diesel::sql_types::Text;
 use diesel_async::RunQueryDsl;
 use fetchreward_proto::vault::v1::vault_service_client::VaultServiceClient;
-use fetchreward_proto::vault::v1::{DetokenizeRequest, PiiKind, PiiValue, TokenizeRequest};
+use fetchreward_proto::vault::v1::{
+    DetokenizeRequest, ForgetRequest, PiiKind, PiiValue, RestoreRequest, TokenizeRequest,
+};
 use fetchreward_proto::writer::v1::writer_service_client::WriterServiceClient;
 use fetchreward_proto::writer::v1::{MaskedLogin, WriteLoginsRequest};
 use fetchreward_telemetry::{LogFormat, LoggingConfig};
@@ -19,7 +22,7 @@ use fetchreward_testkit::CapturedLogs;
 
 use fetchreward_e2e::Pipeline;
 
-/// Texts that must never appear outside the vault's ciphertexts and the DLQ bodies.
+/// Texts that must never appear outside the vault's ciphertexts and the sealed DLQ bodies.
 const CANARY_IP: &str = "198.51.100.213";
 const CANARY_IPV6: &str = "2001:db8:c0ff:ee::1";
 const CANARY_DEVICE: &str = "CANARY-7f3e9a1c-DEVICE";
@@ -124,12 +127,36 @@ async fn a_canary_value_appears_nowhere_it_must_not() {
         assert_eq!(leaks(&row.row), Vec::<&str>::new(), "{}", row.row);
     }
 
-    // DLQ reasons (the bodies themselves are kept as sent, by design).
+    // Errors of Detokenize, Forget and Restore to a caller who passes a value for a token.
+    let mistaken = vec![CANARY_IP.to_owned(), format!("ip_v1_{CANARY_DEVICE}")];
+    let refused = vault
+        .detokenize(DetokenizeRequest { tokens: mistaken.clone(), purpose: "canary test".into() })
+        .await
+        .expect_err("not tokens");
+    assert_eq!(leaks(refused.message()), Vec::<&str>::new(), "{}", refused.message());
+    let refused = vault
+        .forget(ForgetRequest { tokens: mistaken.clone(), purpose: "canary test".into() })
+        .await
+        .expect_err("not tokens");
+    assert_eq!(leaks(refused.message()), Vec::<&str>::new(), "{}", refused.message());
+    let refused = vault
+        .restore(RestoreRequest { tokens: mistaken, purpose: "canary test".into() })
+        .await
+        .expect_err("not tokens");
+    assert_eq!(leaks(refused.message()), Vec::<&str>::new(), "{}", refused.message());
+
+    // The DLQ: reasons carry no value, and the bodies, read as SQS holds them, are sealed;
+    // opened with the DLQ key they are the bodies as sent, and redacted they show none.
     let letters = pipeline.dead_letters().await;
     assert_eq!(letters.len(), 4);
     for letter in &letters {
         let reason = letter.reason.as_deref().unwrap_or_default();
         assert_eq!(leaks(reason), Vec::<&str>::new(), "{reason}");
+        assert!(fetchreward_dlq::looks_sealed(&letter.sealed), "{}", letter.sealed);
+        assert_eq!(leaks(&letter.sealed), Vec::<&str>::new(), "{}", letter.sealed);
+        assert!(bodies.contains(&letter.body), "opened as sent: {}", letter.body);
+        let shown = fetchreward_dlq::redact(&letter.body);
+        assert_eq!(leaks(&shown), Vec::<&str>::new(), "{shown}");
     }
 
     // Metric labels of the process (all three services record into it).

@@ -96,9 +96,17 @@ async fn messages_the_writer_refused_are_redriven_and_written_once_the_cause_is_
 
     let (sqs, dlq_url, queue_url) =
         (&pipeline.sqs, &pipeline.queues.dlq_url, &pipeline.queues.queue_url);
+    let opener = fetchreward_dlq::Opener::new(pipeline.stack.kms());
     let letters = dlq::list(sqs, dlq_url, 100).await.expect("lists the DLQ");
     assert_eq!(letters.len(), 5);
     for letter in &letters {
+        // Sealed in the queue; opened, the body as sent; shown, its personal fields redacted.
+        assert!(letter.is_sealed() && !letter.body.contains("192.0.2."), "{}", letter.body);
+        let opened = letter.open(&opener).await.expect("opens with the DLQ key");
+        assert!(blocked.contains(&opened), "{opened}");
+        let shown = letter.redacted(&opener).await;
+        assert!(shown.contains(r#""ip":"<redacted>""#) && shown.contains("blocked-"), "{shown}");
+        assert!(!shown.contains("192.0.2."), "{shown}");
         let refusal = letter.refusal.as_ref().expect("refused by the writer");
         assert_eq!(
             (refusal.refused_by.as_str(), refusal.code.as_str()),
@@ -114,23 +122,28 @@ async fn messages_the_writer_refused_are_redriven_and_written_once_the_cause_is_
         .await
         .expect("lifts the rule");
     let everything = dlq::RedriveFilter::default();
-    let dry = dlq::redrive(sqs, dlq_url, queue_url, &everything, true, |_| {}).await.expect("runs");
+    let dry = dlq::redrive(sqs, &opener, dlq_url, queue_url, &everything, true, |_| {})
+        .await
+        .expect("runs");
     assert_eq!((dry.matched, dry.moved), (5, 0));
     let other_code =
         dlq::RedriveFilter { codes: vec!["invalid_ip".into()], message_ids: Vec::new() };
-    let none =
-        dlq::redrive(sqs, dlq_url, queue_url, &other_code, false, |_| {}).await.expect("runs");
+    let none = dlq::redrive(sqs, &opener, dlq_url, queue_url, &other_code, false, |_| {})
+        .await
+        .expect("runs");
     assert_eq!(none.moved, 0);
-    let moved =
-        dlq::redrive(sqs, dlq_url, queue_url, &everything, false, |_| {}).await.expect("runs");
+    let moved = dlq::redrive(sqs, &opener, dlq_url, queue_url, &everything, false, |_| {})
+        .await
+        .expect("runs");
     assert_eq!(moved.moved, 5);
     // An interrupted second run would leave one more copy of a message in the source queue.
     let again = &letters[1];
+    let again_body = again.open(&opener).await.expect("opens");
     pipeline
         .sqs
         .send_message()
         .queue_url(queue_url)
-        .message_body(&again.body)
+        .message_body(&again_body)
         .message_attributes(
             fetchreward_model::attributes::SOURCE_MESSAGE_ID,
             string_attribute("String", &again.source_message_id),

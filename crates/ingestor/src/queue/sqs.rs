@@ -1,6 +1,7 @@
 //! [`Queue`] on Amazon SQS (or any emulator speaking its API).
 
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::Duration;
 
 use aws_sdk_sqs::Client;
@@ -10,6 +11,7 @@ use aws_sdk_sqs::types::{
     MessageAttributeValue, MessageSystemAttributeName, SendMessageBatchRequestEntry,
 };
 use chrono::{DateTime, Utc};
+use fetchreward_dlq::Sealer;
 use fetchreward_model::attributes;
 
 use super::{BATCH_LIMIT, DeadLetter, MessageAttribute, Queue, QueueError, ReceivedMessage};
@@ -17,18 +19,40 @@ use super::{BATCH_LIMIT, DeadLetter, MessageAttribute, Queue, QueueError, Receiv
 /// SQS's limit of message attributes per message.
 const MAX_ATTRIBUTES: usize = 10;
 
-/// A source queue and its dead-letter queue on SQS.
+/// A source queue and its dead-letter queue on SQS. Every body sent to the DLQ is sealed
+/// first (`fetchreward_dlq`): no raw body ever reaches it.
 #[derive(Debug, Clone)]
 pub struct SqsQueue {
     client: Client,
     queue_url: String,
     dlq_url: String,
+    sealer: Arc<Sealer>,
 }
 
 impl SqsQueue {
-    /// The queues at `queue_url` and `dlq_url`.
-    pub fn new(client: Client, queue_url: impl Into<String>, dlq_url: impl Into<String>) -> Self {
-        SqsQueue { client, queue_url: queue_url.into(), dlq_url: dlq_url.into() }
+    /// The queues at `queue_url` and `dlq_url`, dead-letter bodies sealed by `sealer`.
+    pub fn new(
+        client: Client,
+        queue_url: impl Into<String>,
+        dlq_url: impl Into<String>,
+        sealer: Arc<Sealer>,
+    ) -> Self {
+        SqsQueue { client, queue_url: queue_url.into(), dlq_url: dlq_url.into(), sealer }
+    }
+
+    /// The sealed body of `letter`, bound to its source id and reason code.
+    async fn sealed_body(&self, letter: &DeadLetter<'_>) -> Result<String, QueueError> {
+        self.sealer
+            .seal(&letter.origin.message_id, &letter.refusal.code, &letter.message.body)
+            .await
+            .map_err(|err| {
+                let error = format!("sealing a DLQ body: {err}");
+                if err.is_transient() {
+                    QueueError::Transient(error)
+                } else {
+                    QueueError::Permanent(error)
+                }
+            })
     }
 }
 
@@ -159,19 +183,18 @@ impl Queue for SqsQueue {
         let mut not_moved = Vec::new();
         let mut sent = Vec::with_capacity(letters.len());
         for chunk in letters.chunks(BATCH_LIMIT) {
-            let entries = chunk
-                .iter()
-                .enumerate()
-                .map(|(i, letter)| {
-                    let attributes = dlq_copy_attributes(letter);
+            let mut entries = Vec::with_capacity(chunk.len());
+            for (i, letter) in chunk.iter().enumerate() {
+                let body = self.sealed_body(letter).await?;
+                entries.push(
                     SendMessageBatchRequestEntry::builder()
                         .id(i.to_string())
-                        .message_body(&letter.message.body)
-                        .set_message_attributes(Some(attributes))
+                        .message_body(body)
+                        .set_message_attributes(Some(dlq_copy_attributes(letter)))
                         .build()
-                        .expect("id and body are set")
-                })
-                .collect();
+                        .expect("id and body are set"),
+                );
+            }
             let output = self
                 .client
                 .send_message_batch()
