@@ -181,6 +181,46 @@ async fn rewrap_moves_every_stored_value_to_the_active_data_key_and_then_has_not
 }
 
 #[tokio::test]
+async fn a_row_its_data_key_does_not_open_is_reported_and_skipped_not_retried_for_ever() {
+    use diesel_async::RunQueryDsl;
+
+    let resources = Resources::create().await;
+    let mut vault = spawn_admin_vault_on(&resources, &[NO_DELAY]).await;
+    let tokens = vault.tokenize(vec![ip("192.0.2.91"), ip("192.0.2.92"), ip("192.0.2.93")]).await;
+    // A damaged row: one bit of its ciphertext flipped.
+    let mut conn = resources.db.connect().await;
+    diesel::sql_query(
+        "UPDATE vault.pii_tokens SET ciphertext = set_byte(ciphertext, 0, get_byte(ciphertext, 0) # 1) \
+         WHERE token = $1",
+    )
+    .bind::<diesel::sql_types::Text, _>(&tokens[1])
+    .execute(&mut conn)
+    .await
+    .expect("damages the row");
+
+    vault.rotate(KeyTarget::Data).await.expect("allowed");
+    let first = vault.rewrap(0).await.expect("a damaged row does not fail the call");
+    assert_eq!((first.rewrapped, first.remaining), (2, 0));
+    assert_eq!(first.unreadable, [tokens[1].clone()]);
+    let again = vault.rewrap(0).await.expect("allowed");
+    assert_eq!(
+        (again.rewrapped, again.remaining, again.unreadable.len()),
+        (0, 0, 0),
+        "not retried"
+    );
+    let after = stored_tokens(&resources.db).await;
+    let versions: Vec<i32> = tokens
+        .iter()
+        .map(|token| after.iter().find(|row| &row.token == token).expect("stored").data_key_version)
+        .collect();
+    assert_eq!(versions, [2, 1, 2], "the damaged row stays as it was");
+    assert_eq!(
+        recovered(&mut vault, &[tokens[0].clone(), tokens[2].clone()]).await,
+        ["192.0.2.91", "192.0.2.93"]
+    );
+}
+
+#[tokio::test]
 async fn two_vaults_on_one_database_switch_to_a_rotated_version_together() {
     let resources = Resources::create().await;
     let timing = [("VAULT_ROTATION_DELAY_SECS", "2"), ("VAULT_KEY_REFRESH_SECS", "1")];
