@@ -1,6 +1,6 @@
 //! One batch of received messages, from bodies to committed rows.
 //!
-//! 1. Parse every body with the model's rules. An invalid message is sent, byte for byte, to
+//! 1. Parse every body with the model's rules. An invalid message is sent, its body sealed, to
 //!    the dead-letter queue with its reason, then deleted from the source.
 //! 2. Tokenize every personal value of the valid messages in one vault call (each distinct
 //!    value once). A value the vault refuses sends the messages that hold it to the DLQ with

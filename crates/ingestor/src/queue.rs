@@ -131,7 +131,7 @@ impl fmt::Debug for ReceivedMessage {
 /// A message that cannot become a row, on its way to the dead-letter queue.
 #[derive(Debug, Clone)]
 pub struct DeadLetter<'a> {
-    /// The message, sent on byte for byte.
+    /// The message, whose body is sealed on its way to the DLQ.
     pub message: &'a ReceivedMessage,
     /// The message it was first sent as (the DLQ copy names it, so that a redrive keeps it).
     pub origin: Origin,
