@@ -39,6 +39,9 @@ pub struct IngestorConfig {
     /// How long a failing step is retried before its batch is left for redelivery
     /// (`RETRY_GIVE_UP_SECS`, default 20).
     pub retry_give_up: Duration,
+    /// How often the queues' depths and the oldest received age are published
+    /// (`QUEUE_METRICS_SECS`, default 15; 0 turns it off).
+    pub queue_metrics: Duration,
     /// Mutual TLS to the vault and the writer (`TLS_CA_FILE`, `TLS_CERT_FILE`,
     /// `TLS_KEY_FILE`); the endpoints are then `https://`.
     pub tls: Option<TlsFiles>,
@@ -71,6 +74,7 @@ impl IngestorConfig {
             reader.problem("VISIBILITY_TIMEOUT_SECS must be at least 3");
         }
         let retry_give_up = reader.seconds("RETRY_GIVE_UP_SECS", 20);
+        let queue_metrics = reader.seconds("QUEUE_METRICS_SECS", 15);
         let tls = TlsFiles::from_env(&mut reader);
         let scheme = if tls.is_some() { "https://" } else { "http://" };
         for (key, endpoint) in
@@ -98,6 +102,7 @@ impl IngestorConfig {
             receive_wait,
             visibility,
             retry_give_up,
+            queue_metrics,
             tls,
         })
     }

@@ -39,6 +39,8 @@ pub struct ConsumerSettings {
     pub visibility: Duration,
     /// How long in-flight batches may run after shutdown begins.
     pub grace: Duration,
+    /// How often the queues' depths are published (`watch`); zero: never.
+    pub queue_metrics: Duration,
 }
 
 /// Runs the consumer until `shutdown` is cancelled and in-flight work is finished or released.
@@ -85,6 +87,7 @@ async fn poll<Q: Queue, T: Tokenizer, W: RowSink>(
                 backoff = receive_backoff();
                 metrics::counter!("fetchreward_ingestor_received_total")
                     .increment(messages.len() as u64);
+                pipeline.received_ages().note(&messages);
                 for message in messages {
                     tokio::select! {
                         () = shutdown.cancelled() => return,
@@ -177,6 +180,7 @@ mod tests {
             receive_wait: Duration::from_millis(50),
             visibility: VISIBILITY,
             grace: Duration::from_secs(5),
+            queue_metrics: Duration::ZERO,
         }
     }
 

@@ -12,6 +12,7 @@ pub mod consumer;
 pub mod pipeline;
 pub mod queue;
 pub mod refusal;
+pub mod watch;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -89,6 +90,7 @@ impl Application {
             receive_wait: config.receive_wait,
             visibility: config.visibility,
             grace: config.common.grace,
+            queue_metrics: config.queue_metrics,
         };
         Ok(Application { ops, pipeline, settings, shutdown })
     }
@@ -102,6 +104,13 @@ impl Application {
     pub async fn run_until_stopped(self, shutdown: CancellationToken) -> Result<(), StartError> {
         let Application { ops, pipeline, settings, shutdown: pipeline_shutdown } = self;
         let ops = tokio::spawn(ops.serve(shutdown.clone()));
+        let watcher = (!settings.queue_metrics.is_zero()).then(|| {
+            let pipeline = pipeline.clone();
+            let (interval, shutdown) = (settings.queue_metrics, shutdown.clone());
+            tokio::spawn(async move {
+                watch::watch(pipeline.queue(), pipeline.received_ages(), interval, shutdown).await;
+            })
+        });
         // The pipeline's own token cuts retries short once shutdown begins.
         let forward = shutdown.clone();
         tokio::spawn(async move {
@@ -114,6 +123,9 @@ impl Application {
             "ingestor consuming"
         );
         consumer::run(pipeline, settings, shutdown).await;
+        if let Some(watcher) = watcher {
+            let _ = watcher.await;
+        }
         match ops.await {
             Ok(Ok(())) => {}
             Ok(Err(err)) => tracing::warn!(error = %err, "the operations server failed"),

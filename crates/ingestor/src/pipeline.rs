@@ -24,6 +24,7 @@
 //! goes through, the failure is not the content's (a broken dependency): nothing is
 //! dead-lettered, every message is left.
 
+use crate::watch::OldestReceived;
 use std::collections::{HashMap, HashSet};
 use std::future::Future;
 use std::sync::Arc;
@@ -181,6 +182,7 @@ pub struct Pipeline<Q, T, W> {
     visibility: Duration,
     health: Arc<Health>,
     shutdown: CancellationToken,
+    received_ages: Arc<OldestReceived>,
 }
 
 impl<Q: Queue, T: Tokenizer, W: RowSink> Pipeline<Q, T, W> {
@@ -194,7 +196,21 @@ impl<Q: Queue, T: Tokenizer, W: RowSink> Pipeline<Q, T, W> {
         visibility: Duration,
         shutdown: CancellationToken,
     ) -> Self {
-        Pipeline { queue, tokenizer, sink, retry, visibility, health: Arc::default(), shutdown }
+        Pipeline {
+            queue,
+            tokenizer,
+            sink,
+            retry,
+            visibility,
+            health: Arc::default(),
+            shutdown,
+            received_ages: Arc::default(),
+        }
+    }
+
+    /// Where the pollers note the ages of the messages they receive.
+    pub fn received_ages(&self) -> &Arc<OldestReceived> {
+        &self.received_ages
     }
 
     /// The readiness state this pipeline updates.
@@ -214,6 +230,8 @@ impl<Q: Queue, T: Tokenizer, W: RowSink> Pipeline<Q, T, W> {
             return BatchReport::default();
         }
         let started = Instant::now();
+        let in_flight = metrics::gauge!("fetchreward_ingestor_messages_in_flight");
+        in_flight.increment(batch.len() as f64);
         let report = {
             let work = self.process_unextended(&batch);
             tokio::pin!(work);
@@ -226,6 +244,7 @@ impl<Q: Queue, T: Tokenizer, W: RowSink> Pipeline<Q, T, W> {
                 }
             }
         };
+        in_flight.decrement(batch.len() as f64);
         metrics::histogram!("fetchreward_ingestor_batch_seconds").record(started.elapsed());
         metrics::histogram!("fetchreward_ingestor_batch_messages").record(batch.len() as f64);
         for (outcome, count) in [
@@ -299,6 +318,12 @@ impl<Q: Queue, T: Tokenizer, W: RowSink> Pipeline<Q, T, W> {
         }
         let committed: Vec<&ReceivedMessage> =
             settled.committed.iter().map(|&i| valid[i].message).collect();
+        // The rows are committed now: each message's whole path, from its SentTimestamp.
+        let now = chrono::Utc::now();
+        let end_to_end = metrics::histogram!("fetchreward_ingestor_end_to_end_seconds");
+        for message in &committed {
+            end_to_end.record((now - message.sent_at).num_milliseconds().max(0) as f64 / 1000.0);
+        }
         let letters: Vec<DeadLetter<'_>> = settled
             .refused
             .into_iter()

@@ -255,10 +255,12 @@ where
         };
         let allowed = policy.policy.allows(rule.group, caller.identity());
         if !allowed {
+            // Callers are identities the CA issued (or `anonymous`): a bounded set.
             metrics::counter!(
                 "fetchreward_authz_denied_total",
                 "service" => service,
-                "method" => rule.method
+                "method" => rule.method,
+                "caller" => caller.identity().to_owned()
             )
             .increment(1);
             tracing::warn!(service, method = rule.method, caller = %caller, "call refused");

@@ -431,6 +431,36 @@ pub fn readiness(pool: impl Ping) -> fetchreward_telemetry::ReadinessCheck {
     })
 }
 
+/// How often [`publish_pool_state_every`] publishes the pool's connections.
+pub const POOL_STATE_INTERVAL: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Publishes `fetchreward_db_pool_connections{service, state="in_use"|"idle"}` (from `state`,
+/// a pool's `state()`) and the pool's size every `interval` until `shutdown`: a pool always in use is the first sign of a database
+/// that cannot keep up.
+pub async fn publish_pool_state_every(
+    state: impl Fn() -> bb8::State + Send,
+    service: &'static str,
+    size: u32,
+    interval: std::time::Duration,
+    shutdown: tokio_util::sync::CancellationToken,
+) {
+    let mut ticks = tokio::time::interval(interval);
+    loop {
+        tokio::select! {
+            () = shutdown.cancelled() => return,
+            _ = ticks.tick() => {}
+        }
+        let state = state();
+        let idle = f64::from(state.idle_connections);
+        let in_use = f64::from(state.connections) - idle;
+        for (label, value) in [("in_use", in_use), ("idle", idle)] {
+            metrics::gauge!("fetchreward_db_pool_connections", "service" => service, "state" => label)
+                .set(value);
+        }
+        metrics::gauge!("fetchreward_db_pool_size", "service" => service).set(f64::from(size));
+    }
+}
+
 /// Runs the pending `migrations` in `schema` (created if missing; diesel's bookkeeping table
 /// lives there too, so services sharing a database keep separate migration histories).
 ///

@@ -97,7 +97,9 @@ impl TlsFiles {
     /// The server side: this service's certificate, and client certificates verified against
     /// the CA when presented.
     pub fn server_config(&self) -> Result<ServerTlsConfig, TlsError> {
-        let identity = Identity::from_pem(Self::read(&self.cert)?, Self::read(&self.key)?);
+        let cert = Self::read(&self.cert)?;
+        record_expiry(&cert, "server");
+        let identity = Identity::from_pem(cert, Self::read(&self.key)?);
         Ok(ServerTlsConfig::new()
             .identity(identity)
             .client_ca_root(Certificate::from_pem(Self::read(&self.ca)?))
@@ -107,11 +109,25 @@ impl TlsFiles {
     /// The client side: the server verified against the CA, this service's certificate
     /// presented as its identity.
     pub fn client_config(&self) -> Result<ClientTlsConfig, TlsError> {
-        let identity = Identity::from_pem(Self::read(&self.cert)?, Self::read(&self.key)?);
+        let cert = Self::read(&self.cert)?;
+        record_expiry(&cert, "client");
+        let identity = Identity::from_pem(cert, Self::read(&self.key)?);
         Ok(ClientTlsConfig::new()
             .ca_certificate(Certificate::from_pem(Self::read(&self.ca)?))
             .identity(identity))
     }
+}
+
+/// Publishes when the leaf certificate of `pem`, loaded for `side` (`server` or `client`),
+/// expires: `fetchreward_tls_certificate_expiry_timestamp_seconds{side}` (Unix seconds). The
+/// process serves the certificate it loaded until it restarts, so this is the date that
+/// matters, whatever cert-manager has renewed on disk meanwhile.
+fn record_expiry(pem: &[u8], side: &'static str) {
+    let Ok((_, block)) = x509_parser::pem::parse_x509_pem(pem) else { return };
+    let Ok(cert) = block.parse_x509() else { return };
+    let expires = cert.validity().not_after.timestamp();
+    metrics::gauge!("fetchreward_tls_certificate_expiry_timestamp_seconds", "side" => side)
+        .set(expires as f64);
 }
 
 /// Why a verified client certificate names nobody.

@@ -44,13 +44,12 @@ impl OpsServer {
     /// Binds `addr` (port 0 picks a free port) and prepares the routes.
     pub async fn bind(addr: SocketAddr, readiness: ReadinessCheck) -> std::io::Result<Self> {
         let listener = TcpListener::bind(addr).await?;
-        let metrics = crate::metrics::handle();
+        crate::metrics::handle();
         let router = Router::new()
             .route(
                 "/metrics",
-                get(move || {
-                    let body = metrics.render();
-                    async move { ([(CONTENT_TYPE, "text/plain; version=0.0.4")], body) }
+                get(|| async {
+                    ([(CONTENT_TYPE, "text/plain; version=0.0.4")], crate::metrics::render())
                 }),
             )
             .route("/healthz", get(|| async { "ok\n" }))

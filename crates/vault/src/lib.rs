@@ -154,6 +154,14 @@ impl Application {
                 vault.refresh_keys_every(interval, shutdown).await;
             }
         });
+        let pool = vault.store().pool().clone();
+        let pool_metrics = tokio::spawn(fetchreward_runtime::postgres::publish_pool_state_every(
+            move || pool.state(),
+            "vault",
+            config.database.pool_size,
+            fetchreward_runtime::postgres::POOL_STATE_INTERVAL,
+            shutdown.clone(),
+        ));
         let keeper = tokio::spawn({
             let vault = vault.clone();
             let shutdown = shutdown.clone();
@@ -177,8 +185,12 @@ impl Application {
         };
         tracing::info!("vault serving");
         let served = server.serve(api, shutdown).await;
-        let tasks =
-            [(refresh, "key refresh"), (keeper, "generation keeper"), (volume, "tokenize volume")];
+        let tasks = [
+            (refresh, "key refresh"),
+            (keeper, "generation keeper"),
+            (volume, "tokenize volume"),
+            (pool_metrics, "pool metrics"),
+        ];
         for (task, name) in tasks {
             if let Err(err) = task.await {
                 tracing::error!(error = %err, task = name, "a background task failed");

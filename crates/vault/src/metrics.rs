@@ -31,6 +31,10 @@ pub const STORE_SECONDS: &str = "fetchreward_vault_store_duration_seconds";
 /// refresh interval after a rotation takes over.
 pub const ACTIVE_KEY_VERSION: &str = "fetchreward_vault_active_key_version";
 
+/// Gauge: when this replica last loaded the key ring (Unix seconds); alert when it falls more
+/// than a minute behind.
+pub const KEY_REFRESH_TIMESTAMP: &str = "fetchreward_vault_key_refresh_timestamp_seconds";
+
 /// Counter: background key reloads that failed (database or KMS unreachable, a bad row).
 pub const KEY_REFRESH_FAILURES: &str = "fetchreward_vault_key_refresh_failures_total";
 
@@ -40,6 +44,9 @@ pub const REWRAPPED_ROWS: &str = "fetchreward_vault_rewrapped_rows_total";
 /// Histogram (seconds): one database operation of the vault, by `operation` (e.g.
 /// `store_tokens`, `lookup`, `audit`) and `outcome` (`ok`, `error`).
 pub const DB_SECONDS: &str = "fetchreward_vault_db_seconds";
+
+/// Counter: audit rows that could not be written (the call failed closed), by `method`.
+pub const AUDIT_WRITE_FAILURES: &str = "fetchreward_vault_audit_write_failures_total";
 
 /// Counter: audited calls refused without an audit row, by `method` and `reason`
 /// (`control_character` in the purpose; `denied`, `invalid`: the audit write failed).

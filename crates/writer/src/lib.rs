@@ -41,6 +41,8 @@ pub struct Application {
     server: GrpcServer,
     store: LoginStore,
     config: WriterConfig,
+    /// Stops the pool's gauges when the writer stops.
+    pool_metrics: CancellationToken,
 }
 
 impl Application {
@@ -56,7 +58,19 @@ impl Application {
             postgres::readiness(pool.clone()),
         )
         .await?;
-        Ok(Application { server, store: LoginStore::new(pool), config })
+        let pool_metrics = CancellationToken::new();
+        let pool_state = {
+            let pool = pool.clone();
+            move || pool.state()
+        };
+        tokio::spawn(postgres::publish_pool_state_every(
+            pool_state,
+            "writer",
+            config.database.pool_size,
+            postgres::POOL_STATE_INTERVAL,
+            pool_metrics.clone(),
+        ));
+        Ok(Application { server, store: LoginStore::new(pool), config, pool_metrics })
     }
 
     /// The address of the gRPC listener.
@@ -72,7 +86,8 @@ impl Application {
     /// Serves until `shutdown` is cancelled, then lets in-flight batches finish within the
     /// grace period.
     pub async fn run_until_stopped(self, shutdown: CancellationToken) -> Result<(), StartError> {
-        let Application { server, store, config } = self;
+        let Application { server, store, config, pool_metrics } = self;
+        let _stop_pool_metrics = pool_metrics.drop_guard();
         let api = Api {
             name: grpc::SERVICE_NAME,
             routes: tonic::service::Routes::new(grpc::service(store)),

@@ -8,7 +8,8 @@ use aws_sdk_sqs::Client;
 use aws_sdk_sqs::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
 use aws_sdk_sqs::types::{
     ChangeMessageVisibilityBatchRequestEntry, DeleteMessageBatchRequestEntry, Message,
-    MessageAttributeValue, MessageSystemAttributeName, SendMessageBatchRequestEntry,
+    MessageAttributeValue, MessageSystemAttributeName, QueueAttributeName,
+    SendMessageBatchRequestEntry,
 };
 use chrono::{DateTime, Utc};
 use fetchreward_dlq::Sealer;
@@ -38,6 +39,33 @@ impl SqsQueue {
         sealer: Arc<Sealer>,
     ) -> Self {
         SqsQueue { client, queue_url: queue_url.into(), dlq_url: dlq_url.into(), sealer }
+    }
+
+    /// The source queue's URL.
+    pub fn queue_url(&self) -> &str {
+        &self.queue_url
+    }
+
+    /// The DLQ's URL.
+    pub fn dlq_url(&self) -> &str {
+        &self.dlq_url
+    }
+
+    /// The `names` attributes of the queue at `url`.
+    pub async fn attributes(
+        &self,
+        url: &str,
+        names: impl IntoIterator<Item = QueueAttributeName>,
+    ) -> Result<HashMap<QueueAttributeName, String>, QueueError> {
+        let output = self
+            .client
+            .get_queue_attributes()
+            .queue_url(url)
+            .set_attribute_names(Some(names.into_iter().collect()))
+            .send()
+            .await
+            .map_err(|err| classify("GetQueueAttributes", err))?;
+        Ok(output.attributes.unwrap_or_default())
     }
 
     /// The sealed body of `letter`, bound to its source id and reason code.

@@ -145,7 +145,7 @@ impl Vault {
                 &self.chain,
             )
             .await
-            .map_err(audited_write_error)?;
+            .map_err(audited_write_error(Method::RotateKeys))?;
         if stored.is_none() && own_master {
             // The KMS key made for the version that another rotation took serves nothing.
             if let Err(err) = self.provider.delete_generation_master(&master).await {

@@ -146,8 +146,10 @@ impl Vault {
 
     /// Writes an audit row; a failure fails the call.
     pub(super) async fn write_audit(&self, entry: &AuditEntry) -> Result<i64, VaultError> {
-        let id =
-            self.store.audit(entry, &self.chain).await.map_err(VaultError::AuditUnavailable)?;
+        let id = self.store.audit(entry, &self.chain).await.map_err(|err| {
+            audit_write_failed(entry.method);
+            VaultError::AuditUnavailable(err)
+        })?;
         count_audited(entry.method, entry.outcome);
         Ok(id)
     }
@@ -170,11 +172,19 @@ pub(super) fn validate_purpose(purpose: &str) -> Result<(), VaultError> {
 }
 
 /// The error of a change written together with its audit row.
-pub(super) fn audited_write_error(err: AuditedWriteFailure) -> VaultError {
-    match err {
+pub(super) fn audited_write_error(method: Method) -> impl Fn(AuditedWriteFailure) -> VaultError {
+    move |err| match err {
         AuditedWriteFailure::Write(err) => VaultError::Database(err),
-        AuditedWriteFailure::Audit(err) => VaultError::AuditUnavailable(err),
+        AuditedWriteFailure::Audit(err) => {
+            audit_write_failed(method);
+            VaultError::AuditUnavailable(err)
+        }
     }
+}
+
+/// Counts an audit row of `method` that could not be written.
+pub(super) fn audit_write_failed(method: Method) {
+    ::metrics::counter!(metrics::AUDIT_WRITE_FAILURES, "method" => method.as_str()).increment(1);
 }
 
 /// Records a refusal that left no audit row: an error line and

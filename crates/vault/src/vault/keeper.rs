@@ -116,7 +116,7 @@ impl Vault {
                 .store
                 .retire_and_audit(version, entry, &self.chain)
                 .await
-                .map_err(super::audited::audited_write_error)?;
+                .map_err(super::audited::audited_write_error(Method::Retire))?;
             if retired.is_some() {
                 super::audited::count_audited(Method::Retire, AuditOutcome::Allowed);
                 ::metrics::counter!(metrics::RETIREMENTS, "step" => "retired").increment(1);

@@ -92,6 +92,9 @@ impl Vault {
     ) -> Result<Self, KeyError> {
         let ring = keys::load_or_create(&store, &provider).await?;
         record_active_versions(&ring);
+        record_refresh();
+        // Failures are counted from zero, so that a rate over them exists before the first.
+        ::metrics::counter!(metrics::KEY_REFRESH_FAILURES).increment(0);
         let chain = ring.audit_chain();
         Ok(Vault {
             chain,
@@ -186,6 +189,7 @@ impl Vault {
             tracing::info!(keys = ?fresh, "vault keys reloaded");
         }
         *self.ring.write().expect("the key ring lock is never poisoned") = fresh.clone();
+        record_refresh();
         Ok(fresh)
     }
 
@@ -229,6 +233,14 @@ impl Vault {
 /// The active tokenization and data key versions of `ring`.
 fn active_versions(ring: &KeyRing) -> (KeyVersion, KeyVersion) {
     (ring.active_tokenization().version(), ring.active_data().version())
+}
+
+/// Publishes the time of a successful key load.
+fn record_refresh() {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0.0, |since| since.as_secs_f64());
+    ::metrics::gauge!(metrics::KEY_REFRESH_TIMESTAMP).set(now);
 }
 
 /// Publishes the active versions as gauges, so a dashboard shows every replica switching.

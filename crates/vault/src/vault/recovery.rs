@@ -153,7 +153,7 @@ impl Vault {
                     &self.chain,
                 )
                 .await
-                .map_err(|err| Failure::failed(audited_write_error(err)))?;
+                .map_err(|err| Failure::failed(audited_write_error(Method::Forget)(err)))?;
             self.known.remove_all(&tokens);
             count_audited(Method::Forget, AuditOutcome::Allowed);
             record_results(Method::Forget, counts_of(&tokens, &existing));
@@ -215,7 +215,7 @@ impl Vault {
                     &self.chain,
                 )
                 .await
-                .map_err(|err| Failure::failed(audited_write_error(err)))?;
+                .map_err(|err| Failure::failed(audited_write_error(Method::Restore)(err)))?;
             // The known-tokens cache may say "stored" for a tombstone: forget that too.
             self.known.remove_all(&tokens);
             count_audited(Method::Restore, AuditOutcome::Allowed);
