@@ -7,7 +7,7 @@ SHELL := /bin/bash
 # Exports the local stack's endpoints (written by dev/up.sh) into a recipe line's commands.
 STACK_ENV := set -a; . target/dev/env; set +a
 
-.PHONY: up down env check test doc demo bench fuzz certs chaos soak
+.PHONY: up down env check test doc demo bench fuzz certs chaos soak observe lint-observability
 
 ## up: start the local stack (idempotent) and print its endpoints
 up:
@@ -38,7 +38,18 @@ test: up
 	cargo clippy --workspace --all-targets -- -D warnings
 	cargo deny --log-level error check bans licenses sources
 	python3 helm/check.py
+	$(MAKE) --no-print-directory lint-observability
 	$(STACK_ENV); cargo nextest run --workspace
+
+## lint-observability: the alert rules checked and unit-tested by promtool, the dashboard JSON what its generator writes
+lint-observability:
+	promtool check rules deploy/observability/prometheus/alerts.yml
+	cd deploy/observability/prometheus && promtool test rules alerts_test.yml
+	python3 deploy/observability/grafana/dashboard.py --check
+
+## observe: the demo's services left running and a local Prometheus scraping them with the alert rules (STOP=1 stops them)
+observe:
+	@bash dev/observe.sh
 
 ## doc: the workspace's API documentation, warnings refused (target/doc)
 doc:

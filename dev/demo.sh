@@ -6,7 +6,9 @@
 # values and 5 malformed ones) into login-queue, waits until the queue is drained, then shows
 # the masked rows, the dead-lettered messages with their reasons, the tokens that occur more
 # than once, and one token recovered through the vault. Every gRPC hop runs over mutual TLS with
-# development certificates (target/dev/certs); the services are stopped at the end.
+# development certificates (target/dev/certs); the services are stopped at the end, unless
+# FR_DEMO_KEEP=1 (make observe), which leaves them running with their pids in
+# target/dev/run/demo.pids.
 set -euo pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -133,6 +135,14 @@ fi
 say "the audit trail (vault.audit_log)"
 psql_demo -c "SELECT id, at, caller, method, purpose, token_count, outcome, found
               FROM vault.audit_log ORDER BY id"
+
+if [[ "${FR_DEMO_KEEP:-0}" == 1 ]]; then
+  mkdir -p "$root/target/dev/run"
+  printf '%s\n' "${pids[@]}" >"$root/target/dev/run/demo.pids"
+  trap - EXIT
+  say "the services keep running (pids in target/dev/run/demo.pids)"
+  exit 0
+fi
 
 say "stopping the services"
 stop_services

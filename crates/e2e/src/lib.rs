@@ -121,6 +121,30 @@ impl Pipeline {
         }));
     }
 
+    /// Starts one more vault on the pipeline's database and KMS key, on a free port, with
+    /// `extra` settings over the pipeline's own (a low rate limit, TLS...). Returns it and its
+    /// gRPC address.
+    pub async fn start_extra_vault(&self, extra: &[(&str, &str)]) -> (Spawned<()>, SocketAddr) {
+        let mut pairs = vec![
+            ("DATABASE_URL", self.db.url.as_str()),
+            ("GRPC_ADDR", "127.0.0.1:0"),
+            ("KMS_KEY_ID", self.kms_key.as_str()),
+            ("AUTHZ_TOKENIZE", "anonymous"),
+        ];
+        pairs.extend_from_slice(extra);
+        let config = VaultConfig::from_env(&env_of(&pairs)).expect("vault configuration");
+        let provider = KmsKeyProvider::from_sdk_config(
+            &self.stack.aws_config(&self.stack.kms_endpoint),
+            KmsSettings::single_key(self.kms_key.clone()),
+        );
+        let app = Vault::build(config, Arc::new(provider)).await.expect("the vault starts");
+        let addr = app.grpc_addr();
+        let running = Spawned::new(|shutdown| async move {
+            app.run_until_stopped(shutdown).await.expect("the vault serves");
+        });
+        (running, addr)
+    }
+
     /// Starts the writer (again on its previous port, if it ran before).
     pub async fn start_writer(&mut self) {
         let addr = self.writer_addr.to_string();

@@ -49,6 +49,7 @@ impl Application {
     /// Connections to the vault and the writer are made lazily, so the ingestor starts (and
     /// reports not ready) while they are still down.
     pub async fn build(config: IngestorConfig, aws: &SdkConfig) -> Result<Self, StartError> {
+        fetchreward_telemetry::metrics::record_build_info(SERVICE);
         let mut kms = aws_sdk_kms::config::Builder::from(aws);
         if let Some(endpoint) = &config.kms_endpoint {
             kms = kms.endpoint_url(endpoint);

@@ -196,6 +196,10 @@ impl<Q: Queue, T: Tokenizer, W: RowSink> Pipeline<Q, T, W> {
         visibility: Duration,
         shutdown: CancellationToken,
     ) -> Self {
+        // Counted from zero, so that a rate over them exists before the first retry.
+        for step in ["vault", "writer", "delete", "dlq"] {
+            metrics::counter!("fetchreward_ingestor_retries_total", "step" => step).increment(0);
+        }
         Pipeline {
             queue,
             tokenizer,

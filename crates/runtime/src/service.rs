@@ -130,7 +130,6 @@ pub fn main<S: Service>() -> ExitCode {
                 return ExitCode::from(EXIT_BAD_CONFIG);
             }
         };
-        fetchreward_telemetry::metrics::record_build_info(S::NAME);
         let shutdown = crate::shutdown::token_on(crate::shutdown::signal());
         let service = match S::start(config).await {
             Ok(service) => service,

@@ -64,6 +64,17 @@ pub enum Method {
 }
 
 impl Method {
+    /// The methods that write audit rows.
+    pub const AUDITED: [Method; 7] = [
+        Method::Detokenize,
+        Method::Forget,
+        Method::Restore,
+        Method::RotateKeys,
+        Method::Rewrap,
+        Method::Retire,
+        Method::Tokenize,
+    ];
+
     /// The policy groups of the vault and their variables.
     pub const POLICY_GROUPS: [(&'static str, &'static str); 4] = [
         ("tokenize", "AUTHZ_TOKENIZE"),

@@ -78,6 +78,7 @@ impl Application {
         config: VaultConfig,
         provider: Arc<dyn KeyProvider>,
     ) -> Result<Self, StartError> {
+        fetchreward_telemetry::metrics::record_build_info(SERVICE);
         let pool = postgres::pool(&config.database)?;
         let store = VaultStore::new(pool);
         match &config.migration_database {

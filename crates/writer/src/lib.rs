@@ -49,6 +49,7 @@ impl Application {
     /// Connects to the database, runs the migrations, loads the TLS files and binds both
     /// listeners.
     pub async fn build(config: WriterConfig) -> Result<Self, StartError> {
+        fetchreward_telemetry::metrics::record_build_info(SERVICE);
         let pool = postgres::client_pool(&config.database)?;
         postgres::migrate_with(&config.database, MIGRATIONS, "public", MIGRATION_LOCK_KEY).await?;
         let server = GrpcServer::bind(

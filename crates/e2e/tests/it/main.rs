@@ -2,6 +2,7 @@
 //! database and queue pair per test, every service on port 0.
 
 mod delivery;
+mod observability;
 mod refusals;
 mod samples;
 mod sns;

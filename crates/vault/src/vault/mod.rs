@@ -44,6 +44,7 @@ pub use self::tokenize::{MAX_TOKENIZE_VALUES, RawPii, RefusedValue, Tokenized};
 pub use self::trail::{AuditVerification, BrokenChain, ListedAuditRow, MAX_LISTED_ROWS};
 use self::volume::TokenizeVolume;
 pub use self::volume::{TokenizeLimit, VOLUME_AUDIT_INTERVAL};
+use crate::authz::Method;
 use crate::crypto::AuditChain;
 use crate::erasure::ErasureSettings;
 use crate::error::VaultError;
@@ -95,6 +96,10 @@ impl Vault {
         record_refresh();
         // Failures are counted from zero, so that a rate over them exists before the first.
         ::metrics::counter!(metrics::KEY_REFRESH_FAILURES).increment(0);
+        for method in Method::AUDITED {
+            ::metrics::counter!(metrics::AUDIT_WRITE_FAILURES, "method" => method.as_str())
+                .increment(0);
+        }
         let chain = ring.audit_chain();
         Ok(Vault {
             chain,

@@ -94,7 +94,7 @@ async fn only_the_ingestor_identity_may_write() {
     let metrics = http_get(http_addr, "/metrics").await;
     assert!(
         metrics
-            .contains(r#"fetchreward_authz_denied_total{service="writer",method="WriteLogins"}"#),
+            .contains(r#"fetchreward_authz_denied_total{service="writer",method="WriteLogins",caller="spiffe://fetchreward/reader"}"#),
         "{metrics}"
     );
     running.stop().await.expect("stops");
