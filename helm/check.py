@@ -74,6 +74,8 @@ MUST_FAIL = [
     ("vault.generationKeyPolicy=not-json", "vault.generationKeyPolicy must be a key policy"),
     ("vault.kmsDeletionWindowDays=6", "vault.kmsDeletionWindowDays must be between 7 and 30"),
     ("vault.forgetMode=shred", "vault.forgetMode must be tombstone or refill"),
+    ("vault.tokenizeRate=0", "vault.tokenizeRate must be at least 1"),
+    ("vault.tokenizeBurst=9999", "vault.tokenizeBurst must be at least 10000"),
 ]
 
 

@@ -1,8 +1,9 @@
 # KMS keys and their key policies. Every key policy names its principals:
 #
 #   administrators  the account root and var.kms_admin_role_arns: administrative actions only,
-#                   never Encrypt, Decrypt, GenerateDataKey* or ReEncrypt*. Keeping the root
-#                   here lets IAM delegate administration, so the key can never be locked out.
+#                   never Encrypt, Decrypt, GenerateDataKey*, ReEncrypt* or CreateGrant.
+#                   Keeping the root here lets IAM delegate administration, so the key can
+#                   never be locked out.
 #   users           named roles, each with the operations it needs and nothing more.
 #
 # The vault, generation, SQS and DLQ keys also refuse kms:Encrypt and kms:ReEncrypt* to
@@ -30,8 +31,11 @@ locals {
 
   key_administrators = distinct(concat([local.account_root], var.kms_admin_role_arns))
 
+  # Not kms:Create*: on a key, that is CreateAlias and CreateGrant, and a grant would give an
+  # administrator the use of the key (the database key, which cannot deny CreateGrant since RDS
+  # needs it, included).
   key_administration_actions = [
-    "kms:Create*",
+    "kms:CreateAlias",
     "kms:Describe*",
     "kms:Enable*",
     "kms:List*",

@@ -131,8 +131,11 @@ otherwise render as 6.048e+05).
 {{- if lt (.Values.vault.backupRetentionDays | int64) 0 -}}
 {{- fail "vault.backupRetentionDays must be 0 or more" -}}
 {{- end -}}
-{{- if or (lt (.Values.vault.tokenizeRate | int64) 0) (lt (.Values.vault.tokenizeBurst | int64) 0) -}}
-{{- fail "vault.tokenizeRate and vault.tokenizeBurst must be 0 or more" -}}
+{{- if lt (.Values.vault.tokenizeRate | int64) 1 -}}
+{{- fail (printf "vault.tokenizeRate must be at least 1 value a second, not %v" .Values.vault.tokenizeRate) -}}
+{{- end -}}
+{{- if lt (.Values.vault.tokenizeBurst | int64) 10000 -}}
+{{- fail (printf "vault.tokenizeBurst must be at least 10000 (the largest Tokenize call), not %v" .Values.vault.tokenizeBurst) -}}
 {{- end -}}
 {{- if not (has .Values.vault.forgetMode (list "tombstone" "refill")) -}}
 {{- fail (printf "vault.forgetMode must be tombstone or refill, not %q" (toString .Values.vault.forgetMode)) -}}
