@@ -16,6 +16,7 @@ use fetchreward_proto::writer::v1 as writer;
 use fetchreward_proto::writer::v1::writer_service_client::WriterServiceClient;
 use fetchreward_runtime::calls::code_label;
 use fetchreward_runtime::grpc::MAX_MESSAGE_BYTES;
+use fetchreward_telemetry::propagation;
 use tonic::transport::{Channel, ClientTlsConfig, Endpoint};
 use tonic::{Code, Status};
 
@@ -186,6 +187,17 @@ impl GrpcVault {
 }
 
 impl Tokenizer for GrpcVault {
+    #[tracing::instrument(
+        name = "grpc.client",
+        skip_all,
+        fields(
+            otel.name = "fetchreward.vault.v1.VaultService/Tokenize",
+            otel.kind = "client",
+            rpc.system = "grpc",
+            rpc.service = "fetchreward.vault.v1.VaultService",
+            rpc.method = "Tokenize",
+        )
+    )]
     async fn tokenize(
         &self,
         values: Vec<(PiiKind, Pii)>,
@@ -203,7 +215,7 @@ impl Tokenizer for GrpcVault {
         let response = self
             .client
             .clone()
-            .tokenize(request)
+            .tokenize(propagation::traced_request(request))
             .await
             .map_err(|status| DependencyError::from_status("vault", status))?
             .into_inner();
@@ -251,6 +263,17 @@ impl GrpcWriter {
 }
 
 impl RowSink for GrpcWriter {
+    #[tracing::instrument(
+        name = "grpc.client",
+        skip_all,
+        fields(
+            otel.name = "fetchreward.writer.v1.WriterService/WriteLogins",
+            otel.kind = "client",
+            rpc.system = "grpc",
+            rpc.service = "fetchreward.writer.v1.WriterService",
+            rpc.method = "WriteLogins",
+        )
+    )]
     async fn write(
         &self,
         rows: Vec<MaskedLogin>,
@@ -265,7 +288,7 @@ impl RowSink for GrpcWriter {
         let response = self
             .client
             .clone()
-            .write_logins(request)
+            .write_logins(propagation::traced_request(request))
             .await
             .map_err(|status| DependencyError::from_status("writer", status))?
             .into_inner();

@@ -25,11 +25,13 @@
 //! dead-lettered, every message is left.
 
 use crate::watch::OldestReceived;
+use fetchreward_telemetry::propagation::{self, RemoteSpan};
 use std::collections::{HashMap, HashSet};
 use std::future::Future;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
+use tracing::Instrument as _;
 
 use backon::{BackoffBuilder, ExponentialBuilder};
 use fetchreward_model::{LoginEvent, MaskedLogin, Pii, PiiKind, Token, parse_login};
@@ -227,12 +229,17 @@ impl<Q: Queue, T: Tokenizer, W: RowSink> Pipeline<Q, T, W> {
         &self.queue
     }
 
-    /// Processes one batch, extending its visibility while it runs.
-    #[tracing::instrument(skip_all, fields(messages = batch.len()))]
+    /// Processes one batch, extending its visibility while it runs, in a span of the
+    /// OpenTelemetry messaging conventions linked to each message's trace (see [`batch_span`]).
     pub async fn process(&self, batch: Vec<ReceivedMessage>) -> BatchReport {
         if batch.is_empty() {
             return BatchReport::default();
         }
+        let span = batch_span(&batch);
+        self.process_in_span(batch).instrument(span).await
+    }
+
+    async fn process_in_span(&self, batch: Vec<ReceivedMessage>) -> BatchReport {
         let started = Instant::now();
         let in_flight = metrics::gauge!("fetchreward_ingestor_messages_in_flight");
         in_flight.increment(batch.len() as f64);
@@ -573,6 +580,38 @@ fn parse(message: &ReceivedMessage) -> Result<Valid<'_>, DeadLetter<'_>> {
             Err(DeadLetter { message, origin, refusal: Refusal::of_rejection(&rejection) })
         }
     }
+}
+
+/// The span of a batch: linked to the trace of every message that names one (a `traceparent`
+/// attribute), and a child of it when they all name the same trace (a batch of one traced
+/// message, say), so that the vault's and the writer's spans join the producer's trace.
+fn batch_span(batch: &[ReceivedMessage]) -> tracing::Span {
+    let span = tracing::info_span!(
+        "sqs.process",
+        otel.name = "process",
+        otel.kind = "consumer",
+        messaging.system = "aws_sqs",
+        messaging.operation.type = "process",
+        messaging.operation.name = "process",
+        messaging.batch.message_count = batch.len(),
+        trace_id = tracing::field::Empty,
+        span_id = tracing::field::Empty,
+    );
+    let traced: Vec<RemoteSpan> = batch
+        .iter()
+        .filter_map(|message| message.attribute(propagation::TRACEPARENT))
+        .filter_map(propagation::context_of_traceparent)
+        .collect();
+    if let Some(first) = traced.first()
+        && traced.iter().all(|context| context.trace_id() == first.trace_id())
+    {
+        propagation::set_remote_parent(&span, first.clone());
+    }
+    for context in traced {
+        propagation::add_link(&span, context);
+    }
+    propagation::record_ids(&span);
+    span
 }
 
 /// A part split in two, the first half on top of the stack.

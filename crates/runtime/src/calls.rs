@@ -29,8 +29,10 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Instant;
 
+use fetchreward_telemetry::propagation;
 use tonic::transport::server::{TcpConnectInfo, TlsConnectInfo};
 use tonic::{Code, Status};
+use tracing::Instrument as _;
 
 use crate::authz::Policy;
 use crate::tls::{ANONYMOUS, IdentityError, peer_identity};
@@ -271,14 +273,35 @@ where
             }
         }
         request.extensions_mut().insert(CallInfo { caller, method: rule.method, allowed });
+        // The call's span, following the OpenTelemetry RPC conventions, in the trace of the
+        // caller's span when the request carries one (`traceparent`).
+        let span = tracing::info_span!(
+            "grpc.server",
+            otel.name = %format_args!("{}/{}", policy.package_service, rule.method),
+            otel.kind = "server",
+            rpc.system = "grpc",
+            rpc.service = policy.package_service,
+            rpc.method = rule.method,
+            rpc.grpc.status_code = tracing::field::Empty,
+            trace_id = tracing::field::Empty,
+            span_id = tracing::field::Empty,
+        );
+        propagation::set_parent_from_headers(&span, request.headers());
+        propagation::record_ids(&span);
         // The clone that was made ready is the one called (tower's rule); a fresh one waits.
         let clone = self.inner.clone();
         let mut ready = std::mem::replace(&mut self.inner, clone);
-        Box::pin(async move {
-            let response = ready.call(request).await?;
-            record(service, rule.method, status_code(&response), started);
-            Ok(response)
-        })
+        let call_span = span.clone();
+        Box::pin(
+            async move {
+                let response = ready.call(request).await?;
+                let code = status_code(&response);
+                call_span.record("rpc.grpc.status_code", code as i32);
+                record(service, rule.method, code, started);
+                Ok(response)
+            }
+            .instrument(span),
+        )
     }
 }
 

@@ -13,6 +13,7 @@
 pub mod logging;
 pub mod metrics;
 pub mod ops;
+pub mod propagation;
 
 pub use logging::{LogFormat, LoggingConfig, LoggingGuard};
 pub use ops::{OpsServer, Readiness, ReadinessCheck};

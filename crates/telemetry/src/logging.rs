@@ -81,6 +81,24 @@ pub fn subscriber<W>(
 where
     W: for<'a> MakeWriter<'a> + Send + Sync + 'static,
 {
+    let tracer_provider = config
+        .otlp_endpoint
+        .as_deref()
+        .map(|endpoint| otlp_tracer_provider(config.service, endpoint))
+        .transpose()?;
+    subscriber_with_tracer(config, writer, tracer_provider)
+}
+
+/// [`subscriber`] with spans sent to `tracer_provider` (an in-memory exporter in tests) instead
+/// of the OTLP endpoint of `config`.
+pub fn subscriber_with_tracer<W>(
+    config: &LoggingConfig,
+    writer: W,
+    tracer_provider: Option<SdkTracerProvider>,
+) -> Result<(impl Subscriber + Send + Sync + 'static, LoggingGuard), LoggingError>
+where
+    W: for<'a> MakeWriter<'a> + Send + Sync + 'static,
+{
     let filter = EnvFilter::builder().parse(&config.filter)?;
     let fmt_layer = match config.format {
         LogFormat::Json => tracing_subscriber::fmt::layer()
@@ -94,11 +112,6 @@ where
             tracing_subscriber::fmt::layer().with_ansi(false).with_writer(writer).boxed()
         }
     };
-    let tracer_provider = config
-        .otlp_endpoint
-        .as_deref()
-        .map(|endpoint| otlp_tracer_provider(config.service, endpoint))
-        .transpose()?;
     let otel_layer = tracer_provider.as_ref().map(|provider| otel_layer(provider, config.service));
     let subscriber = Registry::default().with(filter).with(fmt_layer).with(otel_layer);
     Ok((subscriber, LoggingGuard { tracer_provider }))

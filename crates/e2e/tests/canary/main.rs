@@ -2,7 +2,8 @@
 //! valid and invalid, then looked for everywhere they must never appear: the JSON log lines of
 //! all three services (at debug level), error messages returned to callers (Tokenize, the
 //! writer, Detokenize, Forget, Restore), DLQ reasons and DLQ bodies as SQS holds them (sealed),
-//! metric labels, and `user_logins`.
+//! metric labels, span names and attributes (an in-memory OpenTelemetry exporter), and
+//! `user_logins`.
 //!
 //! One test in its own binary, because it installs the process-wide log subscriber.
 
@@ -19,6 +20,7 @@ use fetchreward_proto::writer::v1::writer_service_client::WriterServiceClient;
 use fetchreward_proto::writer::v1::{MaskedLogin, WriteLoginsRequest};
 use fetchreward_telemetry::{LogFormat, LoggingConfig};
 use fetchreward_testkit::CapturedLogs;
+use opentelemetry_sdk::trace::{InMemorySpanExporter, SdkTracerProvider};
 
 use fetchreward_e2e::Pipeline;
 
@@ -51,8 +53,14 @@ async fn a_canary_value_appears_nowhere_it_must_not() {
         filter: "debug".into(),
         otlp_endpoint: None,
     };
-    let (subscriber, _guard) =
-        fetchreward_telemetry::logging::subscriber(&config, move || sink.clone()).expect("builds");
+    let spans = InMemorySpanExporter::default();
+    let provider = SdkTracerProvider::builder().with_simple_exporter(spans.clone()).build();
+    let (subscriber, _guard) = fetchreward_telemetry::logging::subscriber_with_tracer(
+        &config,
+        move || sink.clone(),
+        Some(provider.clone()),
+    )
+    .expect("builds");
     tracing::subscriber::set_global_default(subscriber).expect("the only subscriber");
 
     let mut pipeline = Pipeline::start().await;
@@ -165,6 +173,21 @@ async fn a_canary_value_appears_nowhere_it_must_not() {
     assert_eq!(leaks(&metrics), Vec::<&str>::new());
 
     pipeline.stop_ingestor().await;
+    // Span names and attributes, as an OpenTelemetry collector would receive them.
+    provider.force_flush().expect("flushes");
+    let finished = spans.get_finished_spans().expect("spans");
+    assert!(finished.len() > 10, "the services traced their work");
+    for span in &finished {
+        let mut texts = vec![span.name.to_string()];
+        texts.extend(span.attributes.iter().map(|kv| format!("{}={}", kv.key, kv.value)));
+        for event in &span.events.events {
+            texts.push(event.name.to_string());
+            texts.extend(event.attributes.iter().map(|kv| format!("{}={}", kv.key, kv.value)));
+        }
+        for text in texts {
+            assert_eq!(leaks(&text), Vec::<&str>::new(), "a span leaks: {text}");
+        }
+    }
     let captured = logs.text();
     assert!(captured.lines().count() > 20, "the services logged at debug level");
     for line in captured.lines() {
