@@ -230,7 +230,7 @@ impl<Q: Queue, T: Tokenizer, W: RowSink> Pipeline<Q, T, W> {
     }
 
     /// Processes one batch, extending its visibility while it runs, in a span of the
-    /// OpenTelemetry messaging conventions linked to each message's trace (see [`batch_span`]).
+    /// OpenTelemetry messaging conventions linked to each message's trace (see `batch_span`).
     pub async fn process(&self, batch: Vec<ReceivedMessage>) -> BatchReport {
         if batch.is_empty() {
             return BatchReport::default();
