@@ -583,7 +583,7 @@ fn parse(message: &ReceivedMessage) -> Result<Valid<'_>, DeadLetter<'_>> {
 }
 
 /// The span of a batch: linked to the trace of every message that names one (a `traceparent`
-/// attribute), and a child of it when they all name the same trace (a batch of one traced
+/// attribute, or SQS's `AWSTraceHeader`), and a child of it when they all name the same trace (a batch of one traced
 /// message, say), so that the vault's and the writer's spans join the producer's trace.
 fn batch_span(batch: &[ReceivedMessage]) -> tracing::Span {
     let span = tracing::info_span!(
@@ -597,11 +597,7 @@ fn batch_span(batch: &[ReceivedMessage]) -> tracing::Span {
         trace_id = tracing::field::Empty,
         span_id = tracing::field::Empty,
     );
-    let traced: Vec<RemoteSpan> = batch
-        .iter()
-        .filter_map(|message| message.attribute(propagation::TRACEPARENT))
-        .filter_map(propagation::context_of_traceparent)
-        .collect();
+    let traced: Vec<RemoteSpan> = batch.iter().filter_map(ReceivedMessage::trace).collect();
     if let Some(first) = traced.first()
         && traced.iter().all(|context| context.trace_id() == first.trace_id())
     {

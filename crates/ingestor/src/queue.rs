@@ -36,6 +36,8 @@ pub struct ReceivedMessage {
     pub receive_count: u32,
     /// The producer's message attributes, carried over to the DLQ copy of an invalid message.
     pub attributes: Vec<(String, MessageAttribute)>,
+    /// SQS's `AWSTraceHeader` system attribute: the X-Ray trace of a traced producer.
+    pub aws_trace_header: Option<String>,
 }
 
 /// The message a row comes from: its idempotency key and its date.
@@ -48,6 +50,17 @@ pub struct Origin {
 }
 
 impl ReceivedMessage {
+    /// The trace the message belongs to: its `traceparent` attribute, else SQS's
+    /// `AWSTraceHeader`.
+    pub fn trace(&self) -> Option<fetchreward_telemetry::propagation::RemoteSpan> {
+        use fetchreward_telemetry::propagation;
+        self.attribute(propagation::TRACEPARENT)
+            .and_then(propagation::context_of_traceparent)
+            .or_else(|| {
+                self.aws_trace_header.as_deref().and_then(propagation::context_of_xray_header)
+            })
+    }
+
     /// The value of a `String` or `Number` attribute.
     pub fn attribute(&self, name: &str) -> Option<&str> {
         self.attributes

@@ -98,6 +98,7 @@ mod tests {
             sent_at: Utc::now() - chrono::Duration::milliseconds(age_ms),
             receive_count: 1,
             attributes: Vec::new(),
+            aws_trace_header: None,
         }
     }
 

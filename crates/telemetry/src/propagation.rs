@@ -6,6 +6,9 @@
 //! span's context in the `traceparent` metadata entry ([`traced_request`]); the servers' call
 //! layer makes it the parent of their call spans ([`set_parent_from_headers`]). Without an
 //! OpenTelemetry layer installed, spans have no context and none of this does anything.
+//!
+//! A message without `traceparent` that SQS gave an `AWSTraceHeader` (its producer is traced by
+//! X-Ray) is traced by that header instead ([`context_of_xray_header`]).
 
 use opentelemetry::propagation::{Extractor, Injector, TextMapPropagator as _};
 use opentelemetry::trace::{SpanContext, TraceContextExt as _};
@@ -57,6 +60,13 @@ impl Extractor for Traceparent<'_> {
     }
 }
 
+/// The remote span context an AWS X-Ray trace header names (SQS's `AWSTraceHeader` system
+/// attribute, `Root=1-…;Parent=…;Sampled=1`), when it is valid.
+pub fn context_of_xray_header(header: &str) -> Option<SpanContext> {
+    opentelemetry_aws::trace::xray_propagator::span_context_from_str(header)
+        .filter(SpanContext::is_valid)
+}
+
 /// The remote span context a `traceparent` value names, when it is valid.
 pub fn context_of_traceparent(traceparent: &str) -> Option<SpanContext> {
     let cx = TraceContextPropagator::new().extract(&Traceparent(traceparent));
@@ -106,6 +116,18 @@ pub fn record_ids(span: &tracing::Span) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_xray_header_names_the_same_trace_in_w3c_form() {
+        let context = context_of_xray_header(
+            "Root=1-5759e988-bd862e3fe1be46a994272793;Parent=53995c3f42cd8ad8;Sampled=1",
+        )
+        .expect("valid");
+        assert_eq!(context.trace_id().to_string(), "5759e988bd862e3fe1be46a994272793");
+        assert_eq!(context.span_id().to_string(), "53995c3f42cd8ad8");
+        assert!(context.is_sampled());
+        assert!(context_of_xray_header("Root=garbage").is_none());
+    }
 
     #[test]
     fn a_valid_traceparent_names_its_trace_and_a_bad_one_nothing() {

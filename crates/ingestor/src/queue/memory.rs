@@ -173,6 +173,7 @@ impl Queue for MemoryQueue {
                         sent_at: stored.sent_at,
                         receive_count: stored.receive_count,
                         attributes: stored.attributes.clone(),
+                        aws_trace_header: None,
                     });
                 }
                 received

@@ -131,6 +131,7 @@ fn received(message: Message) -> Option<ReceivedMessage> {
         .get(&MessageSystemAttributeName::ApproximateReceiveCount)
         .and_then(|count| count.parse().ok())
         .unwrap_or(1);
+    let aws_trace_header = attributes.get(&MessageSystemAttributeName::AwsTraceHeader).cloned();
     let attributes = message
         .message_attributes
         .unwrap_or_default()
@@ -151,6 +152,7 @@ fn received(message: Message) -> Option<ReceivedMessage> {
         sent_at,
         receive_count,
         attributes,
+        aws_trace_header,
     })
 }
 
@@ -169,6 +171,7 @@ impl Queue for SqsQueue {
             .visibility_timeout(visibility.as_secs() as i32)
             .message_system_attribute_names(MessageSystemAttributeName::SentTimestamp)
             .message_system_attribute_names(MessageSystemAttributeName::ApproximateReceiveCount)
+            .message_system_attribute_names(MessageSystemAttributeName::AwsTraceHeader)
             .message_attribute_names("All")
             .send()
             .await
