@@ -141,3 +141,30 @@ otherwise render as 6.048e+05).
 {{- fail (printf "vault.forgetMode must be tombstone or refill, not %q" (toString .Values.vault.forgetMode)) -}}
 {{- end -}}
 {{- end -}}
+
+{{/*
+The ServiceMonitor's scrape interval, checked: a duration the Prometheus Operator accepts
+(e.g. 30s, 1m, 1m30s).
+*/}}
+{{- define "fetchreward.scrapeInterval" -}}
+{{- $interval := .Values.monitoring.serviceMonitor.interval | toString -}}
+{{- if or (not $interval) (not (regexMatch "^(([0-9]+)h)?(([0-9]+)m)?(([0-9]+)s)?(([0-9]+)ms)?$" $interval)) -}}
+{{- fail (printf "monitoring.serviceMonitor.interval must be a duration such as 30s or 1m, not %q" $interval) -}}
+{{- end -}}
+{{- $interval -}}
+{{- end -}}
+
+{{/*
+The alert rules of files/alerts.yml (a copy of deploy/observability/prometheus/alerts.yml), as
+written: checked to be one YAML document whose only key is groups, so that indented under
+spec it is the spec of a PrometheusRule. The text is returned, not parsed and written again:
+its Prometheus templates ($labels, $value) and its line breaks stay as they are.
+*/}}
+{{- define "fetchreward.alertRules" -}}
+{{- $text := .Files.Get "files/alerts.yml" -}}
+{{- $rules := $text | fromYaml -}}
+{{- if or (hasKey $rules "Error") (ne (keys $rules | sortAlpha | join ",") "groups") (regexMatch "(?m)^---" $text) -}}
+{{- fail "files/alerts.yml must hold the alert rules of deploy/observability/prometheus/alerts.yml (one document with groups only); copy it into the chart" -}}
+{{- end -}}
+{{- $text -}}
+{{- end -}}
