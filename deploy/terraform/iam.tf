@@ -118,7 +118,14 @@ locals {
 
   # Keys of this configuration (and the database's): never tagged, untagged or scheduled for
   # deletion by the vault.
-  terraform_key_arns = [aws_kms_key.vault.arn, aws_kms_key.sqs.arn, aws_kms_key.dlq.arn, local.db_kms_key_arn]
+  terraform_key_arns = [
+    aws_kms_key.vault.arn,
+    aws_kms_key.sqs.arn,
+    aws_kms_key.dlq.arn,
+    local.db_kms_key_arn,
+    aws_kms_key.logs.arn,
+    aws_kms_key.alarms.arn,
+  ]
 }
 
 data "aws_iam_policy_document" "vault" {

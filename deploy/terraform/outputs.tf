@@ -97,3 +97,23 @@ output "db_security_group_id" {
   description = "Security group of the database."
   value       = aws_security_group.db.id
 }
+
+output "alarm_topic_arn" {
+  description = "SNS topic of the CloudWatch alarms; subscribe on-call here (or with alarm_subscriptions)."
+  value       = aws_sns_topic.alarms.arn
+}
+
+output "log_group_names" {
+  description = "CloudWatch log groups of the services, by service (deploy/fluent-bit writes them)."
+  value       = { for service, group in aws_cloudwatch_log_group.service : service => group.name }
+}
+
+output "logs_kms_key_arn" {
+  description = "ARN of the key of the log groups."
+  value       = aws_kms_key.logs.arn
+}
+
+output "fluent_bit_role_arn" {
+  description = "IRSA role of the Fluent Bit DaemonSet (aws-for-fluent-bit: serviceAccount.annotations.eks.amazonaws.com/role-arn)."
+  value       = aws_iam_role.fluent_bit.arn
+}
