@@ -271,6 +271,30 @@ impl PgError {
         }
     }
 
+    /// The kind of failure, a bounded metric label: `connection` when the server never
+    /// answered, else the name of the SQLSTATE class (`data_exception`,
+    /// `integrity_constraint_violation`, `transaction_rollback`, ...), `other` for the rest.
+    pub fn class(&self) -> &'static str {
+        let Some(code) = self.sqlstate() else {
+            return if self.is_transient() { "connection" } else { "other" };
+        };
+        match code.get(..2) {
+            Some("08") => "connection_exception",
+            Some("22") => "data_exception",
+            Some("23") => "integrity_constraint_violation",
+            Some("25") => "invalid_transaction_state",
+            Some("28") => "invalid_authorization",
+            Some("40") => "transaction_rollback",
+            Some("42") => "syntax_error_or_access_rule_violation",
+            Some("53") => "insufficient_resources",
+            Some("54") => "program_limit_exceeded",
+            Some("57") => "operator_intervention",
+            Some("58") => "system_error",
+            Some("XX") => "internal_error",
+            _ => "other",
+        }
+    }
+
     /// Whether the failure was caused by the data the statement carried: a data exception
     /// (SQLSTATE class 22) or an integrity constraint violation (class 23). Such a statement
     /// fails the same way every time; other data would not have failed.

@@ -165,17 +165,24 @@ impl LoginStore {
         }
         let ordered = Ordered::new(rows);
         let started = Instant::now();
-        let mut client = postgres::client(&self.pool).await?;
+        let mut client = postgres::client(&self.pool).await.inspect_err(count_db_error)?;
         let written = match write_all(&mut client, &ordered.rows).await {
             Err(err) if err.is_caused_by_data() => {
+                count_db_error(&err);
                 metrics::counter!("fetchreward_writer_isolations_total").increment(1);
-                write_isolating(&mut client, &ordered.rows).await?
+                write_isolating(&mut client, &ordered.rows).await.inspect_err(count_db_error)?
             }
-            written => written?,
+            written => written.inspect_err(count_db_error)?,
         };
         metrics::histogram!("fetchreward_writer_commit_seconds").record(started.elapsed());
         Ok(outcome(ordered, written))
     }
+}
+
+/// Counts a failed statement or connection by its class:
+/// `fetchreward_writer_db_errors_total{class}`.
+fn count_db_error(err: &PgError) {
+    metrics::counter!("fetchreward_writer_db_errors_total", "class" => err.class()).increment(1);
 }
 
 /// The fast path: every chunk in one transaction, no savepoints.

@@ -144,6 +144,11 @@ PANELS = [
         [('sum by (code) (increase(fetchreward_writer_rows_refused_total[5m]))', "{{code}}")],
     ),
     panel(
+        "Database errors by class",
+        [('sum by (class) (increase(fetchreward_writer_db_errors_total[5m]))', "{{class}}")],
+        description="Failed statements and connections: connection, data_exception, integrity_constraint_violation, transaction_rollback...",
+    ),
+    panel(
         "Pool connections",
         [
             ('max by (service, state) (fetchreward_db_pool_connections)', "{{service}} {{state}}"),

@@ -109,6 +109,29 @@ async fn every_metric_the_dashboard_and_the_alert_rules_use_is_served() {
         ..MaskedLogin::default()
     };
     writer.write_logins(WriteLoginsRequest { rows: vec![row] }).await.expect("answered");
+    // And one the database refuses (a rule the model does not know): a database error.
+    {
+        use diesel_async::RunQueryDsl;
+        let mut conn = pipeline.db.connect().await;
+        diesel::sql_query(
+            "ALTER TABLE user_logins ADD CONSTRAINT no_blocked CHECK (user_id <> 'u-blocked')",
+        )
+        .execute(&mut conn)
+        .await
+        .expect("adds the rule");
+    }
+    let blocked = MaskedLogin {
+        message_id: "m-blocked".into(),
+        user_id: "u-blocked".into(),
+        sent_timestamp_ms: 1,
+        ..MaskedLogin::default()
+    };
+    let answer = writer
+        .write_logins(WriteLoginsRequest { rows: vec![blocked] })
+        .await
+        .expect("answered")
+        .into_inner();
+    assert_eq!(answer.refused.len(), 1, "the database refused the row");
 
     // A vault with a low Tokenize limit, past it.
     let (_limited, addr) = pipeline
