@@ -17,10 +17,13 @@ use diesel_async::RunQueryDsl;
 use fetchreward_dlq::Opener;
 use fetchreward_ingestor::{Application as Ingestor, IngestorConfig};
 use fetchreward_model::attributes;
-use fetchreward_testkit::{QueuePair, Spawned, Stack, TestDatabase, create_kms_key};
+use fetchreward_telemetry::logging::LoggingGuard;
+use fetchreward_telemetry::{LogFormat, LoggingConfig};
+use fetchreward_testkit::{CapturedLogs, QueuePair, Spawned, Stack, TestDatabase, create_kms_key};
 use fetchreward_vault::kms::{KmsKeyProvider, KmsSettings};
 use fetchreward_vault::{Application as Vault, VaultConfig};
 use fetchreward_writer::{Application as Writer, WriterConfig};
+use opentelemetry_sdk::trace::{InMemorySpanExporter, SdkTracerProvider, SpanData};
 
 /// Redeliveries allowed before SQS moves a message to the DLQ: high, so that outages in tests
 /// never redrive a valid message.
@@ -422,4 +425,45 @@ pub struct DeadLetter {
     pub reason_code: Option<String>,
     /// A producer's attribute that the DLQ copy carries over.
     pub trace_id: Option<String>,
+}
+
+/// What the process's services log and trace, captured for a test: JSON log lines at debug
+/// level, and spans in an in-memory OpenTelemetry exporter. Installing it takes the
+/// process-wide subscriber, so a test that does lives in a binary of its own.
+pub struct Captured {
+    /// The log lines.
+    pub logs: CapturedLogs,
+    exporter: InMemorySpanExporter,
+    provider: SdkTracerProvider,
+    _guard: LoggingGuard,
+}
+
+impl Captured {
+    /// Installs the subscriber for `service` (the traces' `service.name`).
+    pub fn install(service: &'static str) -> Captured {
+        let exporter = InMemorySpanExporter::default();
+        let provider = SdkTracerProvider::builder().with_simple_exporter(exporter.clone()).build();
+        let logs = CapturedLogs::default();
+        let sink = logs.clone();
+        let config = LoggingConfig {
+            service,
+            format: LogFormat::Json,
+            filter: "debug".into(),
+            otlp_endpoint: None,
+        };
+        let (subscriber, guard) = fetchreward_telemetry::logging::subscriber_with_tracer(
+            &config,
+            move || sink.clone(),
+            Some(provider.clone()),
+        )
+        .expect("builds");
+        tracing::subscriber::set_global_default(subscriber).expect("the only subscriber");
+        Captured { logs, exporter, provider, _guard: guard }
+    }
+
+    /// Every span finished so far.
+    pub fn spans(&self) -> Vec<SpanData> {
+        self.provider.force_flush().expect("flushes");
+        self.exporter.get_finished_spans().expect("spans")
+    }
 }

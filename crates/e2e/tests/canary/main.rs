@@ -18,11 +18,8 @@ use fetchreward_proto::vault::v1::{
 };
 use fetchreward_proto::writer::v1::writer_service_client::WriterServiceClient;
 use fetchreward_proto::writer::v1::{MaskedLogin, WriteLoginsRequest};
-use fetchreward_telemetry::{LogFormat, LoggingConfig};
-use fetchreward_testkit::CapturedLogs;
-use opentelemetry_sdk::trace::{InMemorySpanExporter, SdkTracerProvider};
 
-use fetchreward_e2e::Pipeline;
+use fetchreward_e2e::{Captured, Pipeline};
 
 /// Texts that must never appear outside the vault's ciphertexts and the sealed DLQ bodies.
 const CANARY_IP: &str = "198.51.100.213";
@@ -45,23 +42,7 @@ struct RowText {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_canary_value_appears_nowhere_it_must_not() {
-    let logs = CapturedLogs::default();
-    let sink = logs.clone();
-    let config = LoggingConfig {
-        service: "fetchreward-canary",
-        format: LogFormat::Json,
-        filter: "debug".into(),
-        otlp_endpoint: None,
-    };
-    let spans = InMemorySpanExporter::default();
-    let provider = SdkTracerProvider::builder().with_simple_exporter(spans.clone()).build();
-    let (subscriber, _guard) = fetchreward_telemetry::logging::subscriber_with_tracer(
-        &config,
-        move || sink.clone(),
-        Some(provider.clone()),
-    )
-    .expect("builds");
-    tracing::subscriber::set_global_default(subscriber).expect("the only subscriber");
+    let captured = Captured::install("fetchreward-canary");
 
     let mut pipeline = Pipeline::start().await;
     let bodies = vec![
@@ -174,8 +155,7 @@ async fn a_canary_value_appears_nowhere_it_must_not() {
 
     pipeline.stop_ingestor().await;
     // Span names and attributes, as an OpenTelemetry collector would receive them.
-    provider.force_flush().expect("flushes");
-    let finished = spans.get_finished_spans().expect("spans");
+    let finished = captured.spans();
     assert!(finished.len() > 10, "the services traced their work");
     for span in &finished {
         let mut texts = vec![span.name.to_string()];
@@ -188,7 +168,7 @@ async fn a_canary_value_appears_nowhere_it_must_not() {
             assert_eq!(leaks(&text), Vec::<&str>::new(), "a span leaks: {text}");
         }
     }
-    let captured = logs.text();
+    let captured = captured.logs.text();
     assert!(captured.lines().count() > 20, "the services logged at debug level");
     for line in captured.lines() {
         assert!(line.starts_with('{'), "JSON lines only: {line}");

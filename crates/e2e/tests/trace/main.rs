@@ -7,10 +7,8 @@
 use std::time::Duration;
 
 use aws_sdk_sqs::types::MessageAttributeValue;
-use fetchreward_e2e::Pipeline;
-use fetchreward_telemetry::{LogFormat, LoggingConfig};
-use fetchreward_testkit::CapturedLogs;
-use opentelemetry_sdk::trace::{InMemorySpanExporter, SdkTracerProvider, SpanData};
+use fetchreward_e2e::{Captured, Pipeline};
+use opentelemetry_sdk::trace::SpanData;
 
 const TRACE_ID: &str = "4bf92f3577b34da6a3ce929d0e0e4736";
 const PRODUCER_SPAN: &str = "00f067aa0ba902b7";
@@ -21,23 +19,7 @@ fn attribute(span: &SpanData, key: &str) -> Option<String> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_message_with_a_traceparent_is_one_trace_through_all_three_services() {
-    let exporter = InMemorySpanExporter::default();
-    let provider = SdkTracerProvider::builder().with_simple_exporter(exporter.clone()).build();
-    let logs = CapturedLogs::default();
-    let sink = logs.clone();
-    let config = LoggingConfig {
-        service: "fetchreward-trace-test",
-        format: LogFormat::Json,
-        filter: "debug".into(),
-        otlp_endpoint: None,
-    };
-    let (subscriber, _guard) = fetchreward_telemetry::logging::subscriber_with_tracer(
-        &config,
-        move || sink.clone(),
-        Some(provider.clone()),
-    )
-    .expect("builds");
-    tracing::subscriber::set_global_default(subscriber).expect("the only subscriber");
+    let captured = Captured::install("fetchreward-trace-test");
 
     let mut pipeline = Pipeline::start().await;
     let traceparent = format!("00-{TRACE_ID}-{PRODUCER_SPAN}-01");
@@ -61,9 +43,7 @@ async fn a_message_with_a_traceparent_is_one_trace_through_all_three_services() 
     pipeline.wait_drained(Duration::from_secs(30)).await;
     assert_eq!(pipeline.rows().await.len(), 1);
     pipeline.stop_ingestor().await;
-    provider.force_flush().expect("flushes");
-
-    let spans = exporter.get_finished_spans().expect("spans");
+    let spans = captured.spans();
     let in_trace: Vec<&SpanData> =
         spans.iter().filter(|span| span.span_context.trace_id().to_string() == TRACE_ID).collect();
     let names: Vec<String> = in_trace.iter().map(|span| span.name.to_string()).collect();
@@ -97,7 +77,7 @@ async fn a_message_with_a_traceparent_is_one_trace_through_all_three_services() 
         assert_eq!(client.span_kind, opentelemetry::trace::SpanKind::Client);
         assert_eq!(attribute(client, "rpc.service").as_deref(), Some(service));
     }
-    let traced_line = logs.text().lines().any(|line| {
+    let traced_line = captured.logs.text().lines().any(|line| {
         line.contains(&format!(r#""trace_id":"{TRACE_ID}""#)) && line.contains("span_id")
     });
     assert!(traced_line, "log lines inside the trace carry its ids");
