@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# make demo: the whole pipeline on the local stack, end to end, in about a minute.
+# make demo: the whole pipeline on the local stack, end to end (about 30 s once built).
 #
 # Starts the local stack, builds and starts the vault, the writer and the ingestor on a fresh
 # demo database, loads the project's sample (100 login messages with repeated ip/device_id
