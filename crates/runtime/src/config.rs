@@ -153,6 +153,45 @@ impl<'a> ConfigReader<'a> {
         }
     }
 
+    /// A secret given inline (`key`) or, better, as the path of a file that holds it
+    /// (`{key}_FILE`: a Kubernetes Secret mounted as a file, which never shows in the process
+    /// environment): one of the two, not both. A file's trailing newline is dropped. `None` when
+    /// neither is set (a problem when `required`) or the file cannot be read.
+    pub fn secret_or_file(
+        &mut self,
+        key: &str,
+        expected: &str,
+        required: bool,
+    ) -> Option<SecretString> {
+        let file_key = format!("{key}_FILE");
+        match (self.raw(key), self.raw(&file_key)) {
+            (Some(_), Some(_)) => {
+                self.problem(format!("{key} and {file_key} are both set: set one"));
+                None
+            }
+            (Some(raw), None) => Some(SecretString::from(raw)),
+            (None, Some(path)) => match std::fs::read_to_string(&path) {
+                Ok(text) if !text.trim().is_empty() => {
+                    Some(SecretString::from(text.trim_end_matches(['\n', '\r']).to_owned()))
+                }
+                Ok(_) => {
+                    self.problem(format!("{file_key}: {path} is empty ({expected})"));
+                    None
+                }
+                Err(err) => {
+                    self.problem(format!("{file_key}: cannot read {path}: {err}"));
+                    None
+                }
+            },
+            (None, None) => {
+                if required {
+                    self.problem(format!("{key} or {file_key} is required ({expected})"));
+                }
+                None
+            }
+        }
+    }
+
     /// A path to a file that must exist and be readable.
     pub fn file(&mut self, key: &str) -> Option<PathBuf> {
         let path = PathBuf::from(self.raw(key)?);
@@ -225,6 +264,31 @@ impl CommonConfig {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_secret_comes_inline_or_from_a_file_never_both() {
+        let path = std::env::temp_dir().join(format!("fr-secret-{}", std::process::id()));
+        std::fs::write(&path, "postgres://u:p@db/x\n").expect("writes");
+        let file = path.to_str().expect("utf-8").to_owned();
+        let read = |pairs: &[(&str, &str)]| {
+            let env: HashMap<&str, &str> = pairs.iter().copied().collect();
+            let mut reader = ConfigReader::new(&env);
+            let secret = reader.secret_or_file("URL", "a URL", true);
+            reader
+                .finish()
+                .map(|()| secret.map(|s| secrecy::ExposeSecret::expose_secret(&s).to_owned()))
+                .map_err(|err| err.to_string())
+        };
+        assert_eq!(read(&[("URL", "inline")]), Ok(Some("inline".to_owned())));
+        assert_eq!(read(&[("URL_FILE", &file)]), Ok(Some("postgres://u:p@db/x".to_owned())));
+        let both = read(&[("URL", "inline"), ("URL_FILE", &file)]).expect_err("both");
+        assert!(both.contains("URL and URL_FILE are both set"), "{both}");
+        let neither = read(&[]).expect_err("neither");
+        assert!(neither.contains("URL or URL_FILE is required"), "{neither}");
+        let missing = read(&[("URL_FILE", "/nonexistent/url")]).expect_err("unreadable");
+        assert!(missing.contains("URL_FILE: cannot read /nonexistent/url"), "{missing}");
+        std::fs::remove_file(&path).expect("removes");
+    }
 
     #[test]
     fn every_problem_is_reported_at_once() {

@@ -81,9 +81,10 @@ pub struct PgConfig {
 const URL_FORM: &str = "postgres://user:password@host:port/database?sslmode=verify-full";
 
 impl PgConfig {
-    /// Reads `DATABASE_URL`, `DATABASE_CA_FILE`, `DATABASE_SSLMODE` and `DATABASE_POOL_SIZE`.
+    /// Reads `DATABASE_URL` (or `DATABASE_URL_FILE`, a file holding it), `DATABASE_CA_FILE`,
+    /// `DATABASE_SSLMODE` and `DATABASE_POOL_SIZE`.
     pub fn from_env(reader: &mut ConfigReader<'_>) -> Option<Self> {
-        let url = reader.secret("DATABASE_URL", URL_FORM);
+        let url = reader.secret_or_file("DATABASE_URL", URL_FORM, true);
         let ca_file = reader.file("DATABASE_CA_FILE");
         let sslmode = reader.raw("DATABASE_SSLMODE");
         let pool_size = reader.or_default("DATABASE_POOL_SIZE", 10u32, "a number of connections");
@@ -95,15 +96,15 @@ impl PgConfig {
         Some(config)
     }
 
-    /// A second URL of the same database (`variable`, optional), read like `DATABASE_URL` and
-    /// held to the same TLS settings, with a pool of `pool_size`.
+    /// A second URL of the same database (`variable`, or `{variable}_FILE`; optional), read
+    /// like `DATABASE_URL` and held to the same TLS settings, with a pool of `pool_size`.
     pub fn sibling_from_env(
         &self,
         reader: &mut ConfigReader<'_>,
         variable: &'static str,
         pool_size: u32,
     ) -> Option<Self> {
-        let url = SecretString::from(reader.raw(variable)?);
+        let url = reader.secret_or_file(variable, URL_FORM, false)?;
         let config = PgConfig { variable, url, pool_size, ..self.clone() };
         config.check(reader);
         Some(config)

@@ -71,9 +71,12 @@ mod tests {
         ]);
         let errors = WriterConfig::from_env(&env).expect_err("invalid");
         let text = errors.to_string();
-        for expected in
-            ["DATABASE_URL is required", "GRPC_ADDR", "LOG_FORMAT", "DATABASE_POOL_SIZE"]
-        {
+        for expected in [
+            "DATABASE_URL or DATABASE_URL_FILE is required",
+            "GRPC_ADDR",
+            "LOG_FORMAT",
+            "DATABASE_POOL_SIZE",
+        ] {
             assert!(text.contains(expected), "{expected} missing from: {text}");
         }
     }

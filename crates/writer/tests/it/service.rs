@@ -88,7 +88,7 @@ fn a_bad_configuration_exits_with_every_problem_listed() {
         .expect("runs the binary");
     assert_eq!(output.status.code(), Some(2));
     let stderr = String::from_utf8_lossy(&output.stderr);
-    for expected in ["DATABASE_URL is required", "GRPC_ADDR", "LOG_FORMAT"] {
+    for expected in ["DATABASE_URL or DATABASE_URL_FILE is required", "GRPC_ADDR", "LOG_FORMAT"] {
         assert!(stderr.contains(expected), "{expected} missing from: {stderr}");
     }
 }
