@@ -14,13 +14,20 @@ Checks:
   - the chart's copies of the alert rules and the dashboard (files/alerts.yml,
     files/fetchreward.json) are byte for byte those of deploy/observability, which Helm cannot
     read from outside the chart.
-When `helm` is on PATH it also runs `helm lint` and `helm template` with the required values
-(with and without generation keys), and checks that `helm template` refuses each missing or
-invalid required value with a message naming it. It renders once more with the monitoring
-objects on (ServiceMonitor, PrometheusRule, dashboard ConfigMap) and checks them: the
+When `helm` is on PATH it also runs `helm lint --strict` and `helm template` with the required
+values (with and without generation keys), checks that `helm lint` of the chart's own values
+refuses every required value by name (values.schema.json), and that `helm template` refuses
+each missing or invalid value with a message naming it: the schema's where it checks the value,
+and, with --skip-schema-validation, the templates' own. It renders once more with the
+monitoring objects on (ServiceMonitor, PrometheusRule, dashboard ConfigMap) and checks them: the
 ServiceMonitor selects the three Services by a port they have, the PrometheusRule's groups are
 those of alerts.yml with their Prometheus templates untouched, the ConfigMap holds
-fetchreward.json as it is; and that none of them is rendered by default.
+fetchreward.json as it is; and that none of them is rendered by default. With KEDA on, it checks
+the ScaledObject (aws-sqs-queue on ingestor.queueUrl, the replica range, its
+TriggerAuthentication with podIdentity provider aws) and that KEDA with the ingestor's HPA is
+refused. Of the default rendering's NetworkPolicies it checks that every pod of the release is
+isolated for ingress and egress and reaches DNS, and what it needs of the database, AWS on 443
+and the gRPC ports, no more; with CIDRs and an OTLP endpoint set, that the rules name them.
 
 Needs PyYAML for the YAML parts; without it, those parts are skipped with a message.
 Exit status: 0 when no errors were found, 1 otherwise.
@@ -70,23 +77,104 @@ SMALL_KEY_POLICY = {
 REQUIRED_SET_JSON = [
     "vault.generationKeyPolicy=" + json.dumps(json.dumps(SMALL_KEY_POLICY)),
 ]
-# Renderings that must fail, each with the text its error must contain: (extra --set, message).
-MUST_FAIL = [
-    ("ingestor.queueUrl=", "ingestor.queueUrl is required"),
-    ("ingestor.dlqUrl=", "ingestor.dlqUrl is required"),
-    ("ingestor.dlqKmsKeyId=", "ingestor.dlqKmsKeyId is required"),
-    ("vault.deploymentId=", "vault.deploymentId is required"),
-    ("vault.deploymentId=has space", "vault.deploymentId must be"),
-    ("vault.generationKeyPolicy=", "vault.generationKeyPolicy is required"),
-    ("vault.generationKeyPolicy=not-json", "vault.generationKeyPolicy must be a key policy"),
-    ("vault.kmsDeletionWindowDays=6", "vault.kmsDeletionWindowDays must be between 7 and 30"),
-    ("vault.forgetMode=shred", "vault.forgetMode must be tombstone or refill"),
-    ("vault.tokenizeRate=0", "vault.tokenizeRate must be at least 1"),
-    ("vault.tokenizeBurst=9999", "vault.tokenizeBurst must be at least 10000"),
+class Schema:
+    """The error of values.schema.json about one value, which helm names by its JSON pointer
+    (Helm 4 and 3.18 on: "- at '/ingestor/queueUrl': minLength: got 0, want 1") or, with the
+    validator of older Helm 3 releases, by its dotted path ("- ingestor.queueUrl: String length
+    must be greater than or equal to 1")."""
+
+    BANNER = "values don't meet the specifications of the schema"
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+
+    def found_in(self, text: str) -> bool:
+        pointer = "/" + self.path.replace(".", "/")
+        return self.BANNER in text and (f"at '{pointer}'" in text or f"- {self.path}:" in text)
+
+    def __str__(self) -> str:
+        return f"the schema's error at {self.path}"
+
+
+def found(expected: "str | Schema", text: str) -> bool:
+    return expected.found_in(text) if isinstance(expected, Schema) else expected in text
+
+
+KEDA_WITH_HPA = "ingestor.keda.enabled and ingestor.autoscaling.enabled are both true"
+# Renderings that must fail: (extra --set, what the error must contain, what it must contain
+# with --skip-schema-validation). The schema (values.schema.json) is checked first, so where it
+# refuses a value its error, naming the value by path, is the one expected; the templates keep
+# their own checks of the same values, with their messages, for a rendering without the schema
+# (the third item; None where only the schema checks the value).
+MUST_FAIL: list[tuple[str, "str | Schema", "str | None"]] = [
+    ("ingestor.queueUrl=", Schema("ingestor.queueUrl"), "ingestor.queueUrl is required"),
+    ("ingestor.queueUrl=login-queue", Schema("ingestor.queueUrl"), None),
+    ("ingestor.dlqUrl=", Schema("ingestor.dlqUrl"), "ingestor.dlqUrl is required"),
+    ("ingestor.dlqKmsKeyId=", Schema("ingestor.dlqKmsKeyId"), "ingestor.dlqKmsKeyId is required"),
+    ("vault.kmsKeyId=", Schema("vault.kmsKeyId"), "vault.kmsKeyId is required"),
+    ("vault.deploymentId=", Schema("vault.deploymentId"), "vault.deploymentId is required"),
+    ("vault.deploymentId=has space", Schema("vault.deploymentId"), "vault.deploymentId must be"),
+    ("vault.generationKeyPolicy=", Schema("vault.generationKeyPolicy"),
+     "vault.generationKeyPolicy is required"),
+    ("vault.generationKeyPolicy=not-json", "vault.generationKeyPolicy must be a key policy",
+     "vault.generationKeyPolicy must be a key policy"),
+    ("vault.generationKmsKeys=yes", Schema("vault.generationKmsKeys"),
+     "vault.generationKmsKeys must be a boolean"),
+    ("vault.kmsDeletionWindowDays=6", Schema("vault.kmsDeletionWindowDays"),
+     "vault.kmsDeletionWindowDays must be between 7 and 30"),
+    ("vault.kmsDeletionWindowDays=31", Schema("vault.kmsDeletionWindowDays"),
+     "vault.kmsDeletionWindowDays must be between 7 and 30"),
+    ("vault.forgetMode=shred", Schema("vault.forgetMode"), "vault.forgetMode must be tombstone or refill"),
+    ("vault.tokenizeRate=0", Schema("vault.tokenizeRate"), "vault.tokenizeRate must be at least 1"),
+    ("vault.tokenizeBurst=9999", Schema("vault.tokenizeBurst"), "vault.tokenizeBurst must be at least 10000"),
+    ("vault.generationSecs=-1", Schema("vault.generationSecs"), "vault.generationSecs must be 0 or more"),
+    ("database.caConfigMap=", Schema("database.caConfigMap"),
+     "database.sslmode=verify-full needs database.caConfigMap"),
+    ("database.sslmode=prefer", Schema("database.sslmode"),
+     "database.sslmode must be verify-full, require or disable"),
     ("monitoring.serviceMonitor.enabled=true,monitoring.serviceMonitor.interval=soon",
-     "monitoring.serviceMonitor.interval must be a duration"),
+     Schema("monitoring.serviceMonitor.interval"), "monitoring.serviceMonitor.interval must be a duration"),
     ("monitoring.grafanaDashboard.enabled=true,monitoring.grafanaDashboard.labelKey=",
-     "monitoring.grafanaDashboard.labelKey is required"),
+     Schema("monitoring.grafanaDashboard.labelKey"), "monitoring.grafanaDashboard.labelKey is required"),
+    ("vault.grpcPort=80", Schema("vault.grpcPort"), None),
+    ("writer.replicaCount=0", Schema("writer.replicaCount"), None),
+    ("ingestor.receiveWaitSecs=21", Schema("ingestor.receiveWaitSecs"), None),
+    ("ingestor.pollers=0", Schema("ingestor.pollers"), None),
+    ("vault.resources.limits.cpu=lots", Schema("vault.resources.limits.cpu"), None),
+    ("ingestor.unknownKey=1", Schema("ingestor"), None),
+    ("networkPolicy.egress.database.cidrs={10.0.0.0}", Schema("networkPolicy.egress.database.cidrs.0"), None),
+    ("networkPolicy.egress.aws.cidrs={vpce}", Schema("networkPolicy.egress.aws.cidrs.0"), None),
+    ("networkPolicy.egress.dns.namespace=", Schema("networkPolicy.egress.dns.namespace"),
+     "networkPolicy.egress.dns.namespace is required"),
+    # KEDA: the conflict with the HPA is the templates' to refuse, with a message of its own.
+    ("ingestor.keda.enabled=true,ingestor.autoscaling.enabled=true", KEDA_WITH_HPA, KEDA_WITH_HPA),
+    ("ingestor.keda.enabled=true,ingestor.keda.minReplicaCount=5,ingestor.keda.maxReplicaCount=3",
+     "ingestor.keda.minReplicaCount (5) must not exceed ingestor.keda.maxReplicaCount (3)",
+     "ingestor.keda.minReplicaCount (5) must not exceed ingestor.keda.maxReplicaCount (3)"),
+    ("ingestor.keda.enabled=true,ingestor.keda.identityOwner=workload,"
+     "ingestor.keda.roleArn=arn:aws:iam::123456789012:role/keda-sqs",
+     "ingestor.keda.roleArn is set with ingestor.keda.identityOwner=workload",
+     "ingestor.keda.roleArn is set with ingestor.keda.identityOwner=workload"),
+    ("ingestor.keda.enabled=true,ingestor.keda.identityOwner=workload",
+     "ingestor.keda.identityOwner=workload needs ingestor.serviceAccount.roleArn",
+     "ingestor.keda.identityOwner=workload needs ingestor.serviceAccount.roleArn"),
+    ("ingestor.keda.enabled=true,ingestor.keda.identityOwner=operator", Schema("ingestor.keda.identityOwner"),
+     "ingestor.keda.identityOwner must be keda or workload"),
+    ("ingestor.keda.queueLength=0", Schema("ingestor.keda.queueLength"), None),
+    ("ingestor.keda.roleArn=keda-sqs", Schema("ingestor.keda.roleArn"), None),
+]
+# Values required without a default: `helm lint` of the chart's own values must name each.
+REQUIRED_PATHS = ["ingestor.queueUrl", "ingestor.dlqUrl", "vault.deploymentId",
+                  "vault.generationKeyPolicy", "database.caConfigMap"]
+
+# KEDA scaling of the ingestor, off by default, and what turns it on.
+KEDA_SETS = ["ingestor.keda.enabled=true"]
+KEDA_ROLE = "arn:aws:iam::123456789012:role/fetchreward-keda-sqs"
+# Egress destinations given as CIDRs, and an OTLP endpoint, for the network policy checks.
+NETWORK_SETS = [
+    "networkPolicy.egress.database.cidrs={10.20.0.0/16,10.21.0.0/16}",
+    "networkPolicy.egress.aws.cidrs={10.30.0.0/24}",
+    "common.otelExporterOtlpEndpoint=http://otel-collector.observability:4317",
 ]
 
 # The monitoring objects, all off by default, and what turns them on.
@@ -304,7 +392,187 @@ def check_monitoring(default_docs: list[dict], docs: list[dict], chart: Path, re
           f"a PrometheusRule of {rules} rules, the dashboard ConfigMap: ok")
 
 
-def run_helm(chart: Path, report: Report) -> None:
+def deployment_labels(docs: list[dict]) -> dict[str, dict]:
+    """The pod labels of each Deployment, by component."""
+    return {(d["metadata"].get("labels") or {}).get("app.kubernetes.io/component", ""):
+            d["spec"]["template"]["metadata"].get("labels") or {}
+            for d in docs if d.get("kind") == "Deployment"}
+
+
+def port_matches(entry: dict, port: int | str, protocol: str) -> bool:
+    return entry.get("port") == port and entry.get("protocol", "TCP") == protocol
+
+
+def rules_allowing(rules: list[dict], port: int | str, protocol: str = "TCP") -> list[dict]:
+    """The ingress or egress rules that admit `port` (by number or, for ingress, name)."""
+    return [r for r in rules
+            if not r.get("ports") or any(port_matches(p, port, protocol) for p in r["ports"])]
+
+
+def peer_selects_pod(peer: dict, labels: dict) -> bool:
+    """Whether a NetworkPolicyPeer names pods with `labels` in the policy's own namespace."""
+    return "podSelector" in peer and "namespaceSelector" not in peer and "ipBlock" not in peer \
+        and selects(peer["podSelector"], labels)
+
+
+def check_network_policies(docs: list[dict], values: dict, report: Report) -> None:
+    """The default render's NetworkPolicies: every pod of the release isolated for ingress and
+    egress, and allowed what it needs, no more."""
+    pods = deployment_labels(docs)
+    policies = [d for d in docs if d.get("kind") == "NetworkPolicy"]
+    np_values = values["networkPolicy"]["egress"]
+    dns = np_values["dns"]
+    db_port = np_values["database"]["port"]
+    grpc = {"vault": values["vault"]["grpcPort"], "writer": values["writer"]["grpcPort"]}
+    deny = [p for p in policies if not p["spec"].get("ingress") and not p["spec"].get("egress")
+            and sorted(p["spec"].get("policyTypes") or []) == ["Egress", "Ingress"]]
+    if len(deny) != 1:
+        report.error(f"the network policies hold {len(deny)} default-deny policies (both policy "
+                     "types, no rules), not one")
+    needs = {  # component: (egress ports it must have, egress ports it must not have)
+        "vault": ([db_port, 443], []),
+        "writer": ([db_port], [443]),
+        "ingestor": ([443], [db_port]),
+    }
+    for component, (must, must_not) in needs.items():
+        labels = pods.get(component)
+        if labels is None:
+            report.error(f"no Deployment of component {component} to check the network policies against")
+            continue
+        mine = [p for p in policies if selects(p["spec"]["podSelector"], labels)]
+        if deny and deny[0] not in mine:
+            report.error(f"the default-deny policy does not select the {component} pods")
+        types = {t for p in mine for t in p["spec"].get("policyTypes") or []}
+        if types != {"Ingress", "Egress"}:
+            report.error(f"the {component} pods are isolated for {sorted(types)}, not Ingress and Egress")
+        egress = [r for p in mine for r in p["spec"].get("egress") or []]
+        ingress = [r for p in mine for r in p["spec"].get("ingress") or []]
+        for protocol in ("UDP", "TCP"):
+            to_dns = [peer for r in rules_allowing(egress, 53, protocol) for peer in r.get("to") or []
+                      if ((peer.get("namespaceSelector") or {}).get("matchLabels") or {}).get(
+                          "kubernetes.io/metadata.name") == dns["namespace"]
+                      and selects(peer.get("podSelector") or {}, dns["podLabels"])]
+            if not to_dns:
+                report.error(f"the {component} pods may not reach the DNS pods ({dns['namespace']}, "
+                             f"{dns['podLabels']}) on {protocol} 53")
+        for port in must:
+            if not rules_allowing(egress, port):
+                report.error(f"the {component} pods may not reach TCP port {port}")
+        for port in must_not:
+            if rules_allowing(egress, port):
+                report.error(f"the {component} pods may reach TCP port {port}, which they do not need")
+        if any(not r.get("ports") for r in egress):
+            report.error(f"an egress rule of the {component} pods admits every port")
+        # gRPC: the ingestor to the vault and the writer, and they from the ingestor alone.
+        for server, port in grpc.items():
+            out = [r for r in rules_allowing(egress, port)
+                   if any(peer_selects_pod(peer, pods.get(server, {})) for peer in r.get("to") or [])]
+            if component == "ingestor" and not out:
+                report.error(f"the ingestor pods may not reach the {server} pods on gRPC port {port}")
+            if component == server:
+                into = [r for r in rules_allowing(ingress, "grpc")
+                        if any(peer_selects_pod(peer, pods["ingestor"]) for peer in r.get("from") or [])]
+                if not into:
+                    report.error(f"the {server} pods do not admit the ingestor on their gRPC port")
+                if any(not r.get("from") for r in rules_allowing(ingress, "grpc")):
+                    report.error(f"the {server} pods admit any source on their gRPC port")
+        if not rules_allowing(ingress, "http"):
+            report.error(f"the {component} pods do not admit the metrics scrape on their http port")
+    print(f"helm template: {len(policies)} NetworkPolicies, default deny of ingress and egress, "
+          "DNS, database, AWS 443 and gRPC egress: ok")
+
+
+def check_network_cidrs(docs: list[dict], values: dict, report: Report) -> None:
+    """With the database and AWS CIDRs and an OTLP endpoint set, the egress rules name them."""
+    pods = deployment_labels(docs)
+    policies = [d for d in docs if d.get("kind") == "NetworkPolicy"]
+    sets = {item.split("=", 1)[0]: item.split("=", 1)[1] for item in NETWORK_SETS}
+    cidrs = {port: sorted(sets[key].strip("{}").split(",")) for port, key in (
+        (values["networkPolicy"]["egress"]["database"]["port"], "networkPolicy.egress.database.cidrs"),
+        (443, "networkPolicy.egress.aws.cidrs"))}
+    otlp_port = int(sets["common.otelExporterOtlpEndpoint"].rsplit(":", 1)[1])
+    for component in ("vault", "writer", "ingestor"):
+        egress = [r for p in policies if selects(p["spec"]["podSelector"], pods.get(component, {}))
+                  for r in p["spec"].get("egress") or []]
+        for port, wanted in cidrs.items():
+            for rule in rules_allowing(egress, port):
+                got = sorted((peer.get("ipBlock") or {}).get("cidr", "?") for peer in rule.get("to") or [])
+                if got != wanted:
+                    report.error(f"the {component} pods' egress rule on port {port} goes to "
+                                 f"{got or 'any address'}, not {wanted}")
+        if not rules_allowing(egress, otlp_port):
+            report.error(f"the {component} pods may not reach the OTLP endpoint's port {otlp_port}")
+    print("helm template with egress CIDRs and an OTLP endpoint: the rules name them: ok")
+
+
+def check_keda(default_docs: list[dict], docs: list[dict], role_docs: list[dict], values: dict,
+               report: Report) -> None:
+    """KEDA's objects: off by default; when on, a ScaledObject on the ingestor's queue and its
+    TriggerAuthentication, and nothing else scaling the ingestor."""
+    keda_kinds = ("ScaledObject", "TriggerAuthentication")
+    for doc in default_docs:
+        if doc.get("kind") in keda_kinds:
+            report.error(f"helm template renders a {doc['kind']} by default; it must be off")
+    found_kinds = {kind: [d for d in docs if d.get("kind") == kind] for kind in keda_kinds}
+    if any(len(items) != 1 for items in found_kinds.values()):
+        report.error(f"helm template with {', '.join(KEDA_SETS)} renders "
+                     f"{ {k: len(v) for k, v in found_kinds.items()} }, not one of each")
+        return
+    scaled, auth = found_kinds["ScaledObject"][0], found_kinds["TriggerAuthentication"][0]
+    keda = values["ingestor"]["keda"]
+    queue_url = next(i.split("=", 1)[1] for i in REQUIRED_SETS if i.startswith("ingestor.queueUrl="))
+    for doc in (scaled, auth):
+        if doc.get("apiVersion") != "keda.sh/v1alpha1":
+            report.error(f"the {doc['kind']} is {doc.get('apiVersion')}, not keda.sh/v1alpha1")
+    ingestor = [d for d in docs if d.get("kind") == "Deployment"
+                and (d["metadata"].get("labels") or {}).get("app.kubernetes.io/component") == "ingestor"]
+    spec = scaled["spec"]
+    target = spec.get("scaleTargetRef") or {}
+    if not ingestor or target.get("name") != ingestor[0]["metadata"]["name"] \
+            or target.get("kind", "Deployment") != "Deployment":
+        report.error(f"the ScaledObject scales {target}, not the ingestor Deployment")
+    elif "replicas" in ingestor[0]["spec"]:
+        report.error("the ingestor Deployment sets replicas under KEDA: each upgrade would undo its scaling")
+    for key in ("minReplicaCount", "maxReplicaCount", "pollingInterval", "cooldownPeriod"):
+        if spec.get(key) != keda[key]:
+            report.error(f"the ScaledObject's {key} is {spec.get(key)!r}, not ingestor.keda.{key} ({keda[key]!r})")
+    triggers = spec.get("triggers") or []
+    if len(triggers) != 1 or triggers[0].get("type") != "aws-sqs-queue":
+        report.error(f"the ScaledObject's triggers are {[t.get('type') for t in triggers]}, not one aws-sqs-queue")
+    else:
+        trigger = triggers[0]
+        meta = trigger.get("metadata") or {}
+        wanted = {"queueURL": queue_url, "awsRegion": values["common"]["awsRegion"],
+                  "queueLength": str(keda["queueLength"]),
+                  "activationQueueLength": str(keda["activationQueueLength"])}
+        for key, value in wanted.items():
+            if meta.get(key) != value:
+                report.error(f"the aws-sqs-queue trigger's {key} is {meta.get(key)!r}, not {value!r}")
+        for key, value in meta.items():
+            if not isinstance(value, str):
+                report.error(f"the aws-sqs-queue trigger's {key} is a {type(value).__name__}; KEDA takes strings only")
+        ref = trigger.get("authenticationRef") or {}
+        if ref.get("name") != auth["metadata"]["name"] or ref.get("kind", "TriggerAuthentication") != "TriggerAuthentication":
+            report.error(f"the trigger's authenticationRef {ref} is not the TriggerAuthentication "
+                         f"{auth['metadata']['name']}")
+    identity = (auth.get("spec") or {}).get("podIdentity") or {}
+    if identity != {"provider": "aws", "identityOwner": keda["identityOwner"]}:
+        report.error(f"the TriggerAuthentication's podIdentity is {identity}, not provider aws with "
+                     f"identityOwner {keda['identityOwner']}")
+    role_auth = [d for d in role_docs if d.get("kind") == "TriggerAuthentication"]
+    role_identity = ((role_auth[0].get("spec") or {}).get("podIdentity") or {}) if role_auth else {}
+    if role_identity != {"provider": "aws", "roleArn": KEDA_ROLE}:
+        report.error(f"with ingestor.keda.roleArn the TriggerAuthentication's podIdentity is "
+                     f"{role_identity}, not provider aws with that roleArn alone")
+    for doc in docs:
+        if doc.get("kind") == "HorizontalPodAutoscaler" and ingestor and \
+                doc["spec"]["scaleTargetRef"]["name"] == ingestor[0]["metadata"]["name"]:
+            report.error("an HPA of the chart targets the ingestor beside KEDA's")
+    print(f"helm template with KEDA: a ScaledObject (aws-sqs-queue, {keda['minReplicaCount']}-"
+          f"{keda['maxReplicaCount']} replicas) and its TriggerAuthentication: ok")
+
+
+def run_helm(chart: Path, values: object, report: Report) -> None:
     helm = shutil.which("helm")
     if helm is None:
         print("helm not found on PATH: skipped helm lint and helm template")
@@ -314,17 +582,28 @@ def run_helm(chart: Path, report: Report) -> None:
         sets += ["--set", item]
     for item in REQUIRED_SET_JSON:
         sets += ["--set-json", item]
-    monitoring: list[str] = []
-    for item in MONITORING_SETS:
-        monitoring += ["--set", item]
+
+    def flags(items: list[str]) -> list[str]:
+        return [arg for item in items for arg in ("--set", item)]
+
+    monitoring, keda, network = flags(MONITORING_SETS), flags(KEDA_SETS), flags(NETWORK_SETS)
+    keda_role = keda + flags([f"ingestor.keda.roleArn={KEDA_ROLE}"])
     rendered: dict[str, str] = {}
     for name, args in (("lint", ["lint", "--strict", str(chart)]),
                        ("lint with monitoring", ["lint", "--strict", str(chart), *monitoring]),
+                       ("lint with KEDA and egress CIDRs", ["lint", "--strict", str(chart), *keda, *network]),
                        ("default", ["template", "check", str(chart)]),
                        ("without generation keys",
                         ["template", "check", str(chart), "--set", "vault.generationKmsKeys=false",
                          "--set", "vault.generationKeyPolicy="]),
-                       ("monitoring", ["template", "check", str(chart), *monitoring])):
+                       ("monitoring", ["template", "check", str(chart), *monitoring]),
+                       ("keda", ["template", "check", str(chart), *keda]),
+                       ("keda with role", ["template", "check", str(chart), *keda_role]),
+                       ("network", ["template", "check", str(chart), *network]),
+                       ("no network policy", ["template", "check", str(chart),
+                                              "--set", "networkPolicy.enabled=false"]),
+                       ("no egress policy", ["template", "check", str(chart),
+                                             "--set", "networkPolicy.egress.enabled=false"])):
         proc = subprocess.run([helm, *args, *sets], capture_output=True, text=True)
         shown = " ".join(args[:1] + args[3:] if args[0] == "template" else args[:2] + args[3:])
         if proc.returncode != 0:
@@ -332,28 +611,74 @@ def run_helm(chart: Path, report: Report) -> None:
         else:
             print(f"helm {shown}: ok")
             rendered[name] = proc.stdout
+
+    # helm lint checks the values against values.schema.json (and only there refuses a missing
+    # value: in lint mode, `required` and `fail` in a template are logged, not errors).
+    proc = subprocess.run([helm, "lint", "--strict", str(chart)], capture_output=True, text=True)
+    output = proc.stdout + proc.stderr
+    unnamed = [path for path in REQUIRED_PATHS if not Schema(path).found_in(output)]
+    if proc.returncode == 0:
+        report.error("helm lint --strict of the chart's own values passed; the required values must fail it")
+    elif unnamed:
+        report.error(f"helm lint --strict of the chart's own values does not name {', '.join(unnamed)}:\n{output}")
+    else:
+        print(f"helm lint --strict without the required values: refused, naming {', '.join(REQUIRED_PATHS)}")
+    proc = subprocess.run([helm, "lint", "--strict", str(chart), *sets, "--set", "ingestor.queueUrl="],
+                          capture_output=True, text=True)
+    if proc.returncode == 0 or not Schema("ingestor.queueUrl").found_in(proc.stdout + proc.stderr):
+        report.error(f"helm lint --strict with an empty ingestor.queueUrl did not fail naming it:\n"
+                     f"{proc.stdout}{proc.stderr}")
+
     if yaml is None:
-        print("PyYAML is not installed: skipped the checks of the monitoring objects")
-    elif "default" in rendered and "monitoring" in rendered:
+        print("PyYAML is not installed: skipped the checks of the rendered objects")
+    elif all(name in rendered for name in ("default", "monitoring", "keda", "keda with role", "network",
+                                          "no network policy", "no egress policy")) \
+            and isinstance(values, dict):
         try:
-            default_docs = [d for d in yaml.safe_load_all(rendered["default"]) if d]
-            docs = [d for d in yaml.safe_load_all(rendered["monitoring"]) if d]
+            docs = {name: [d for d in yaml.safe_load_all(text) if d] for name, text in rendered.items()
+                    if not name.startswith("lint")}
         except yaml.YAMLError as err:
             report.error(f"helm template output does not parse: {err}")
         else:
-            check_monitoring(default_docs, docs, chart, report)
+            check_monitoring(docs["default"], docs["monitoring"], chart, report)
+            check_keda(docs["default"], docs["keda"], docs["keda with role"], values, report)
+            check_network_policies(docs["default"], values, report)
+            check_network_cidrs(docs["network"], values, report)
+            if any(d.get("kind") == "NetworkPolicy" for d in docs["no network policy"]):
+                report.error("helm template with networkPolicy.enabled=false renders NetworkPolicies")
+            if any("Egress" in (d["spec"].get("policyTypes") or [])
+                   for d in docs["no egress policy"] if d.get("kind") == "NetworkPolicy"):
+                report.error("helm template with networkPolicy.egress.enabled=false still restricts egress")
+
     # The values are set last, so that each overrides the required sets.
-    failed_as_expected = 0
-    for item, message in MUST_FAIL:
+    help_text = subprocess.run([helm, "template", "--help"], capture_output=True, text=True).stdout
+    skip_schema = "--skip-schema-validation" in help_text
+    failed_as_expected = without_schema = 0
+    for item, message, template_message in MUST_FAIL:
         proc = subprocess.run([helm, "template", "check", str(chart), *sets, "--set", item],
                               capture_output=True, text=True)
         if proc.returncode == 0:
-            report.error(f"helm template with --set {item} rendered; it must fail with {message!r}")
-        elif message not in proc.stderr:
-            report.error(f"helm template with --set {item} failed without {message!r}:\n{proc.stderr}")
+            report.error(f"helm template with --set {item} rendered; it must fail with {message}")
+        elif not found(message, proc.stderr):
+            report.error(f"helm template with --set {item} failed without {message}:\n{proc.stderr}")
         else:
             failed_as_expected += 1
+        if template_message is None or not skip_schema:
+            continue
+        proc = subprocess.run([helm, "template", "check", str(chart), *sets, "--set", item,
+                               "--skip-schema-validation"], capture_output=True, text=True)
+        if proc.returncode == 0 or template_message not in proc.stderr:
+            report.error(f"helm template --skip-schema-validation with --set {item} did not fail with "
+                         f"{template_message!r}:\n{proc.stderr}")
+        else:
+            without_schema += 1
     print(f"helm template: {failed_as_expected} of {len(MUST_FAIL)} invalid settings refused")
+    if skip_schema:
+        expected = sum(1 for _, _, t in MUST_FAIL if t is not None)
+        print(f"helm template --skip-schema-validation: {without_schema} of {expected} refused by the "
+              "templates' own checks")
+    else:
+        print("helm has no --skip-schema-validation: skipped the templates' own checks")
 
 
 def main() -> int:
@@ -404,7 +729,7 @@ def main() -> int:
                 report.warn(f"values.yaml: {'.'.join(leaf)} is not read by any template")
 
     check_copies(chart, report)
-    run_helm(chart, report)
+    run_helm(chart, values, report)
 
     for msg in report.warnings:
         print(f"warning: {msg}")

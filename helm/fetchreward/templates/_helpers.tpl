@@ -168,3 +168,90 @@ its Prometheus templates ($labels, $value) and its line breaks stay as they are.
 {{- end -}}
 {{- $text -}}
 {{- end -}}
+
+{{/*
+The port of common.otelExporterOtlpEndpoint: the one the URL gives, else 443 for https and 80
+for http (as the exporter dials it).
+*/}}
+{{- define "fetchreward.otlpPort" -}}
+{{- $url := .Values.common.otelExporterOtlpEndpoint | toString -}}
+{{- $hostPort := regexReplaceAll "^[A-Za-z][A-Za-z0-9+.-]*://" $url "" | splitList "/" | first -}}
+{{- if regexMatch ":[0-9]+$" $hostPort -}}
+{{- regexFind "[0-9]+$" $hostPort -}}
+{{- else if hasPrefix "https://" $url -}}
+443
+{{- else -}}
+80
+{{- end -}}
+{{- end -}}
+
+{{/*
+An egress rule on one TCP port to a list of CIDRs, or to any address when the list is empty.
+Called with (dict "port" PORT "cidrs" LIST).
+*/}}
+{{- define "fetchreward.egressToCidrs" -}}
+- ports:
+    - port: {{ .port }}
+      protocol: TCP
+  {{- with .cidrs }}
+  to:
+    {{- range . }}
+    - ipBlock:
+        cidr: {{ . | quote }}
+    {{- end }}
+  {{- end }}
+{{- end -}}
+
+{{/*
+The egress rules every service's NetworkPolicy starts with: the cluster DNS on UDP and TCP 53,
+and, when common.otelExporterOtlpEndpoint is set, the OTLP exporter's port.
+*/}}
+{{- define "fetchreward.egressCommon" -}}
+- to:
+    - namespaceSelector:
+        matchLabels:
+          kubernetes.io/metadata.name: {{ required "networkPolicy.egress.dns.namespace is required: the namespace of the cluster DNS (kube-system)" .Values.networkPolicy.egress.dns.namespace | quote }}
+      podSelector:
+        matchLabels:
+          {{- toYaml .Values.networkPolicy.egress.dns.podLabels | nindent 10 }}
+  ports:
+    - port: 53
+      protocol: UDP
+    - port: 53
+      protocol: TCP
+{{- if .Values.common.otelExporterOtlpEndpoint }}
+- ports:
+    - port: {{ include "fetchreward.otlpPort" . }}
+      protocol: TCP
+  {{- with .Values.networkPolicy.egress.otlp.to }}
+  to:
+    {{- toYaml . | nindent 4 }}
+  {{- end }}
+{{- end }}
+{{- end -}}
+
+{{/*
+Whether the ingestor is scaled by KEDA, checked: KEDA's ScaledObject makes an HPA of its own,
+and two HPAs on one Deployment fight over its replica count.
+*/}}
+{{- define "fetchreward.ingestorKeda" -}}
+{{- $keda := .Values.ingestor.keda -}}
+{{- if $keda.enabled -}}
+{{- if .Values.ingestor.autoscaling.enabled -}}
+{{- fail "ingestor.keda.enabled and ingestor.autoscaling.enabled are both true: KEDA's ScaledObject creates its own HorizontalPodAutoscaler for the ingestor, and two autoscalers on one Deployment fight over its replicas. Set ingestor.autoscaling.enabled=false to scale on queue depth (or ingestor.keda.enabled=false to scale on CPU)" -}}
+{{- end -}}
+{{- if gt ($keda.minReplicaCount | int64) ($keda.maxReplicaCount | int64) -}}
+{{- fail (printf "ingestor.keda.minReplicaCount (%v) must not exceed ingestor.keda.maxReplicaCount (%v)" $keda.minReplicaCount $keda.maxReplicaCount) -}}
+{{- end -}}
+{{- if and $keda.roleArn (eq (toString $keda.identityOwner) "workload") -}}
+{{- fail "ingestor.keda.roleArn is set with ingestor.keda.identityOwner=workload: KEDA refuses both (the role is either the one given, assumed by the KEDA operator, or the ingestor's). Empty roleArn, or set identityOwner=keda" -}}
+{{- end -}}
+{{- if and (eq (toString $keda.identityOwner) "workload") (not .Values.ingestor.serviceAccount.roleArn) -}}
+{{- fail "ingestor.keda.identityOwner=workload needs ingestor.serviceAccount.roleArn: KEDA assumes the role named by the eks.amazonaws.com/role-arn annotation of the ingestor's service account (IRSA), which the chart sets from it" -}}
+{{- end -}}
+{{- if not (has (toString $keda.identityOwner) (list "keda" "workload")) -}}
+{{- fail (printf "ingestor.keda.identityOwner must be keda or workload, not %q" (toString $keda.identityOwner)) -}}
+{{- end -}}
+true
+{{- end -}}
+{{- end -}}
