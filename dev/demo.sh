@@ -63,14 +63,14 @@ demo_db_url="${DATABASE_URL%/*}/$FR_DEMO_DB"
 say "starting vault, writer, ingestor over mutual TLS (logs in target/dev/logs/demo-*.log)"
 vault_http=$FR_DEMO_HTTP_BASE writer_http=$((FR_DEMO_HTTP_BASE + 1)) ingestor_http=$((FR_DEMO_HTTP_BASE + 2))
 # shellcheck disable=SC2046 # tls_env prints VAR=value words on purpose
-env LOG_FORMAT=text DATABASE_URL="$demo_db_url" GRPC_ADDR=127.0.0.1:$FR_DEMO_VAULT_PORT \
-  HTTP_ADDR=127.0.0.1:$vault_http $(tls_env vault) \
+env LOG_FORMAT=text DATABASE_URL="$demo_db_url" GRPC_ADDR="127.0.0.1:$FR_DEMO_VAULT_PORT" \
+  HTTP_ADDR="127.0.0.1:$vault_http" $(tls_env vault) \
   AUTHZ_TOKENIZE=$spiffe/ingestor AUTHZ_DETOKENIZE=$spiffe/reader AUTHZ_ADMIN=$spiffe/admin \
   "$bin/fetchreward-vault" >"$logs/demo-vault.log" 2>&1 &
 pids+=($!)
 # shellcheck disable=SC2046
-env LOG_FORMAT=text DATABASE_URL="$demo_db_url" GRPC_ADDR=127.0.0.1:$FR_DEMO_WRITER_PORT \
-  HTTP_ADDR=127.0.0.1:$writer_http $(tls_env writer) AUTHZ_WRITE=$spiffe/ingestor \
+env LOG_FORMAT=text DATABASE_URL="$demo_db_url" GRPC_ADDR="127.0.0.1:$FR_DEMO_WRITER_PORT" \
+  HTTP_ADDR="127.0.0.1:$writer_http" $(tls_env writer) AUTHZ_WRITE=$spiffe/ingestor \
   "$bin/fetchreward-writer" >"$logs/demo-writer.log" 2>&1 &
 pids+=($!)
 
@@ -87,8 +87,8 @@ wait_ready vault "$vault_http"
 wait_ready writer "$writer_http"
 
 # shellcheck disable=SC2046
-env LOG_FORMAT=text VAULT_ENDPOINT=https://localhost:$FR_DEMO_VAULT_PORT \
-  WRITER_ENDPOINT=https://localhost:$FR_DEMO_WRITER_PORT HTTP_ADDR=127.0.0.1:$ingestor_http \
+env LOG_FORMAT=text VAULT_ENDPOINT="https://localhost:$FR_DEMO_VAULT_PORT" \
+  WRITER_ENDPOINT="https://localhost:$FR_DEMO_WRITER_PORT" HTTP_ADDR="127.0.0.1:$ingestor_http" \
   RECEIVE_WAIT_SECS=2 $(tls_env ingestor) \
   "$bin/fetchreward-ingestor" >"$logs/demo-ingestor.log" 2>&1 &
 pids+=($!)
