@@ -7,7 +7,7 @@ SHELL := /bin/bash
 # Exports the local stack's endpoints (written by dev/up.sh) into a recipe line's commands.
 STACK_ENV := set -a; . target/dev/env; set +a
 
-.PHONY: up down env check test doc demo bench fuzz certs chaos soak observe lint-observability
+.PHONY: up down env check test doc demo bench fuzz certs chaos soak observe lint-observability lint-deploy
 
 ## up: start the local stack (idempotent) and print its endpoints
 up:
@@ -32,12 +32,12 @@ check:
 	cargo clippy --workspace --all-targets -- -D warnings
 	cargo nextest run --workspace -E 'kind(lib) | kind(bin) | package(fetchreward-model)'
 
-## test: formatting, lints, the dependency policy and every test, against the local stack
+## test: formatting, lints, the dependency policy, the deployment lints and every test, against the local stack
 test: up
 	cargo fmt --all -- --check
 	cargo clippy --workspace --all-targets -- -D warnings
 	cargo deny --log-level error check bans licenses sources
-	python3 helm/check.py
+	$(MAKE) --no-print-directory lint-deploy
 	$(MAKE) --no-print-directory lint-observability
 	$(STACK_ENV); cargo nextest run --workspace
 
@@ -46,6 +46,10 @@ lint-observability:
 	promtool check rules deploy/observability/prometheus/alerts.yml
 	cd deploy/observability/prometheus && promtool test rules alerts_test.yml
 	python3 deploy/observability/grafana/dashboard.py --check
+
+## lint-deploy: the Terraform, the chart, the Dockerfile, the workflows and the scripts through checkov, helm, kubernetes-validate, hadolint, yamllint, shellcheck and zizmor
+lint-deploy:
+	@bash dev/lint-deploy.sh
 
 ## observe: the demo's services left running and a local Prometheus scraping them with the alert rules (STOP=1 stops them)
 observe:
