@@ -259,12 +259,7 @@ impl ErasureSettings {
         if let Some(retired) = generation.retired_at_unix_ms {
             return Some(retired.saturating_add(millis(self.destruction.delay())));
         }
-        let next = generations
-            .iter()
-            .filter(|g| g.version > version)
-            .map(|g| g.activates_at_unix_ms)
-            .min();
-        self.final_by(generation.activates_at_unix_ms, next)
+        self.final_by(generation.activates_at_unix_ms, generation.replaced_at(generations))
     }
 }
 

@@ -154,6 +154,17 @@ pub struct Generation {
     pub now_unix_ms: i64,
 }
 
+impl Generation {
+    /// When the next generation after this one takes over (Unix milliseconds), if one exists.
+    pub fn replaced_at(&self, generations: &[Generation]) -> Option<i64> {
+        generations
+            .iter()
+            .filter(|g| g.version > self.version)
+            .map(|g| g.activates_at_unix_ms)
+            .min()
+    }
+}
+
 /// What a chunk of [`VaultStore::rewrap_chunk`] did.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct RewrapChunk {

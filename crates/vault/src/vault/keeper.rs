@@ -171,14 +171,11 @@ fn retirable(
 ) -> impl Iterator<Item = &Generation> {
     let margin_ms = i64::try_from(margin.as_millis()).unwrap_or(i64::MAX);
     generations.iter().filter(move |generation| {
-        let successor = generations
-            .iter()
-            .filter(|g| g.version > generation.version)
-            .map(|g| g.activates_at_unix_ms)
-            .min();
         generation.version < active.to_db()
             && generation.retired_at_unix_ms.is_none()
-            && successor.is_some_and(|at| generation.now_unix_ms - at >= margin_ms)
+            && generation
+                .replaced_at(generations)
+                .is_some_and(|at| generation.now_unix_ms - at >= margin_ms)
     })
 }
 
@@ -213,12 +210,7 @@ fn record_generations(generations: &[Generation], active: KeyVersion) {
         } else if generation.version >= active.to_db() {
             0
         } else {
-            let replaced_at = generations
-                .iter()
-                .filter(|g| g.version > generation.version)
-                .map(|g| g.activates_at_unix_ms)
-                .min()
-                .unwrap_or(generation.now_unix_ms);
+            let replaced_at = generation.replaced_at(generations).unwrap_or(generation.now_unix_ms);
             oldest_wait_ms = oldest_wait_ms.max(generation.now_unix_ms - replaced_at);
             1
         };
