@@ -2,6 +2,7 @@
 //! used by the end-to-end tests and benchmarks.
 
 pub mod dlq;
+pub mod health;
 pub mod queue;
 pub mod sample;
 pub mod vault;

@@ -10,7 +10,7 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use comfy_table::Table;
-use fetchreward_cli::{dlq, queue, sample, vault};
+use fetchreward_cli::{dlq, health, queue, sample, vault};
 use fetchreward_proto::vault::v1::KeyTarget;
 use fetchreward_proto::vault::v1::vault_service_client::VaultServiceClient;
 use fetchreward_runtime::tls::TlsFiles;
@@ -104,6 +104,12 @@ enum Command {
         #[command(subcommand)]
         command: KeysCommand,
     },
+    /// Whether a service is ready: exit status 0 if so, 1 with the reason if not (container
+    /// healthchecks, `helm test`).
+    Health {
+        #[command(subcommand)]
+        command: HealthCommand,
+    },
     /// Create a development CA and a certificate per identity (local use only).
     #[command(after_help = "Examples:\n  fetchreward dev-certs --out target/dev/certs
   fetchreward dev-certs --out /tmp/certs --names vault,writer,ingestor")]
@@ -137,6 +143,37 @@ struct SeedArgs {
     /// The queue to send to.
     #[arg(long, env = "QUEUE_URL")]
     queue_url: String,
+}
+
+#[derive(Subcommand)]
+enum HealthCommand {
+    /// Ask the gRPC health service of the vault or the writer.
+    #[command(
+        after_help = "Examples:\n  fetchreward health grpc http://127.0.0.1:50051 --service fetchreward.vault.v1.VaultService
+  fetchreward health grpc https://fetchreward-vault:50051 --tls-ca /etc/fetchreward/tls/ca.crt"
+    )]
+    Grpc {
+        /// The service's gRPC endpoint.
+        endpoint: String,
+        /// The gRPC service to ask about (empty: the server as a whole).
+        #[arg(long, default_value = "")]
+        service: String,
+        /// CA that verifies an https:// endpoint (health needs no client certificate).
+        #[arg(long)]
+        tls_ca: Option<PathBuf>,
+        /// Give up after this many seconds.
+        #[arg(long, default_value_t = 5)]
+        timeout: u64,
+    },
+    /// Ask an operations port (the ingestor has no gRPC server).
+    #[command(after_help = "Examples:\n  fetchreward health http http://127.0.0.1:9103/readyz")]
+    Http {
+        /// The URL, e.g. http://127.0.0.1:9103/readyz.
+        url: String,
+        /// Give up after this many seconds.
+        #[arg(long, default_value_t = 5)]
+        timeout: u64,
+    },
 }
 
 #[derive(Subcommand)]
@@ -698,6 +735,15 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             let (rows, audit_id) = vault::restore(&mut client, tokens, purpose).await?;
             print_rows(["token", "outcome"], rows);
             println!("audit id {audit_id}");
+        }
+        Command::Health { command: HealthCommand::Grpc { endpoint, service, tls_ca, timeout } } => {
+            health::grpc(&endpoint, &service, tls_ca.as_deref(), Duration::from_secs(timeout))
+                .await?;
+            println!("{endpoint}: SERVING");
+        }
+        Command::Health { command: HealthCommand::Http { url, timeout } } => {
+            health::http(&url, Duration::from_secs(timeout)).await?;
+            println!("{url}: ready");
         }
         Command::DevCerts { out, names } => {
             let ca = fetchreward_devpki::DevCa::new("Fetchreward development CA")

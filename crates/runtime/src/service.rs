@@ -9,6 +9,9 @@
 //! | 1 ([`EXIT_FAILED`]) | it could not start (database, KMS, a port taken) or failed while serving; the error and its causes are logged |
 //!
 //! Each binary's `main.rs` is then `fn main() -> ExitCode { service::main::<Application>() }`.
+//!
+//! A service takes its whole configuration from the environment; its only arguments are
+//! `--version` and `--help` (anything else is a usage error, exit status 2).
 
 use std::error::Error;
 use std::future::Future;
@@ -50,6 +53,14 @@ pub trait Service: Sized + Send + 'static {
         self,
         shutdown: CancellationToken,
     ) -> impl Future<Output = Result<(), StartError>> + Send;
+}
+
+/// The command line of a service: its name and version, and where its settings come from.
+fn command(name: &'static str) -> clap::Command {
+    clap::Command::new(name)
+        .version(env!("CARGO_PKG_VERSION"))
+        .about("A Fetchreward service. It takes no arguments: every setting is an environment variable.")
+        .after_help("Settings: docs/configuration.md. Exit status: 0 stopped by a signal after draining, 2 bad configuration (every problem listed), 1 failed to start or while serving.")
 }
 
 /// Why a service could not start, or stopped serving on its own. Every variant keeps its
@@ -107,6 +118,8 @@ pub fn error_chain(err: &(dyn Error + 'static)) -> String {
 
 /// The whole life of a service binary; see the module's header for the exit statuses.
 pub fn main<S: Service>() -> ExitCode {
+    // Prints and exits for --version and --help; refuses any other argument.
+    command(S::NAME).get_matches();
     let config = match S::read_config(&ProcessEnv) {
         Ok(config) => config,
         Err(errors) => {
@@ -166,5 +179,27 @@ mod tests {
         assert_eq!(error_chain(&err), "cannot listen for gRPC on 127.0.0.1:50051: address in use");
         let own = StartError::own(err);
         assert_eq!(error_chain(&own), "cannot listen for gRPC on 127.0.0.1:50051: address in use");
+    }
+
+    #[test]
+    fn the_command_line_takes_version_and_help_only() {
+        let version =
+            command("fetchreward-vault").try_get_matches_from(["fetchreward-vault", "--version"]);
+        assert_eq!(
+            version.map_err(|e| e.kind()).err(),
+            Some(clap::error::ErrorKind::DisplayVersion)
+        );
+        let help =
+            command("fetchreward-vault").try_get_matches_from(["fetchreward-vault", "--help"]);
+        assert_eq!(help.map_err(|e| e.kind()).err(), Some(clap::error::ErrorKind::DisplayHelp));
+        let other =
+            command("fetchreward-vault").try_get_matches_from(["fetchreward-vault", "--port", "1"]);
+        assert_eq!(
+            other.map_err(|e| e.kind()).err(),
+            Some(clap::error::ErrorKind::UnknownArgument)
+        );
+        assert!(command("fetchreward-vault").try_get_matches_from(["fetchreward-vault"]).is_ok());
+        let rendered = command("fetchreward-vault").render_version();
+        assert_eq!(rendered.trim(), format!("fetchreward-vault {}", env!("CARGO_PKG_VERSION")));
     }
 }
