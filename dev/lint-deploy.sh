@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
 # make lint-deploy: the deployment artifacts checked by the real tools.
 #
-#   terraform fmt -check, checkov (Terraform, the rendered chart, the Dockerfile), helm lint and
-#   template through helm/check.py with the real helm v4, kubernetes-validate --strict of the
-#   rendered manifests, hadolint, yamllint, shellcheck, zizmor.
+#   terraform fmt -check, the provider lock files, checkov (Terraform, the rendered chart, the
+#   Dockerfile), helm lint and template through helm/check.py with the real helm v4,
+#   kubernetes-validate --strict of the rendered manifests, hadolint, yamllint, shellcheck,
+#   zizmor, the compose file against the compose-spec schema, and actionlint where installed
+#   (its releases come from GitHub only, which this machine cannot reach: CI installs it).
 #
 # The Python linters are pinned in deploy/lint/requirements.txt (installed into .venv-lint), helm
 # in deploy/lint/package-lock.json (the AWS CDK kubectl layer, unpacked into target/lint).
@@ -51,13 +53,10 @@ check() { # name command...
 checkov_clean() { # checkov arguments...
   checkov --quiet --compact --skip-download "$@"
 }
+production_values=helm/fetchreward/values-production.yaml
 render() { # the production rendering of the chart: the image by digest, as the release deploys it
   helm template fetchreward helm/fetchreward --namespace fetchreward \
-    --set ingestor.queueUrl=https://sqs.us-east-1.amazonaws.com/123456789012/login-queue \
-    --set ingestor.dlqUrl=https://sqs.us-east-1.amazonaws.com/123456789012/login-queue-dlq \
-    --set database.caConfigMap=rds-ca --set vault.deploymentId=fetchreward-production \
-    --set vault.generationKmsKeys=false --set vault.generationKeyPolicy= \
-    --set image.digest="sha256:$(printf '%064d' 0)" >"$work/rendered.yaml"
+    --values "$production_values" >"$work/rendered.yaml"
 }
 
 if command -v terraform >/dev/null; then
@@ -68,6 +67,8 @@ else
 fi
 check "checkov: Terraform" checkov_clean -d deploy/terraform --framework terraform
 check "helm lint and template (helm/check.py)" python3 helm/check.py
+check "helm lint --strict (production values)" \
+  helm lint --strict --quiet helm/fetchreward --namespace fetchreward --values "$production_values"
 check "helm template (production values)" render
 check "kubernetes-validate --strict" kubernetes-validate --strict --quiet --no-warn "$work/rendered.yaml"
 check "checkov: the rendered chart" checkov_clean -f "$work/rendered.yaml" --framework kubernetes
@@ -77,6 +78,13 @@ check "yamllint" yamllint -c deploy/lint/yamllint.yml .github deploy/fluent-bit 
   helm/fetchreward/values.yaml docker-compose.yml
 check "shellcheck" shellcheck dev/*.sh .ci/run deploy/compose/*.sh .github/scripts/*.sh
 check "zizmor" zizmor --offline --quiet .github/workflows
+check "docker-compose.yml against the compose-spec schema" \
+  check-jsonschema --builtin-schema vendor.compose-spec docker-compose.yml
+if command -v actionlint >/dev/null; then
+  check "actionlint" actionlint -color=never
+else
+  say "actionlint is not installed here: skipped (the CI workflow runs it)"
+fi
 
 if ((${#failed[@]})); then
   say "failed: ${failed[*]}"

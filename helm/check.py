@@ -684,7 +684,7 @@ def run_helm(chart: Path, values: object, report: Report) -> None:
 def main() -> int:
     chart = Path(sys.argv[1]) if len(sys.argv) > 1 else Path(__file__).resolve().parent / "fetchreward"
     report = Report()
-    templates = sorted((chart / "templates").glob("*"))
+    templates = sorted(p for p in (chart / "templates").rglob("*") if p.is_file())
     if not templates:
         print(f"no templates under {chart / 'templates'}", file=sys.stderr)
         return 1
