@@ -7,7 +7,7 @@ SHELL := /bin/bash
 # Exports the local stack's endpoints (written by dev/up.sh) into a recipe line's commands.
 STACK_ENV := set -a; . target/dev/env; set +a
 
-.PHONY: up down env check test doc demo bench fuzz certs chaos soak observe lint-observability lint-deploy
+.PHONY: up down env check test doc demo bench fuzz certs chaos soak observe lint-observability lint-deploy image
 
 ## up: start the local stack (idempotent) and print its endpoints
 up:
@@ -50,6 +50,10 @@ lint-observability:
 ## lint-deploy: the Terraform, the chart, the Dockerfile, the workflows and the scripts through checkov, helm, kubernetes-validate, hadolint, yamllint, shellcheck and zizmor
 lint-deploy:
 	@bash dev/lint-deploy.sh
+
+## image: the OCI image built by buildah from the Dockerfile and checked without running it (IMAGE_BASE=local|official)
+image:
+	@bash dev/image.sh
 
 ## observe: the demo's services left running and a local Prometheus scraping them with the alert rules (STOP=1 stops them)
 observe:
