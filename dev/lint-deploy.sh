@@ -65,6 +65,7 @@ else
   say "terraform is not installed"
   failed+=("terraform fmt -check")
 fi
+check "provider lock files (deploy/lint/terraform_lock_check.py)" python3 deploy/lint/terraform_lock_check.py
 check "checkov: Terraform" checkov_clean -d deploy/terraform --framework terraform
 check "helm lint and template (helm/check.py)" python3 helm/check.py
 check "helm lint --strict (production values)" \

@@ -1,13 +1,13 @@
 #!/usr/bin/env bash
-# `terraform init` of deploy/terraform with its S3 backend (versions.tf: `backend "s3" {}`),
+# `terraform init` of deploy/terraform/environments/production with its S3 backend (versions.tf: `backend "s3" {}`),
 # configured from the environment that .github/workflows/terraform.yml sets from repository
-# variables. Extra arguments go to terraform init (the apply job passes -lockfile=readonly).
+# variables. Extra arguments go to terraform init (both jobs pass -lockfile=readonly: the committed lock file decides the providers).
 #
 #   TF_STATE_BUCKET, TF_STATE_KEY, TF_STATE_REGION   required
 #   TF_STATE_LOCK_TABLE                              optional: DynamoDB locking; else S3's own
 set -euo pipefail
 
-cd "$(dirname "${BASH_SOURCE[0]}")/../../deploy/terraform"
+cd "$(dirname "${BASH_SOURCE[0]}")/../../deploy/terraform/environments/production"
 
 missing=()
 for name in TF_STATE_BUCKET TF_STATE_KEY TF_STATE_REGION; do

@@ -7,13 +7,23 @@
 #   log groups    /<name>/vault, /<name>/writer, /<name>/ingestor, written by Fluent Bit
 #                 (deploy/fluent-bit) with the role below
 #   alarms        the source queue's oldest message, the DLQ's visible messages, the database's
-#                 CPU, free storage and connections, and the replica lag of a named read replica
+#                 CPU, free storage and connections, and the read replica's lag
 #
 # The Prometheus alerts (deploy/observability/prometheus/alerts.yml) watch the pipeline from its
 # own metrics; these alarms watch it from AWS's side, so they still fire when the cluster or its
 # Prometheus is down.
 
+data "aws_caller_identity" "current" {}
+
+data "aws_partition" "current" {}
+
 locals {
+  partition    = data.aws_partition.current.partition
+  account_id   = data.aws_caller_identity.current.account_id
+  account_root = "arn:${local.partition}:iam::${local.account_id}:root"
+
+  oidc_issuer = element(split("oidc-provider/", var.oidc_provider_arn), 1)
+
   logged_services = ["vault", "writer", "ingestor"]
 
   log_group_names = { for service in local.logged_services : service => "/${var.name}/${service}" }
@@ -30,10 +40,10 @@ locals {
 # CloudWatch Logs encrypts and decrypts with the key itself, under the encryption context
 # aws:logs:arn = <log group ARN>: the condition names the three log groups, so no other log
 # group of the account can be associated with this key. Readers of the logs need no permission
-# on it. Grants are denied as on the other keys, but not Encrypt (kms.tf): CloudWatch Logs
-# calls it.
+# on it. Grants are denied as on the other keys, but not Encrypt (modules/pipeline/kms.tf):
+# CloudWatch Logs calls it.
 data "aws_iam_policy_document" "logs_key" {
-  source_policy_documents = [data.aws_iam_policy_document.key_administration.json]
+  source_policy_documents = [var.key_administration_policy_json]
 
   statement {
     sid = "CloudWatchLogsForTheServiceLogGroups"
@@ -101,6 +111,34 @@ resource "aws_cloudwatch_log_group" "service" {
 
 # --- Alarm topic -------------------------------------------------------------------------------
 
+# As on the pipeline's keys (modules/pipeline/kms.tf): CloudWatch only asks for data keys, so
+# nobody may wrap a plaintext of their own choosing, and nobody may grant the key's use.
+data "aws_iam_policy_document" "no_foreign_ciphertexts" {
+  statement {
+    sid       = "DenyEncryptAndReEncrypt"
+    effect    = "Deny"
+    actions   = ["kms:Encrypt", "kms:ReEncrypt*"]
+    resources = ["*"]
+
+    principals {
+      type        = "AWS"
+      identifiers = ["*"]
+    }
+  }
+
+  statement {
+    sid       = "DenyGrants"
+    effect    = "Deny"
+    actions   = ["kms:CreateGrant"]
+    resources = ["*"]
+
+    principals {
+      type        = "AWS"
+      identifiers = ["*"]
+    }
+  }
+}
+
 # SNS encrypts each message with a data key of this key, asked for with the publisher's
 # credentials: CloudWatch, for its alarms, needs GenerateDataKey and Decrypt (AWS's documented
 # statement: an alarm cannot publish to a topic under alias/aws/sns). Subscribers need nothing.
@@ -108,7 +146,7 @@ data "aws_iam_policy_document" "alarms_key" {
   #checkov:skip=CKV_AWS_111:A key policy's Resource "*" is the key it is attached to; CloudWatch may only GenerateDataKey and Decrypt with it, for the alarm topic the key encrypts
   #checkov:skip=CKV_AWS_356:A key policy's Resource "*" is the key it is attached to; CloudWatch may only GenerateDataKey and Decrypt with it, for the alarm topic the key encrypts
   source_policy_documents = [
-    data.aws_iam_policy_document.key_administration.json,
+    var.key_administration_policy_json,
     data.aws_iam_policy_document.no_foreign_ciphertexts.json,
   ]
 
@@ -233,7 +271,7 @@ resource "aws_cloudwatch_metric_alarm" "queue_oldest_message" {
 
   namespace   = "AWS/SQS"
   metric_name = "ApproximateAgeOfOldestMessage"
-  dimensions  = { QueueName = aws_sqs_queue.main.name }
+  dimensions  = { QueueName = var.queue_name }
   statistic   = "Maximum"
   period      = 60
 
@@ -253,7 +291,7 @@ resource "aws_cloudwatch_metric_alarm" "dlq_not_empty" {
 
   namespace   = "AWS/SQS"
   metric_name = "ApproximateNumberOfMessagesVisible"
-  dimensions  = { QueueName = aws_sqs_queue.dlq.name }
+  dimensions  = { QueueName = var.dlq_name }
   statistic   = "Maximum"
   period      = 300
 
@@ -272,11 +310,11 @@ resource "aws_cloudwatch_metric_alarm" "dlq_not_empty" {
 # (INSUFFICIENT_DATA), which the instance's own events explain.
 resource "aws_cloudwatch_metric_alarm" "db_cpu" {
   alarm_name        = "${var.name}-db-cpu"
-  alarm_description = "The CPU of ${aws_db_instance.this.identifier} has averaged over ${var.db_cpu_alarm_percent}% for 15 minutes: see Performance Insights for the queries."
+  alarm_description = "The CPU of ${var.db_instance_identifier} has averaged over ${var.db_cpu_alarm_percent}% for 15 minutes: see Performance Insights for the queries."
 
   namespace   = "AWS/RDS"
   metric_name = "CPUUtilization"
-  dimensions  = { DBInstanceIdentifier = aws_db_instance.this.identifier }
+  dimensions  = { DBInstanceIdentifier = var.db_instance_identifier }
   statistic   = "Average"
   period      = 300
 
@@ -291,11 +329,11 @@ resource "aws_cloudwatch_metric_alarm" "db_cpu" {
 
 resource "aws_cloudwatch_metric_alarm" "db_free_storage" {
   alarm_name        = "${var.name}-db-free-storage"
-  alarm_description = "${aws_db_instance.this.identifier} has had under ${var.db_free_storage_alarm_gib} GiB free for 15 minutes: storage autoscaling (up to ${var.db_max_allocated_storage} GiB) has not kept up or has reached its ceiling."
+  alarm_description = "${var.db_instance_identifier} has had under ${var.db_free_storage_alarm_gib} GiB free for 15 minutes: storage autoscaling (up to ${var.db_max_allocated_storage} GiB) has not kept up or has reached its ceiling."
 
   namespace   = "AWS/RDS"
   metric_name = "FreeStorageSpace"
-  dimensions  = { DBInstanceIdentifier = aws_db_instance.this.identifier }
+  dimensions  = { DBInstanceIdentifier = var.db_instance_identifier }
   statistic   = "Minimum"
   period      = 300
 
@@ -310,11 +348,11 @@ resource "aws_cloudwatch_metric_alarm" "db_free_storage" {
 
 resource "aws_cloudwatch_metric_alarm" "db_connections" {
   alarm_name        = "${var.name}-db-connections"
-  alarm_description = "${aws_db_instance.this.identifier} has held over ${var.db_connections_alarm_count} connections for 15 minutes: more than the services' pools open (replicas x DATABASE_POOL_SIZE). Prometheus: FetchrewardDatabasePoolExhausted."
+  alarm_description = "${var.db_instance_identifier} has held over ${var.db_connections_alarm_count} connections for 15 minutes: more than the services' pools open (replicas x DATABASE_POOL_SIZE). Prometheus: FetchrewardDatabasePoolExhausted."
 
   namespace   = "AWS/RDS"
   metric_name = "DatabaseConnections"
-  dimensions  = { DBInstanceIdentifier = aws_db_instance.this.identifier }
+  dimensions  = { DBInstanceIdentifier = var.db_instance_identifier }
   statistic   = "Maximum"
   period      = 300
 
@@ -327,13 +365,13 @@ resource "aws_cloudwatch_metric_alarm" "db_connections" {
   ok_actions    = local.alarm_actions
 }
 
-# This configuration makes no read replica; one made elsewhere (for reporting, say) is watched
-# when var.db_replica_identifier names it.
+# The read replica of modules/data (or any replica var.db_replica_identifier names); none when
+# it is empty.
 resource "aws_cloudwatch_metric_alarm" "db_replica_lag" {
   count = var.db_replica_identifier != "" ? 1 : 0
 
   alarm_name        = "${var.name}-db-replica-lag"
-  alarm_description = "The read replica ${var.db_replica_identifier} has lagged over ${var.db_replica_lag_alarm_seconds} s behind ${aws_db_instance.this.identifier} for 15 minutes."
+  alarm_description = "The read replica ${var.db_replica_identifier} has lagged over ${var.db_replica_lag_alarm_seconds} s behind ${var.db_instance_identifier} for 15 minutes."
 
   namespace   = "AWS/RDS"
   metric_name = "ReplicaLag"
@@ -352,7 +390,8 @@ resource "aws_cloudwatch_metric_alarm" "db_replica_lag" {
 
 # --- Fluent Bit --------------------------------------------------------------------------------
 
-# IRSA role of the Fluent Bit DaemonSet of deploy/fluent-bit: creates streams in and writes to
+# IRSA role of the Fluent Bit DaemonSet of deploy/fluent-bit (the cluster's OIDC provider,
+# modules/cluster): creates streams in and writes to
 # the three log groups, nothing else (they exist: Fluent Bit never creates a group), and, when
 # var.opensearch_domain_arn names a domain, posts bulk requests to it.
 data "aws_iam_policy_document" "fluent_bit_trust" {
@@ -361,7 +400,7 @@ data "aws_iam_policy_document" "fluent_bit_trust" {
 
     principals {
       type        = "Federated"
-      identifiers = [var.eks_oidc_provider_arn]
+      identifiers = [var.oidc_provider_arn]
     }
 
     condition {

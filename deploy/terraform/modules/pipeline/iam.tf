@@ -1,5 +1,6 @@
-# IAM roles for service accounts (IRSA), one per service, each trusted only by its own
-# Kubernetes service account, and the DLQ triage role for operators:
+# One IAM role per service, each trusted only by its own Kubernetes service account, through IRSA
+# (the cluster's OIDC provider, modules/cluster) and through EKS Pod Identity (the association
+# below), and the DLQ triage role for operators:
 #   ingestor    consume login-queue, send to login-queue-dlq, seal dead-lettered bodies with
 #               the DLQ key (GenerateDataKey only, never Decrypt), SQS key through SQS
 #   vault       GenerateDataKey / Decrypt with the vault key under its encryption context; with
@@ -10,7 +11,7 @@
 #               names someone who may assume it
 
 locals {
-  oidc_issuer = element(split("oidc-provider/", var.eks_oidc_provider_arn), 1)
+  oidc_issuer = element(split("oidc-provider/", var.oidc_provider_arn), 1)
 
   service_accounts = {
     ingestor = "${var.k8s_service_account_prefix}-ingestor"
@@ -21,15 +22,16 @@ locals {
   triage_enabled = length(var.triage_principal_arns) > 0
 }
 
-data "aws_iam_policy_document" "irsa_trust" {
+data "aws_iam_policy_document" "service_trust" {
   for_each = local.service_accounts
 
   statement {
+    sid     = "Irsa"
     actions = ["sts:AssumeRoleWithWebIdentity"]
 
     principals {
       type        = "Federated"
-      identifiers = [var.eks_oidc_provider_arn]
+      identifiers = [var.oidc_provider_arn]
     }
 
     condition {
@@ -44,14 +46,63 @@ data "aws_iam_policy_document" "irsa_trust" {
       values   = ["sts.amazonaws.com"]
     }
   }
+
+  # EKS Pod Identity: EKS assumes the role for a pod whose service account has an association
+  # with it; the session tags it sets name the cluster, the namespace and the service account,
+  # and must be this cluster's and this service's.
+  statement {
+    sid     = "EksPodIdentity"
+    actions = ["sts:AssumeRole", "sts:TagSession"]
+
+    principals {
+      type        = "Service"
+      identifiers = ["pods.eks.amazonaws.com"]
+    }
+
+    condition {
+      test     = "StringEquals"
+      variable = "aws:SourceAccount"
+      values   = [local.account_id]
+    }
+
+    condition {
+      test     = "StringEquals"
+      variable = "aws:RequestTag/eks-cluster-arn"
+      values   = [var.cluster_arn]
+    }
+
+    condition {
+      test     = "StringEquals"
+      variable = "aws:RequestTag/kubernetes-namespace"
+      values   = [var.k8s_namespace]
+    }
+
+    condition {
+      test     = "StringEquals"
+      variable = "aws:RequestTag/kubernetes-service-account"
+      values   = [each.value]
+    }
+  }
 }
 
 resource "aws_iam_role" "service" {
   for_each = local.service_accounts
 
   name               = "${var.name}-${each.key}"
-  description        = "${var.name} ${each.key} (IRSA: ${var.k8s_namespace}/${each.value})"
-  assume_role_policy = data.aws_iam_policy_document.irsa_trust[each.key].json
+  description        = "${var.name} ${each.key} (IRSA and EKS Pod Identity: ${var.k8s_namespace}/${each.value})"
+  assume_role_policy = data.aws_iam_policy_document.service_trust[each.key].json
+}
+
+# The other half of the Pod Identity trust above: EKS gives pods of this service account this
+# role. (Here rather than in modules/cluster, so that the cluster does not depend on these roles
+# while they depend on its OIDC provider.)
+resource "aws_eks_pod_identity_association" "service" {
+  for_each = local.service_accounts
+
+  cluster_name    = var.cluster_name
+  namespace       = var.k8s_namespace
+  service_account = each.value
+  role_arn        = aws_iam_role.service[each.key].arn
 }
 
 data "aws_iam_policy_document" "ingestor" {
@@ -116,16 +167,16 @@ locals {
   generation_key_arns = "arn:${local.partition}:kms:${var.region}:${local.account_id}:key/*"
   generation_tag_keys = ["fetchreward:deployment", "fetchreward:generation"]
 
-  # Keys of this configuration (and the database's): never tagged, untagged or scheduled for
-  # deletion by the vault.
-  terraform_key_arns = [
-    aws_kms_key.vault.arn,
-    aws_kms_key.sqs.arn,
-    aws_kms_key.dlq.arn,
-    local.db_kms_key_arn,
-    aws_kms_key.logs.arn,
-    aws_kms_key.alarms.arn,
-  ]
+  # Keys of this module and the environment's other keys (network, cluster, database, logs,
+  # alarms): never tagged, untagged or scheduled for deletion by the vault.
+  terraform_key_arns = concat(
+    [
+      aws_kms_key.vault.arn,
+      aws_kms_key.sqs.arn,
+      aws_kms_key.dlq.arn,
+    ],
+    var.protected_kms_key_arns,
+  )
 }
 
 data "aws_iam_policy_document" "vault" {

@@ -1,6 +1,8 @@
 # login-queue -> (after max_receive_count receives) -> login-queue-dlq.
 # Both queues use SSE-KMS with the SQS key (kms.tf): every producer and consumer needs
-# GenerateDataKey / Decrypt on it through SQS, which its key policy grants by name.
+# GenerateDataKey / Decrypt on it through SQS, which its key policy grants by name. (Setting
+# kms_master_key_id is what turns SSE-SQS off; the provider refuses sqs_managed_sse_enabled
+# beside it, even as false, once the key's ARN is known.)
 #
 # The ingestor seals the body of every message it dead-letters with the DLQ key before sending
 # it. A message moved by the redrive policy (after max_receive_count receives) is moved by SQS
@@ -15,7 +17,6 @@ locals {
 resource "aws_sqs_queue" "dlq" {
   name                              = var.dlq_name
   message_retention_seconds         = var.dlq_retention_seconds
-  sqs_managed_sse_enabled           = false
   kms_master_key_id                 = aws_kms_key.sqs.arn
   kms_data_key_reuse_period_seconds = local.sqs_data_key_reuse_seconds
 
@@ -35,7 +36,6 @@ resource "aws_sqs_queue" "main" {
   visibility_timeout_seconds        = var.queue_visibility_timeout_seconds
   message_retention_seconds         = var.queue_message_retention_seconds
   receive_wait_time_seconds         = 20
-  sqs_managed_sse_enabled           = false
   kms_master_key_id                 = aws_kms_key.sqs.arn
   kms_data_key_reuse_period_seconds = local.sqs_data_key_reuse_seconds
 

@@ -1,9 +1,9 @@
 # KMS keys and their key policies. Every key policy names its principals:
 #
-#   administrators  the account root and var.kms_admin_role_arns: administrative actions only,
-#                   never Encrypt, Decrypt, GenerateDataKey*, ReEncrypt* or CreateGrant.
-#                   Keeping the root here lets IAM delegate administration, so the key can
-#                   never be locked out.
+#   administrators  the account root and the environment's kms_admin_role_arns
+#                   (modules/key-administration): administrative actions only, never Encrypt,
+#                   Decrypt, GenerateDataKey*, ReEncrypt* or CreateGrant. Keeping the root here
+#                   lets IAM delegate administration, so the key can never be locked out.
 #   users           named roles, each with the operations it needs and nothing more.
 #
 # The vault, generation, SQS and DLQ keys also refuse kms:Encrypt and kms:ReEncrypt* to
@@ -18,38 +18,16 @@
 #                   policy rendered below (output generation_key_policy_json)
 #   sqs             SSE-KMS of login-queue and login-queue-dlq
 #   dlq             seals the bodies the ingestor dead-letters; only the triage role opens them
-#   db (rds.tf)     the database's storage and Performance Insights; used through RDS only
+#   (elsewhere)     the keys of the network, cluster, data and observability modules, which the
+#                   vault may never tag, untag or delete either (var.protected_kms_key_arns)
 
 data "aws_caller_identity" "current" {}
 
 data "aws_partition" "current" {}
 
 locals {
-  partition    = data.aws_partition.current.partition
-  account_id   = data.aws_caller_identity.current.account_id
-  account_root = "arn:${local.partition}:iam::${local.account_id}:root"
-
-  key_administrators = distinct(concat([local.account_root], var.kms_admin_role_arns))
-
-  # Not kms:Create*: on a key, that is CreateAlias and CreateGrant, and a grant would give an
-  # administrator the use of the key (the database key, which cannot deny CreateGrant since RDS
-  # needs it, included).
-  key_administration_actions = [
-    "kms:CreateAlias",
-    "kms:Describe*",
-    "kms:Enable*",
-    "kms:List*",
-    "kms:Put*",
-    "kms:Update*",
-    "kms:Revoke*",
-    "kms:Disable*",
-    "kms:Get*",
-    "kms:Delete*",
-    "kms:TagResource",
-    "kms:UntagResource",
-    "kms:ScheduleKeyDeletion",
-    "kms:CancelKeyDeletion",
-  ]
+  partition  = data.aws_partition.current.partition
+  account_id = data.aws_caller_identity.current.account_id
 
   vault_role_arn    = aws_iam_role.service["vault"].arn
   ingestor_role_arn = aws_iam_role.service["ingestor"].arn
@@ -60,21 +38,8 @@ locals {
 
 # --- Statements shared by the key policies -----------------------------------------------------
 
-data "aws_iam_policy_document" "key_administration" {
-  #checkov:skip=CKV_AWS_109:A key policy's Resource "*" is the key it is attached to, not every resource; the principals are the account root and the named administrator roles
-  #checkov:skip=CKV_AWS_111:A key policy's Resource "*" is the key it is attached to, not every resource; the principals are the account root and the named administrator roles
-  #checkov:skip=CKV_AWS_356:A key policy's Resource "*" is the key it is attached to, not every resource; the principals are the account root and the named administrator roles
-  statement {
-    sid       = "KeyAdministration"
-    actions   = local.key_administration_actions
-    resources = ["*"]
-
-    principals {
-      type        = "AWS"
-      identifiers = local.key_administrators
-    }
-  }
-}
+# The administrators' statement (var.key_administration_policy_json) comes from
+# modules/key-administration, shared by every key of the environment.
 
 data "aws_iam_policy_document" "no_foreign_ciphertexts" {
   statement {
@@ -176,7 +141,7 @@ data "aws_iam_policy_document" "vault_key_use" {
 
 data "aws_iam_policy_document" "vault_key" {
   source_policy_documents = [
-    data.aws_iam_policy_document.key_administration.json,
+    var.key_administration_policy_json,
     data.aws_iam_policy_document.no_foreign_ciphertexts.json,
     data.aws_iam_policy_document.vault_key_use.json,
   ]
@@ -219,7 +184,7 @@ data "aws_iam_policy_document" "generation_key_retirement" {
 
 data "aws_iam_policy_document" "generation_key" {
   source_policy_documents = [
-    data.aws_iam_policy_document.key_administration.json,
+    var.key_administration_policy_json,
     data.aws_iam_policy_document.no_foreign_ciphertexts.json,
     data.aws_iam_policy_document.vault_key_use.json,
     data.aws_iam_policy_document.generation_key_retirement.json,
@@ -232,7 +197,7 @@ data "aws_iam_policy_document" "generation_key" {
 # consumer needs GenerateDataKey (send) and Decrypt (send and receive), and only through SQS.
 data "aws_iam_policy_document" "sqs_key" {
   source_policy_documents = [
-    data.aws_iam_policy_document.key_administration.json,
+    var.key_administration_policy_json,
     data.aws_iam_policy_document.no_foreign_ciphertexts.json,
   ]
 
@@ -314,7 +279,7 @@ resource "aws_kms_alias" "sqs" {
 # context fetchreward:purpose=dlq) and can never open one; the triage role opens them.
 data "aws_iam_policy_document" "dlq_key" {
   source_policy_documents = [
-    data.aws_iam_policy_document.key_administration.json,
+    var.key_administration_policy_json,
     data.aws_iam_policy_document.no_foreign_ciphertexts.json,
   ]
 

@@ -5,7 +5,7 @@ variable "region" {
 }
 
 variable "name" {
-  description = "Name prefix of the resources (IAM roles, database, security group, parameter group)."
+  description = "Name of the environment's resources: the EKS cluster and the database instance, and the prefix of the VPC, roles, keys, log groups and alarms."
   type        = string
   default     = "fetchreward"
 }
@@ -127,7 +127,7 @@ variable "kms_alias" {
 }
 
 variable "kms_deletion_window_days" {
-  description = "Waiting period before a scheduled deletion of a key of this configuration takes effect (7-30)."
+  description = "Waiting period before a scheduled deletion of a key of this environment takes effect (7-30)."
   type        = number
   default     = 30
 
@@ -138,7 +138,7 @@ variable "kms_deletion_window_days" {
 }
 
 variable "kms_admin_role_arns" {
-  description = "IAM roles that administer the keys (key policies: administrative actions only, never Encrypt, Decrypt or GenerateDataKey). The account root is always an administrator."
+  description = "IAM roles that administer every key of the environment (key policies: administrative actions only, never Encrypt, Decrypt or GenerateDataKey). The account root is always an administrator."
   type        = list(string)
   default     = []
 
@@ -160,32 +160,7 @@ variable "generation_kms_keys" {
   default     = true
 }
 
-# --- Network and EKS -------------------------------------------------------------------------
-
-variable "vpc_id" {
-  description = "VPC of the EKS cluster and the database."
-  type        = string
-}
-
-variable "private_subnet_ids" {
-  description = "Private subnets (at least two availability zones) for the database."
-  type        = list(string)
-
-  validation {
-    condition     = length(var.private_subnet_ids) >= 2
-    error_message = "RDS needs subnets in at least two availability zones."
-  }
-}
-
-variable "eks_security_group_ids" {
-  description = "Security groups of the EKS nodes (or of the pods, with security groups for pods) allowed to reach PostgreSQL."
-  type        = list(string)
-}
-
-variable "eks_oidc_provider_arn" {
-  description = "ARN of the cluster's IAM OIDC provider, arn:aws:iam::<account>:oidc-provider/oidc.eks.<region>.amazonaws.com/id/<id>."
-  type        = string
-}
+# --- Kubernetes namespace of the release --------------------------------------------------------
 
 variable "k8s_namespace" {
   description = "Namespace of the Helm release."
@@ -197,6 +172,150 @@ variable "k8s_service_account_prefix" {
   description = "Prefix of the service account names: the chart's full name (the release name, or <release>-fetchreward)."
   type        = string
   default     = "fetchreward"
+}
+
+# --- Network ---------------------------------------------------------------------------------
+
+variable "vpc_cidr_block" {
+  description = "IPv4 range of the VPC (/16 to /20): a /19 per private subnet and a /22 per public subnet at a /16."
+  type        = string
+  default     = "10.0.0.0/16"
+}
+
+variable "availability_zones" {
+  description = "The three availability zones of the subnets (zones of region). Named rather than discovered, so a zone AWS adds never moves a subnet; changing one replaces that zone's subnets and what runs in them."
+  type        = list(string)
+  default     = ["us-east-1a", "us-east-1b", "us-east-1c"]
+}
+
+variable "single_nat_gateway" {
+  description = "One NAT gateway for the VPC instead of one per availability zone (cheaper; the zone holding it then carries every zone's outbound traffic)."
+  type        = bool
+  default     = false
+}
+
+variable "interface_endpoint_services" {
+  description = "Services with an interface VPC endpoint in the private subnets (com.amazonaws.<region>.<service>); the S3 gateway endpoint is always there."
+  type        = list(string)
+  default     = ["sqs", "kms", "sts", "ecr.api", "ecr.dkr", "logs", "secretsmanager"]
+}
+
+variable "flow_log_retention_days" {
+  description = "Retention of the VPC flow logs in days, at least 365."
+  type        = number
+  default     = 365
+}
+
+# --- EKS ---------------------------------------------------------------------------------------
+
+variable "kubernetes_version" {
+  description = "Kubernetes version of the EKS cluster (one minor version at a time when upgrading)."
+  type        = string
+  default     = "1.35"
+}
+
+variable "cluster_support_type" {
+  description = "EKS upgrade policy: STANDARD (EKS upgrades the control plane when standard support ends) or EXTENDED (at extra cost)."
+  type        = string
+  default     = "STANDARD"
+}
+
+variable "cluster_endpoint_public_access" {
+  description = "Expose the Kubernetes API publicly as well, to cluster_public_access_cidrs only. False: from inside the VPC (and networks connected to it) only."
+  type        = bool
+  default     = false
+}
+
+variable "cluster_public_access_cidrs" {
+  description = "Networks allowed to reach the public Kubernetes API when cluster_endpoint_public_access (never 0.0.0.0/0)."
+  type        = list(string)
+  default     = []
+}
+
+variable "cluster_admin_principal_arns" {
+  description = "IAM principals with cluster-wide admin (EKS access entries, AmazonEKSClusterAdminPolicy). The principal that applies this configuration gets no implicit access."
+  type        = list(string)
+  default     = []
+}
+
+variable "cluster_deploy_principal_arns" {
+  description = "IAM principals (the CI deploy role of the environment) with AmazonEKSAdminPolicy in k8s_namespace only: enough to helm upgrade --install the chart."
+  type        = list(string)
+  default     = []
+}
+
+variable "cluster_log_retention_days" {
+  description = "Retention of the control plane's log group /aws/eks/<name>/cluster in days, at least 365."
+  type        = number
+  default     = 365
+}
+
+variable "cluster_addon_versions" {
+  description = "Add-on versions to pin (vpc-cni, kube-proxy, eks-pod-identity-agent, coredns, aws-ebs-csi-driver); the others get EKS's default for the Kubernetes version."
+  type        = map(string)
+  default     = {}
+}
+
+variable "node_ami_type" {
+  description = "AMI type of the managed node group (EKS-optimized Amazon Linux 2023)."
+  type        = string
+  default     = "AL2023_x86_64_STANDARD"
+}
+
+variable "node_instance_types" {
+  description = "Instance types of the node group, in order of preference."
+  type        = list(string)
+  default     = ["m7i.large"]
+}
+
+variable "node_min_size" {
+  description = "Fewest nodes."
+  type        = number
+  default     = 3
+}
+
+variable "node_desired_size" {
+  description = "Nodes at creation (later changes by an autoscaler or an operator are left alone)."
+  type        = number
+  default     = 3
+}
+
+variable "node_max_size" {
+  description = "Most nodes."
+  type        = number
+  default     = 6
+}
+
+variable "node_disk_size_gib" {
+  description = "Root volume of each node in GiB."
+  type        = number
+  default     = 50
+}
+
+# --- ECR ---------------------------------------------------------------------------------------
+
+variable "ecr_repository_name" {
+  description = "Image repository (the release workflow's ECR_REPOSITORY)."
+  type        = string
+  default     = "fetchreward"
+}
+
+variable "ecr_mutable_tags" {
+  description = "Tags exempt from tag immutability: the BuildKit cache tag that .github/workflows/release.yml overwrites. [] makes every tag immutable."
+  type        = list(string)
+  default     = ["buildcache"]
+}
+
+variable "ecr_keep_tagged_images" {
+  description = "Tagged images kept (the newest); more than the releases a rollback may return to."
+  type        = number
+  default     = 50
+}
+
+variable "ecr_untagged_expiry_days" {
+  description = "Days after which an untagged image is expired."
+  type        = number
+  default     = 7
 }
 
 # --- RDS -------------------------------------------------------------------------------------
@@ -220,7 +339,7 @@ variable "db_allocated_storage" {
 }
 
 variable "db_max_allocated_storage" {
-  description = "Storage autoscaling ceiling in GiB."
+  description = "Storage autoscaling ceiling in GiB (primary and replica)."
   type        = number
   default     = 500
 }
@@ -232,7 +351,7 @@ variable "db_name" {
 }
 
 variable "db_master_username" {
-  description = "Master user; its password is generated and kept in Secrets Manager by RDS."
+  description = "Master user; its password is generated into the Secrets Manager secret <name>/rds/master (output db_master_user_secret_arn)."
   type        = string
   default     = "fetchreward_admin"
 }
@@ -255,21 +374,69 @@ variable "db_monitoring_interval" {
 }
 
 variable "db_multi_az" {
-  description = "Standby in a second availability zone."
+  description = "Standby of the primary in a second availability zone."
   type        = bool
   default     = true
 }
 
 variable "db_backup_retention_days" {
-  description = "Automated backup retention."
+  description = "Automated backup retention of the primary (chart vault.backupRetentionDays)."
   type        = number
   default     = 14
 }
 
 variable "db_deletion_protection" {
-  description = "Refuse to delete the instance."
+  description = "Refuse to delete the primary and the replica."
   type        = bool
   default     = true
+}
+
+variable "db_replica_instance_class" {
+  description = "Instance class of the read replica <name>-replica; null: db_instance_class."
+  type        = string
+  default     = null
+}
+
+variable "db_replica_multi_az" {
+  description = "Standby of the read replica in a second availability zone; false halves its cost, and replica reads then stop while RDS replaces it after the loss of its zone."
+  type        = bool
+  default     = true
+}
+
+variable "db_master_password_version" {
+  description = "Raise it to have Terraform generate a new master password into the secret and the instance (rotation does not need it)."
+  type        = number
+  default     = 1
+}
+
+variable "db_rotation_lambda_arn" {
+  description = "ARN of the rotation function of the master secret (SecretsManagerRDSPostgreSQLRotationSingleUser from the Serverless Application Repository, README \"Master password rotation\"). Null: not rotated yet."
+  type        = string
+  default     = null
+}
+
+variable "db_rotation_days" {
+  description = "Days between rotations of the master password."
+  type        = number
+  default     = 30
+}
+
+variable "db_secret_recovery_window_days" {
+  description = "Days a deleted master secret can still be restored (7-30)."
+  type        = number
+  default     = 30
+}
+
+variable "db_log_min_duration_ms" {
+  description = "Statements slower than this many milliseconds are logged (without bind parameters); -1 turns it off."
+  type        = number
+  default     = 1000
+}
+
+variable "db_log_retention_days" {
+  description = "Retention of the exported database logs in days, at least 365."
+  type        = number
+  default     = 365
 }
 
 # --- CloudWatch ------------------------------------------------------------------------------
@@ -323,14 +490,8 @@ variable "db_connections_alarm_count" {
   default     = 200
 }
 
-variable "db_replica_identifier" {
-  description = "Identifier of a read replica of the database made outside this configuration, whose ReplicaLag to alarm on. Empty: no replica, no alarm."
-  type        = string
-  default     = ""
-}
-
 variable "db_replica_lag_alarm_seconds" {
-  description = "Alarm when the read replica (db_replica_identifier) lags more than this for 15 minutes."
+  description = "Alarm when the read replica <name>-replica lags more than this for 15 minutes."
   type        = number
   default     = 60
 }
