@@ -3,9 +3,10 @@
 //! It accepts batches of masked rows over gRPC (`WriteLogins`), refuses, one by one, the rows
 //! that break a rule of the model (a masked field that is not a token, say) or that the
 //! database refuses for their content, and commits the others of each batch in one
-//! transaction with `ON CONFLICT (message_id) DO NOTHING`, so redelivered messages and retried
-//! calls never duplicate a row. Its migrations create `user_logins` as Fetch's take-home
-//! database does, or extend that table when it is already there.
+//! transaction with `ON CONFLICT (message_id, create_date) DO NOTHING`, so redelivered messages
+//! and retried calls never duplicate a row. Its migrations create `user_logins` as Fetch's
+//! take-home database does, or extend that table when it is already there, and partition it by
+//! month of `create_date`; the writer makes the partitions ahead at start-up and daily.
 
 mod config;
 mod error;
@@ -52,6 +53,8 @@ impl Application {
         fetchreward_telemetry::metrics::record_build_info(SERVICE);
         let pool = postgres::client_pool(&config.database)?;
         postgres::migrate_with(&config.database, MIGRATIONS, "public", MIGRATION_LOCK_KEY).await?;
+        let store = LoginStore::new(pool.clone());
+        store.ensure_partitions().await?;
         let server = GrpcServer::bind(
             &config.grpc,
             &config.common,
@@ -71,7 +74,8 @@ impl Application {
             postgres::POOL_STATE_INTERVAL,
             pool_metrics.clone(),
         ));
-        Ok(Application { server, store: LoginStore::new(pool), config, pool_metrics })
+        tokio::spawn(ensure_partitions_every(store.clone(), pool_metrics.clone()));
+        Ok(Application { server, store, config, pool_metrics })
     }
 
     /// The address of the gRPC listener.
@@ -102,6 +106,24 @@ impl Application {
         };
         tracing::info!(grpc_addr = %config.grpc.addr, tls = config.tls.is_some(), "writer serving");
         server.serve(api, shutdown).await
+    }
+}
+
+/// Makes the partitions ahead every [`store::PARTITION_CHECK_INTERVAL`] until `stop`; a
+/// failure is logged and counted, and tried again at the next tick (three months of partitions
+/// stand ready meanwhile).
+async fn ensure_partitions_every(store: LoginStore, stop: CancellationToken) {
+    let mut ticks = tokio::time::interval(store::PARTITION_CHECK_INTERVAL);
+    ticks.tick().await; // the first tick is now: start-up has just made them
+    loop {
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = ticks.tick() => {}
+        }
+        if let Err(err) = store.ensure_partitions().await {
+            metrics::counter!("fetchreward_writer_partition_failures_total").increment(1);
+            tracing::warn!(error = %err, "cannot make the monthly partitions of user_logins");
+        }
     }
 }
 

@@ -6,8 +6,14 @@
 //!
 //! Rows are written in `message_id` order. Two writers inserting overlapping batches then take
 //! the unique index's locks in the same order, so one waits for the other instead of both
-//! deadlocking; `ON CONFLICT (message_id) DO NOTHING` turns the loser's rows into "already
-//! present" rather than errors.
+//! deadlocking; `ON CONFLICT (message_id, create_date) DO NOTHING` turns the loser's rows into
+//! "already present" rather than errors. The key holds `create_date` because `user_logins` is
+//! partitioned by month on it (a partitioned table's unique index must hold the partition key);
+//! a redelivered message keeps its SentTimestamp, so its create_date, and still lands once.
+//!
+//! The monthly partitions are made ahead of time by [`LoginStore::ensure_partitions`] (at
+//! start-up and daily); a row of a month without one lands in `user_logins_default`, and moves
+//! into its month's partition when that is made.
 //!
 //! A row the database refuses because of its own content (a data exception, SQLSTATE class 22,
 //! or a constraint violation, class 23: the idempotency key cannot violate, `ON CONFLICT`
@@ -40,8 +46,15 @@ INSERT INTO user_logins (message_id, user_id, device_type, masked_ip, masked_dev
                          app_version, app_version_raw, create_date) \
 SELECT * FROM UNNEST($1::varchar[], $2::varchar[], $3::varchar[], $4::varchar[], $5::varchar[], \
                      $6::varchar[], $7::integer[], $8::varchar[], $9::date[]) \
-ON CONFLICT (message_id) DO NOTHING \
+ON CONFLICT (message_id, create_date) DO NOTHING \
 RETURNING message_id";
+
+/// Months after the current one whose partitions always exist.
+pub const PARTITION_MONTHS_AHEAD: i32 = 3;
+
+/// How often the writer makes the partitions ahead: daily, so a month's partition exists about
+/// three months before its first row.
+pub const PARTITION_CHECK_INTERVAL: std::time::Duration = std::time::Duration::from_secs(24 * 3600);
 
 /// The parameter types of [`INSERT_CHUNK`], sent with it so it runs without a prepare step.
 const INSERT_TYPES: [Type; 9] = [
@@ -151,6 +164,24 @@ impl LoginStore {
     /// A store on `pool`.
     pub fn new(pool: PgClientPool) -> Self {
         LoginStore { pool }
+    }
+
+    /// Makes the monthly partitions of `user_logins` for this month (the database's date) and
+    /// the [`PARTITION_MONTHS_AHEAD`] after it, where missing; returns how many it made.
+    /// Concurrent calls from several writers are serialised by the database.
+    pub async fn ensure_partitions(&self) -> Result<i32, PgError> {
+        let client = postgres::client(&self.pool).await?;
+        let row = client
+            .query_one(
+                "SELECT public.fetchreward_ensure_login_partitions(current_date, $1)",
+                &[&PARTITION_MONTHS_AHEAD],
+            )
+            .await?;
+        let created: i32 = row.get(0);
+        if created > 0 {
+            tracing::info!(created, "made monthly partitions of user_logins");
+        }
+        Ok(created)
     }
 
     /// Writes `rows` in one transaction, skipping message_ids already present and refusing

@@ -9,6 +9,7 @@ use fetchreward_proto::vault::v1::{PiiKind, PiiValue, TokenizeRequest};
 use fetchreward_proto::writer::v1::writer_service_client::WriterServiceClient;
 use fetchreward_proto::writer::v1::{MaskedLogin, WriteLoginsRequest};
 
+use aws_sdk_sqs::types::MessageSystemAttributeName;
 use fetchreward_e2e::Pipeline;
 
 fn logins(count: usize, seed: u64) -> Vec<String> {
@@ -45,18 +46,26 @@ async fn a_message_redelivered_after_its_row_was_committed_gives_one_row() {
     let mut pipeline = Pipeline::start().await;
     let ids = pipeline.send(&logins(1, 11)).await;
 
-    // A consumer that committed the row and died before deleting the message.
+    // A consumer that committed the row and died before deleting the message. Its row carries
+    // the message's SentTimestamp, as any consumer's does: the idempotency key holds the date.
     let received = pipeline
         .sqs
         .receive_message()
         .queue_url(&pipeline.queues.queue_url)
         .visibility_timeout(1)
+        .message_system_attribute_names(MessageSystemAttributeName::SentTimestamp)
         .send()
         .await
         .expect("receives")
         .messages
         .unwrap_or_default();
     assert_eq!(received.len(), 1);
+    let sent_timestamp_ms: i64 = received[0]
+        .attributes()
+        .and_then(|attributes| attributes.get(&MessageSystemAttributeName::SentTimestamp))
+        .expect("SentTimestamp")
+        .parse()
+        .expect("milliseconds");
     let mut vault = VaultServiceClient::connect(format!("http://{}", pipeline.vault_addr))
         .await
         .expect("vault");
@@ -78,7 +87,7 @@ async fn a_message_redelivered_after_its_row_was_committed_gives_one_row() {
                 message_id: ids[0].clone(),
                 user_id: "first-attempt".into(),
                 masked_ip: Some(token),
-                sent_timestamp_ms: 1_700_000_000_000,
+                sent_timestamp_ms,
                 ..MaskedLogin::default()
             }],
         })

@@ -45,6 +45,118 @@ async fn fetch_table_with_rows_is_extended_and_keeps_every_row() {
         .await
         .expect("writes into the migrated table");
     assert_eq!(count_rows(&db).await, 5);
+
+    // The table is now partitioned by month, with Fetch's columns as they were.
+    assert_eq!(relkind(&db, "user_logins").await, "p");
+    let placed = partitions_of(&db).await;
+    assert!(placed.contains(&("user_logins_2020_01".to_owned(), 1)), "{placed:?}");
+    // No date: the default partition; the new rows' month (2024-02) has no partition either.
+    assert!(placed.contains(&("user_logins_default".to_owned(), 4)), "{placed:?}");
+    let columns = column_types(&db).await;
+    for (column, kind) in [
+        ("user_id", "character varying(128)"),
+        ("device_type", "character varying(32)"),
+        ("masked_ip", "character varying(256)"),
+        ("masked_device_id", "character varying(256)"),
+        ("locale", "character varying(32)"),
+        ("app_version", "integer"),
+        ("create_date", "date"),
+    ] {
+        assert!(columns.contains(&(column.to_owned(), kind.to_owned())), "{column}: {columns:?}");
+    }
+}
+
+#[tokio::test]
+async fn partitions_stand_ahead_and_a_redelivery_lands_once_after_its_rows_moved() {
+    let db = TestDatabase::create(&Stack::from_env()).await;
+    let mut writer = spawn_writer_on(db.clone(), &[]).await;
+    let ahead = partitions_of_month_ahead(&db).await;
+    assert_eq!(ahead, 4, "this month and the three after it");
+
+    let batch = rows("redelivered", 5);
+    writer.write(batch.clone()).await;
+    assert_eq!(partitions_of(&db).await, vec![("user_logins_default".to_owned(), 5)]);
+
+    // The month's partition made later takes its rows out of the default partition.
+    let mut conn = db.connect().await;
+    diesel::sql_query("SELECT public.fetchreward_ensure_login_partition('2024-02-10')")
+        .execute(&mut conn)
+        .await
+        .expect("makes the partition");
+    assert_eq!(partitions_of(&db).await, vec![("user_logins_2024_02".to_owned(), 5)]);
+
+    let again = writer.write(batch).await;
+    assert_eq!(again.already_present_message_ids.len(), 5, "{again:?}");
+    assert_eq!(count_rows(&db).await, 5);
+}
+
+#[derive(diesel::QueryableByName, Debug, PartialEq)]
+struct Text {
+    #[diesel(sql_type = diesel::sql_types::Text)]
+    a: String,
+    #[diesel(sql_type = diesel::sql_types::Text)]
+    b: String,
+}
+
+#[derive(diesel::QueryableByName)]
+struct Placed {
+    #[diesel(sql_type = diesel::sql_types::Text)]
+    partition: String,
+    #[diesel(sql_type = diesel::sql_types::BigInt)]
+    n: i64,
+}
+
+async fn relkind(db: &TestDatabase, table: &str) -> String {
+    let mut conn = db.connect().await;
+    let kinds: Vec<Text> = diesel::sql_query(
+        "SELECT relname::text AS a, relkind::text AS b FROM pg_class WHERE relname = $1",
+    )
+    .bind::<diesel::sql_types::Text, _>(table)
+    .load(&mut conn)
+    .await
+    .expect("pg_class");
+    kinds.into_iter().next().expect("the table exists").b
+}
+
+/// Rows per partition, by partition name.
+async fn partitions_of(db: &TestDatabase) -> Vec<(String, i64)> {
+    let mut conn = db.connect().await;
+    let placed: Vec<Placed> = diesel::sql_query(
+        "SELECT tableoid::regclass::text AS partition, count(*) AS n FROM user_logins \
+         GROUP BY 1 ORDER BY 1",
+    )
+    .load(&mut conn)
+    .await
+    .expect("rows by partition");
+    placed.into_iter().map(|p| (p.partition, p.n)).collect()
+}
+
+/// Monthly partitions from this month on.
+async fn partitions_of_month_ahead(db: &TestDatabase) -> i64 {
+    let mut conn = db.connect().await;
+    let found: Vec<Placed> = diesel::sql_query(
+        "SELECT 'ahead' AS partition, count(*) AS n FROM pg_inherits i \
+         JOIN pg_class c ON c.oid = i.inhrelid \
+         WHERE i.inhparent = 'public.user_logins'::regclass \
+           AND c.relname >= 'user_logins_' || to_char(current_date, 'YYYY_MM') \
+           AND c.relname <> 'user_logins_default'",
+    )
+    .load(&mut conn)
+    .await
+    .expect("partitions");
+    found[0].n
+}
+
+async fn column_types(db: &TestDatabase) -> Vec<(String, String)> {
+    let mut conn = db.connect().await;
+    let columns: Vec<Text> = diesel::sql_query(
+        "SELECT attname::text AS a, format_type(atttypid, atttypmod) AS b FROM pg_attribute \
+         WHERE attrelid = 'public.user_logins'::regclass AND attnum > 0 AND NOT attisdropped",
+    )
+    .load(&mut conn)
+    .await
+    .expect("columns");
+    columns.into_iter().map(|c| (c.a, c.b)).collect()
 }
 
 #[tokio::test]
@@ -64,5 +176,5 @@ async fn replicas_starting_together_migrate_once() {
             .load(&mut conn)
             .await
             .expect("migration history");
-    assert_eq!(applied[0].n, 1);
+    assert_eq!(applied[0].n, 2);
 }
