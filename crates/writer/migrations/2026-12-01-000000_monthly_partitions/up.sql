@@ -9,10 +9,14 @@
 -- Creates the partition of the month that holds `day` unless it exists; the rows of that month
 -- already in the default partition move into it first (the default partition may not keep
 -- rows of an attached range). Returns whether it created one. Serialised by an advisory lock,
--- so writers starting together never race.
+-- so writers starting together never race. It runs with the rights of the role that migrated
+-- (the table's owner), so a writer whose runtime role may only insert can still call it; every
+-- name in it is schema-qualified and the search path fixed.
 CREATE OR REPLACE FUNCTION public.fetchreward_ensure_login_partition(day date)
 RETURNS boolean
 LANGUAGE plpgsql
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     first_day date := date_trunc('month', day)::date;
@@ -43,6 +47,8 @@ $$;
 CREATE OR REPLACE FUNCTION public.fetchreward_ensure_login_partitions(from_day date, months_ahead integer)
 RETURNS integer
 LANGUAGE sql
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
 AS $$
     SELECT count(*) FILTER (WHERE created)::integer
     FROM generate_series(0, months_ahead) AS ahead,

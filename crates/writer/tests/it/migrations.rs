@@ -90,6 +90,41 @@ async fn partitions_stand_ahead_and_a_redelivery_lands_once_after_its_rows_moved
     assert_eq!(count_rows(&db).await, 5);
 }
 
+#[tokio::test]
+async fn a_role_that_may_only_insert_can_still_make_the_partitions() {
+    let db = TestDatabase::create(&Stack::from_env()).await;
+    let _writer = spawn_writer_on(db.clone(), &[]).await;
+    let role = fetchreward_testkit::unique_name("inserter");
+    let mut owner = db.connect().await;
+    for statement in [
+        format!("CREATE ROLE {role} LOGIN"),
+        format!("GRANT SELECT, INSERT ON user_logins TO {role}"),
+    ] {
+        diesel::sql_query(&statement).execute(&mut owner).await.expect("prepares the role");
+    }
+    let url = db.url.replacen("postgres@", &format!("{role}@"), 1);
+    let mut inserter =
+        <diesel_async::AsyncPgConnection as diesel_async::AsyncConnection>::establish(&url)
+            .await
+            .expect("connects as the role");
+    let refused = diesel::sql_query("CREATE TABLE public.user_logins_2031_04 (LIKE user_logins)")
+        .execute(&mut inserter)
+        .await;
+    assert!(refused.is_err(), "the role cannot make tables itself");
+    diesel::sql_query("SELECT public.fetchreward_ensure_login_partition('2031-05-01')")
+        .execute(&mut inserter)
+        .await
+        .expect("the function runs with its owner's rights");
+    diesel::sql_query(
+        "INSERT INTO user_logins (message_id, create_date) VALUES ('m-2031', '2031-05-20')",
+    )
+    .execute(&mut inserter)
+    .await
+    .expect("inserts");
+    let placed = partitions_of(&db).await;
+    assert!(placed.contains(&("user_logins_2031_05".to_owned(), 1)), "{placed:?}");
+}
+
 #[derive(diesel::QueryableByName, Debug, PartialEq)]
 struct Text {
     #[diesel(sql_type = diesel::sql_types::Text)]
