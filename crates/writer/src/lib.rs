@@ -42,8 +42,8 @@ pub struct Application {
     server: GrpcServer,
     store: LoginStore,
     config: WriterConfig,
-    /// Stops the pool's gauges when the writer stops.
-    pool_metrics: CancellationToken,
+    /// Stops the writer's background tasks (pool gauges, partitions ahead) when it stops.
+    background: CancellationToken,
 }
 
 impl Application {
@@ -62,7 +62,7 @@ impl Application {
             postgres::readiness(pool.clone()),
         )
         .await?;
-        let pool_metrics = CancellationToken::new();
+        let background = CancellationToken::new();
         let pool_state = {
             let pool = pool.clone();
             move || pool.state()
@@ -72,10 +72,10 @@ impl Application {
             "writer",
             config.database.pool_size,
             postgres::POOL_STATE_INTERVAL,
-            pool_metrics.clone(),
+            background.clone(),
         ));
-        tokio::spawn(ensure_partitions_every(store.clone(), pool_metrics.clone()));
-        Ok(Application { server, store, config, pool_metrics })
+        tokio::spawn(ensure_partitions_every(store.clone(), background.clone()));
+        Ok(Application { server, store, config, background })
     }
 
     /// The address of the gRPC listener.
@@ -91,8 +91,8 @@ impl Application {
     /// Serves until `shutdown` is cancelled, then lets in-flight batches finish within the
     /// grace period.
     pub async fn run_until_stopped(self, shutdown: CancellationToken) -> Result<(), StartError> {
-        let Application { server, store, config, pool_metrics } = self;
-        let _stop_pool_metrics = pool_metrics.drop_guard();
+        let Application { server, store, config, background } = self;
+        let _stop_background = background.drop_guard();
         let api = Api {
             name: grpc::SERVICE_NAME,
             routes: tonic::service::Routes::new(grpc::service(store)),

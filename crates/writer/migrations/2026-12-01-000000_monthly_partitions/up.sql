@@ -43,7 +43,7 @@ END
 $$;
 
 -- The partitions of the month of `from_day` and of the `months_ahead` months after it; returns
--- how many it created. The writer calls it at start-up and daily.
+-- how many it created. The writer calls it right after migrating, at every start-up, and daily.
 CREATE OR REPLACE FUNCTION public.fetchreward_ensure_login_partitions(from_day date, months_ahead integer)
 RETURNS integer
 LANGUAGE sql
@@ -79,5 +79,3 @@ BEGIN
     DROP TABLE public.user_logins_unpartitioned;
 END
 $$;
-
-SELECT public.fetchreward_ensure_login_partitions(current_date, 3);

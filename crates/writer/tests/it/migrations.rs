@@ -125,12 +125,24 @@ async fn a_role_that_may_only_insert_can_still_make_the_partitions() {
     assert!(placed.contains(&("user_logins_2031_05".to_owned(), 1)), "{placed:?}");
 }
 
-#[derive(diesel::QueryableByName, Debug, PartialEq)]
+#[derive(diesel::QueryableByName)]
 struct Text {
     #[diesel(sql_type = diesel::sql_types::Text)]
-    a: String,
+    value: String,
+}
+
+#[derive(diesel::QueryableByName)]
+struct Column {
     #[diesel(sql_type = diesel::sql_types::Text)]
-    b: String,
+    name: String,
+    #[diesel(sql_type = diesel::sql_types::Text)]
+    kind: String,
+}
+
+#[derive(diesel::QueryableByName)]
+struct Count {
+    #[diesel(sql_type = diesel::sql_types::BigInt)]
+    n: i64,
 }
 
 #[derive(diesel::QueryableByName)]
@@ -143,14 +155,13 @@ struct Placed {
 
 async fn relkind(db: &TestDatabase, table: &str) -> String {
     let mut conn = db.connect().await;
-    let kinds: Vec<Text> = diesel::sql_query(
-        "SELECT relname::text AS a, relkind::text AS b FROM pg_class WHERE relname = $1",
-    )
-    .bind::<diesel::sql_types::Text, _>(table)
-    .load(&mut conn)
-    .await
-    .expect("pg_class");
-    kinds.into_iter().next().expect("the table exists").b
+    let kinds: Vec<Text> =
+        diesel::sql_query("SELECT relkind::text AS value FROM pg_class WHERE relname = $1")
+            .bind::<diesel::sql_types::Text, _>(table)
+            .load(&mut conn)
+            .await
+            .expect("pg_class");
+    kinds.into_iter().next().expect("the table exists").value
 }
 
 /// Rows per partition, by partition name.
@@ -169,8 +180,8 @@ async fn partitions_of(db: &TestDatabase) -> Vec<(String, i64)> {
 /// Monthly partitions from this month on.
 async fn partitions_of_month_ahead(db: &TestDatabase) -> i64 {
     let mut conn = db.connect().await;
-    let found: Vec<Placed> = diesel::sql_query(
-        "SELECT 'ahead' AS partition, count(*) AS n FROM pg_inherits i \
+    let found: Vec<Count> = diesel::sql_query(
+        "SELECT count(*) AS n FROM pg_inherits i \
          JOIN pg_class c ON c.oid = i.inhrelid \
          WHERE i.inhparent = 'public.user_logins'::regclass \
            AND c.relname >= 'user_logins_' || to_char(current_date, 'YYYY_MM') \
@@ -184,14 +195,15 @@ async fn partitions_of_month_ahead(db: &TestDatabase) -> i64 {
 
 async fn column_types(db: &TestDatabase) -> Vec<(String, String)> {
     let mut conn = db.connect().await;
-    let columns: Vec<Text> = diesel::sql_query(
-        "SELECT attname::text AS a, format_type(atttypid, atttypmod) AS b FROM pg_attribute \
+    let columns: Vec<Column> = diesel::sql_query(
+        "SELECT attname::text AS name, format_type(atttypid, atttypmod) AS kind \
+         FROM pg_attribute \
          WHERE attrelid = 'public.user_logins'::regclass AND attnum > 0 AND NOT attisdropped",
     )
     .load(&mut conn)
     .await
     .expect("columns");
-    columns.into_iter().map(|c| (c.a, c.b)).collect()
+    columns.into_iter().map(|c| (c.name, c.kind)).collect()
 }
 
 #[tokio::test]
@@ -201,11 +213,6 @@ async fn replicas_starting_together_migrate_once() {
     let writers = futures::future::join_all(starts).await;
     assert_eq!(writers.len(), 3);
     let mut conn = db.connect().await;
-    #[derive(diesel::QueryableByName)]
-    struct Count {
-        #[diesel(sql_type = diesel::sql_types::BigInt)]
-        n: i64,
-    }
     let applied: Vec<Count> =
         diesel::sql_query("SELECT count(*) AS n FROM public.__diesel_schema_migrations")
             .load(&mut conn)
