@@ -10,9 +10,11 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use comfy_table::Table;
-use fetchreward_cli::{dlq, health, queue, sample, vault};
+use fetchreward_archive::{ArchiveTarget, Month, OlderThan};
+use fetchreward_cli::{archive, database, dlq, health, queue, sample, vault};
 use fetchreward_proto::vault::v1::KeyTarget;
 use fetchreward_proto::vault::v1::vault_service_client::VaultServiceClient;
+use fetchreward_runtime::postgres;
 use fetchreward_runtime::tls::TlsFiles;
 use tonic::transport::Channel;
 
@@ -109,6 +111,20 @@ enum Command {
     Health {
         #[command(subcommand)]
         command: HealthCommand,
+    },
+    /// Move months of user_logins older than a cutoff to S3 as Parquet, list what is
+    /// archived, bring a month back (runs as the role that owns the table).
+    Archive {
+        #[command(subcommand)]
+        command: ArchiveCommand,
+    },
+    /// Rows of user_logins by month and by the table holding them (a partition, the default
+    /// partition, a shard); reads from DATABASE_READ_URL when it is set.
+    #[command(after_help = "Examples:\n  fetchreward counts\n  fetchreward counts --json")]
+    Counts {
+        /// One JSON object per line instead of a table.
+        #[arg(long)]
+        json: bool,
     },
     /// Create a development CA and a certificate per identity (local use only).
     #[command(after_help = "Examples:\n  fetchreward dev-certs --out target/dev/certs
@@ -266,6 +282,55 @@ enum DlqCommand {
         /// Confirms that the messages are to be deleted for good.
         #[arg(long)]
         yes: bool,
+    },
+}
+
+#[derive(Subcommand)]
+enum ArchiveCommand {
+    /// Export every monthly partition older than the cutoff to S3 (Parquet, zstd, with a
+    /// manifest), verify it there, then detach and drop it. An interrupted run is resumed by
+    /// running it again.
+    #[command(
+        after_help = "Examples:\n  fetchreward archive run --older-than 13mo --to s3://fetchreward-archive/prod\n  fetchreward archive run --older-than 2y --keep-detached --dry-run"
+    )]
+    Run {
+        /// Archive the months that ended before this age: 13mo, 2y or 400d.
+        #[arg(long, default_value = "13mo")]
+        older_than: OlderThan,
+        /// Where: s3://bucket/prefix.
+        #[arg(long, env = "ARCHIVE_URL")]
+        to: ArchiveTarget,
+        /// Detach the partitions but keep their tables (drop them later by hand).
+        #[arg(long)]
+        keep_detached: bool,
+        /// Only print which months would be archived.
+        #[arg(long)]
+        dry_run: bool,
+    },
+    /// The archived months, with whether the database still holds them (reads from
+    /// DATABASE_READ_URL when it is set).
+    #[command(
+        after_help = "Examples:\n  fetchreward archive list --from s3://fetchreward-archive/prod"
+    )]
+    List {
+        /// Where: s3://bucket/prefix.
+        #[arg(long, env = "ARCHIVE_URL")]
+        from: ArchiveTarget,
+        /// One JSON manifest per line instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Re-create a month's partition and insert its archived rows (rows already present are
+    /// kept; run it again after an interruption).
+    #[command(
+        after_help = "Examples:\n  fetchreward archive restore 2025-11 --from s3://fetchreward-archive/prod"
+    )]
+    Restore {
+        /// The month, YYYY-MM.
+        month: Month,
+        /// Where: s3://bucket/prefix.
+        #[arg(long, env = "ARCHIVE_URL")]
+        from: ArchiveTarget,
     },
 }
 
@@ -479,6 +544,48 @@ async fn aws() -> anyhow::Result<aws_config::SdkConfig> {
         Ok(Err(err)) => Err(anyhow::anyhow!("{no_credentials} ({LOCAL}); the SDK said: {err}")),
         Err(_) => Err(anyhow::anyhow!("{no_credentials} ({LOCAL}); none found within 5 s")),
     }
+}
+
+async fn run_archive(command: ArchiveCommand) -> anyhow::Result<()> {
+    let s3 = archive::s3_client(&aws().await?);
+    match command {
+        ArchiveCommand::Run { older_than, to, keep_detached, dry_run } => {
+            let cutoff = older_than.cutoff(chrono::Utc::now().date_naive());
+            let pool = database::connect(database::Access::Write).await?;
+            let db = postgres::client(&pool).await?;
+            if dry_run {
+                let due = archive::due(&db, cutoff).await?;
+                println!("{} month(s) end before {cutoff} and would go to {to}", due.len());
+                for partition in due {
+                    println!("  {} ({})", partition.month, partition.name);
+                }
+                return Ok(());
+            }
+            let archiver = fetchreward_archive::Archiver::new(&db, &s3, &to, true);
+            let done = archiver.run(cutoff, keep_detached).await?;
+            archive::print_run(&done, cutoff, &to);
+        }
+        ArchiveCommand::List { from, json } => {
+            let pool = database::connect(database::Access::Read).await?;
+            let db = postgres::client(&pool).await?;
+            let archiver = fetchreward_archive::Archiver::new(&db, &s3, &from, false);
+            archive::print_list(&archiver.list(&db).await?, json)?;
+        }
+        ArchiveCommand::Restore { month, from } => {
+            let pool = database::connect(database::Access::Write).await?;
+            let db = postgres::client(&pool).await?;
+            let archiver = fetchreward_archive::Archiver::new(&db, &s3, &from, true);
+            let restored = archiver.restore(month).await?;
+            println!(
+                "restored {}: {} row(s) archived, {} inserted, {} already present",
+                restored.month,
+                restored.rows,
+                restored.inserted,
+                restored.rows - restored.inserted.min(restored.rows)
+            );
+        }
+    }
+    Ok(())
 }
 
 async fn run_audit(command: AuditCommand) -> anyhow::Result<()> {
@@ -744,6 +851,12 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Health { command: HealthCommand::Http { url, timeout } } => {
             health::http(&url, Duration::from_secs(timeout)).await?;
             println!("{url}: ready");
+        }
+        Command::Archive { command } => run_archive(command).await?,
+        Command::Counts { json } => {
+            let pool = database::connect(database::Access::Read).await?;
+            let db = postgres::client(&pool).await?;
+            archive::print_counts(&fetchreward_archive::monthly_counts(&db).await?, json);
         }
         Command::DevCerts { out, names } => {
             let ca = fetchreward_devpki::DevCa::new("Fetchreward development CA")

@@ -23,6 +23,8 @@ pub struct Stack {
     pub sqs_endpoint: String,
     /// moto.
     pub kms_endpoint: String,
+    /// moto's S3 (the same server as its KMS).
+    pub s3_endpoint: String,
     /// The CA that signed the local cluster's TLS certificate.
     pub pg_ca_file: String,
 }
@@ -35,6 +37,7 @@ impl Stack {
             database_url: var("DATABASE_URL", "postgres://postgres@127.0.0.1:55432/fetchreward"),
             sqs_endpoint: var("AWS_ENDPOINT_URL_SQS", "http://127.0.0.1:54566"),
             kms_endpoint: var("AWS_ENDPOINT_URL_KMS", "http://127.0.0.1:54599"),
+            s3_endpoint: var("AWS_ENDPOINT_URL_S3", "http://127.0.0.1:54599"),
             pg_ca_file: var(
                 "FR_PG_CA_FILE",
                 concat!(env!("CARGO_MANIFEST_DIR"), "/../../target/dev/pg-tls/ca.pem"),
@@ -75,6 +78,21 @@ impl Stack {
     /// A KMS client on moto.
     pub fn kms(&self) -> aws_sdk_kms::Client {
         aws_sdk_kms::Client::new(&self.aws_config(&self.kms_endpoint))
+    }
+
+    /// An S3 client on moto (path-style addressing, as moto needs).
+    pub fn s3(&self) -> aws_sdk_s3::Client {
+        let config = aws_sdk_s3::config::Builder::from(&self.aws_config(&self.s3_endpoint))
+            .force_path_style(true)
+            .build();
+        aws_sdk_s3::Client::from_conf(config)
+    }
+
+    /// A new bucket on moto, with a unique name.
+    pub async fn s3_bucket(&self) -> String {
+        let bucket = unique_name("test").replace('_', "-");
+        self.s3().create_bucket().bucket(&bucket).send().await.expect("moto creates a bucket");
+        bucket
     }
 }
 
@@ -438,6 +456,7 @@ mod tests {
             database_url: "postgres://postgres@127.0.0.1:55432/fetchreward?sslmode=disable".into(),
             sqs_endpoint: String::new(),
             kms_endpoint: String::new(),
+            s3_endpoint: String::new(),
             pg_ca_file: String::new(),
         };
         assert_eq!(

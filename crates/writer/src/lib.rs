@@ -37,6 +37,12 @@ const MIGRATION_LOCK_KEY: i64 = 0x6672_7772_6974_6572; // "frwriter"
 /// Embedded migrations of `public.user_logins`.
 const MIGRATIONS: diesel_migrations::EmbeddedMigrations = diesel_migrations::embed_migrations!();
 
+/// Runs the pending migrations of `user_logins` (the writer does at start-up; shard set-up
+/// and tests call it for databases no writer starts on). Returns the versions applied.
+pub async fn migrate(database: &postgres::PgConfig) -> Result<Vec<String>, postgres::PgError> {
+    postgres::migrate_with(database, MIGRATIONS, "public", MIGRATION_LOCK_KEY).await
+}
+
 /// A writer whose listeners are bound and whose database is migrated, ready to serve.
 pub struct Application {
     server: GrpcServer,
@@ -52,7 +58,7 @@ impl Application {
     pub async fn build(config: WriterConfig) -> Result<Self, StartError> {
         fetchreward_telemetry::metrics::record_build_info(SERVICE);
         let pool = postgres::client_pool(&config.database)?;
-        postgres::migrate_with(&config.database, MIGRATIONS, "public", MIGRATION_LOCK_KEY).await?;
+        migrate(&config.database).await?;
         let store = LoginStore::new(pool.clone());
         store.ensure_partitions().await?;
         let server = GrpcServer::bind(
