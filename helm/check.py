@@ -27,7 +27,11 @@ the ScaledObject (aws-sqs-queue on ingestor.queueUrl, the replica range, its
 TriggerAuthentication with podIdentity provider aws) and that KEDA with the ingestor's HPA is
 refused. Of the default rendering's NetworkPolicies it checks that every pod of the release is
 isolated for ingress and egress and reaches DNS, and what it needs of the database, AWS on 443
-and the gRPC ports, no more; with CIDRs and an OTLP endpoint set, that the rules name them.
+and the gRPC ports, no more; with CIDRs and an OTLP endpoint set, that the rules name them. With
+the archive job on, it checks the CronJob (Forbid, the archive run's arguments, the Secret file,
+the emptyDir at /tmp, the hardening of the services), its ServiceAccount, and that its pods are
+isolated, admit nothing and reach DNS, the database and 443 (the AWS and S3 CIDRs when given)
+only; and that none of it is rendered by default.
 
 Needs PyYAML for the YAML parts; without it, those parts are skipped with a message.
 Exit status: 0 when no errors were found, 1 otherwise.
@@ -146,6 +150,18 @@ MUST_FAIL: list[tuple[str, "str | Schema", "str | None"]] = [
     ("networkPolicy.egress.aws.cidrs={vpce}", Schema("networkPolicy.egress.aws.cidrs.0"), None),
     ("networkPolicy.egress.dns.namespace=", Schema("networkPolicy.egress.dns.namespace"),
      "networkPolicy.egress.dns.namespace is required"),
+    ("networkPolicy.egress.s3.cidrs={s3}", Schema("networkPolicy.egress.s3.cidrs.0"), None),
+    # The archive job: its target is required once it is on, and both its target and its age
+    # must be what `fetchreward archive run` reads.
+    ("archive.enabled=true", Schema("archive.url"), "archive.url is required"),
+    ("archive.enabled=true,archive.url=https://fetchreward-archive/x", Schema("archive.url"),
+     "archive.url must be s3://BUCKET/PREFIX"),
+    ("archive.enabled=true,archive.url=s3://Bad_Bucket/x", Schema("archive.url"),
+     "archive.url must be s3://BUCKET/PREFIX"),
+    ("archive.enabled=true,archive.url=s3://fetchreward-archive/x,archive.olderThan=13",
+     Schema("archive.olderThan"), "archive.olderThan must be an age"),
+    ("archive.schedule=monthly", Schema("archive.schedule"), None),
+    ("archive.backoffLimit=-1", Schema("archive.backoffLimit"), None),
     # KEDA: the conflict with the HPA is the templates' to refuse, with a message of its own.
     ("ingestor.keda.enabled=true,ingestor.autoscaling.enabled=true", KEDA_WITH_HPA, KEDA_WITH_HPA),
     ("ingestor.keda.enabled=true,ingestor.keda.minReplicaCount=5,ingestor.keda.maxReplicaCount=3",
@@ -176,6 +192,11 @@ NETWORK_SETS = [
     "networkPolicy.egress.aws.cidrs={10.30.0.0/24}",
     "common.otelExporterOtlpEndpoint=http://otel-collector.observability:4317",
 ]
+
+# The archive CronJob, off by default, and what turns it on; with it, S3 CIDRs for its policy.
+ARCHIVE_URL = "s3://fetchreward-archive-check/archive"
+ARCHIVE_SETS = ["archive.enabled=true", f"archive.url={ARCHIVE_URL}"]
+ARCHIVE_S3_CIDRS = "networkPolicy.egress.s3.cidrs={52.216.0.0/15,54.231.0.0/16}"
 
 # The monitoring objects, all off by default, and what turns them on.
 MONITORING_SETS = [
@@ -505,6 +526,112 @@ def check_network_cidrs(docs: list[dict], values: dict, report: Report) -> None:
     print("helm template with egress CIDRs and an OTLP endpoint: the rules name them: ok")
 
 
+def check_archive(default_docs: list[dict], docs: list[dict], network_docs: list[dict], values: dict,
+                  report: Report) -> None:
+    """The archive job: off by default; when on, a CronJob running `fetchreward archive run` as
+    the services run (non-root, read-only root, no capabilities), its ServiceAccount and a
+    NetworkPolicy that admits nothing and lets out DNS, the database and HTTPS only."""
+    def archive_docs(items: list[dict]) -> list[dict]:
+        return [d for d in items if (d["metadata"].get("labels") or {}).get("app.kubernetes.io/component") == "archive"]
+
+    if archive_docs(default_docs):
+        report.error(f"helm template renders {sorted(d['kind'] for d in archive_docs(default_docs))} of the "
+                     "archive job by default; it must be off")
+    mine = archive_docs(docs)
+    kinds = sorted(d["kind"] for d in mine)
+    if kinds != ["CronJob", "NetworkPolicy", "ServiceAccount"]:
+        report.error(f"helm template with {', '.join(ARCHIVE_SETS)} renders {kinds} for the archive job, "
+                     "not a CronJob, a NetworkPolicy and a ServiceAccount")
+        return
+    archive = values["archive"]
+    cron = next(d for d in mine if d["kind"] == "CronJob")
+    account = next(d for d in mine if d["kind"] == "ServiceAccount")
+    spec = cron["spec"]
+    if spec.get("concurrencyPolicy") != "Forbid":
+        report.error(f"the archive CronJob's concurrencyPolicy is {spec.get('concurrencyPolicy')!r}, not Forbid")
+    if spec.get("schedule") != archive["schedule"]:
+        report.error(f"the archive CronJob's schedule is {spec.get('schedule')!r}, not archive.schedule")
+    job = spec["jobTemplate"]["spec"]
+    if job.get("backoffLimit") != archive["backoffLimit"]:
+        report.error(f"the archive Job's backoffLimit is {job.get('backoffLimit')!r}, not archive.backoffLimit")
+    pod = job["template"]["spec"]
+    labels = job["template"]["metadata"].get("labels") or {}
+    if pod.get("serviceAccountName") != account["metadata"]["name"] \
+            or not account["metadata"]["name"].endswith("-archive"):
+        report.error(f"the archive pods run as {pod.get('serviceAccountName')!r}, not the ServiceAccount "
+                     f"{account['metadata']['name']}")
+    if pod.get("automountServiceAccountToken") is not False:
+        report.error("the archive pods mount a Kubernetes API token")
+    context = pod.get("securityContext") or {}
+    if not context.get("runAsNonRoot") or (context.get("seccompProfile") or {}).get("type") != "RuntimeDefault":
+        report.error(f"the archive pods' securityContext is {context}: not non-root with RuntimeDefault seccomp")
+    containers = pod.get("containers") or []
+    if len(containers) != 1:
+        report.error(f"the archive pods have {len(containers)} containers, not one")
+        return
+    container = containers[0]
+    wanted_args = ["archive", "run", "--older-than", archive["olderThan"], "--to", ARCHIVE_URL]
+    if container.get("command") != ["/usr/local/bin/fetchreward"] or container.get("args") != wanted_args:
+        report.error(f"the archive container runs {container.get('command')} {container.get('args')}, "
+                     f"not /usr/local/bin/fetchreward {' '.join(wanted_args)}")
+    box = container.get("securityContext") or {}
+    if box.get("allowPrivilegeEscalation") is not False or box.get("readOnlyRootFilesystem") is not True \
+            or (box.get("capabilities") or {}).get("drop") != ["ALL"]:
+        report.error(f"the archive container's securityContext is {box}: not the services' hardening")
+    env = {e["name"]: e.get("value") for e in container.get("env") or []}
+    for name, value in (("DATABASE_URL_FILE", "/etc/fetchreward/db/url"), ("TMPDIR", "/tmp"),
+                        ("ARCHIVE_URL", ARCHIVE_URL)):
+        if env.get(name) != value:
+            report.error(f"the archive container's {name} is {env.get(name)!r}, not {value!r}")
+    if "DATABASE_URL" in env:
+        report.error("the archive container has DATABASE_URL in its environment: the URL holds the password")
+    mounts = {m["mountPath"]: m["name"] for m in container.get("volumeMounts") or []}
+    volumes = {v["name"]: v for v in pod.get("volumes") or []}
+    secret = (volumes.get(mounts.get("/etc/fetchreward/db"), {}).get("secret") or {})
+    if secret.get("secretName") != archive["database"]["secretName"]:
+        report.error(f"the archive pods mount {secret.get('secretName')!r} at /etc/fetchreward/db, not "
+                     "archive.database.secretName")
+    if "emptyDir" not in volumes.get(mounts.get("/tmp"), {}):
+        report.error("the archive container has no emptyDir at /tmp for its staging file")
+
+    policies = [d for d in docs if d.get("kind") == "NetworkPolicy" and selects(d["spec"]["podSelector"], labels)]
+    if not any(not p["spec"].get("ingress") and not p["spec"].get("egress")
+               and sorted(p["spec"].get("policyTypes") or []) == ["Egress", "Ingress"] for p in policies):
+        report.error("the default-deny policy does not select the archive pods")
+    if any(p["spec"].get("ingress") for p in policies):
+        report.error("a NetworkPolicy admits ingress to the archive pods, which serve nothing")
+    egress = [r for p in policies for r in p["spec"].get("egress") or []]
+    db_port = values["networkPolicy"]["egress"]["database"]["port"]
+    for port in (db_port, 443):
+        if not rules_allowing(egress, port):
+            report.error(f"the archive pods may not reach TCP port {port}")
+    for protocol in ("UDP", "TCP"):
+        if not rules_allowing(egress, 53, protocol):
+            report.error(f"the archive pods may not reach DNS on {protocol} 53")
+    if any(not r.get("ports") for r in egress):
+        report.error("an egress rule of the archive pods admits every port")
+    allowed = {db_port, 443, 53}
+    others = sorted({p.get("port") for r in egress for p in r.get("ports") or []} - allowed)
+    if others:
+        report.error(f"the archive pods may reach ports {others}, which they do not need")
+
+    # With CIDRs given: the database port to the database's, 443 to the AWS and the S3 ones only.
+    sets = dict(item.split("=", 1) for item in NETWORK_SETS + [ARCHIVE_S3_CIDRS])
+    net_policies = [d for d in network_docs if d.get("kind") == "NetworkPolicy"
+                    and selects(d["spec"]["podSelector"], labels)]
+    net_egress = [r for p in net_policies for r in p["spec"].get("egress") or []]
+    wanted = {db_port: [sorted(sets["networkPolicy.egress.database.cidrs"].strip("{}").split(","))],
+              443: [sorted(sets[key].strip("{}").split(",")) for key in
+                    ("networkPolicy.egress.aws.cidrs", "networkPolicy.egress.s3.cidrs")]}
+    for port, choices in wanted.items():
+        rules = rules_allowing(net_egress, port)
+        got = [sorted((peer.get("ipBlock") or {}).get("cidr", "?") for peer in r.get("to") or []) for r in rules]
+        if sorted(got) != sorted(choices):
+            report.error(f"with CIDRs set, the archive pods' rules on port {port} go to {got}, not {choices}")
+    print(f"helm template with the archive job: a CronJob ({spec.get('schedule')}, Forbid) running "
+          f"fetchreward {' '.join(wanted_args)}, its ServiceAccount and NetworkPolicy: ok")
+
+
 def check_keda(default_docs: list[dict], docs: list[dict], role_docs: list[dict], values: dict,
                report: Report) -> None:
     """KEDA's objects: off by default; when on, a ScaledObject on the ingestor's queue and its
@@ -587,11 +714,14 @@ def run_helm(chart: Path, values: object, report: Report) -> None:
         return [arg for item in items for arg in ("--set", item)]
 
     monitoring, keda, network = flags(MONITORING_SETS), flags(KEDA_SETS), flags(NETWORK_SETS)
+    archive = flags(ARCHIVE_SETS)
+    archive_network = archive + network + flags([ARCHIVE_S3_CIDRS])
     keda_role = keda + flags([f"ingestor.keda.roleArn={KEDA_ROLE}"])
     rendered: dict[str, str] = {}
     for name, args in (("lint", ["lint", "--strict", str(chart)]),
                        ("lint with monitoring", ["lint", "--strict", str(chart), *monitoring]),
                        ("lint with KEDA and egress CIDRs", ["lint", "--strict", str(chart), *keda, *network]),
+                       ("lint with the archive job", ["lint", "--strict", str(chart), *archive_network]),
                        ("default", ["template", "check", str(chart)]),
                        ("without generation keys",
                         ["template", "check", str(chart), "--set", "vault.generationKmsKeys=false",
@@ -600,6 +730,8 @@ def run_helm(chart: Path, values: object, report: Report) -> None:
                        ("keda", ["template", "check", str(chart), *keda]),
                        ("keda with role", ["template", "check", str(chart), *keda_role]),
                        ("network", ["template", "check", str(chart), *network]),
+                       ("archive", ["template", "check", str(chart), *archive]),
+                       ("archive network", ["template", "check", str(chart), *archive_network]),
                        ("no network policy", ["template", "check", str(chart),
                                               "--set", "networkPolicy.enabled=false"]),
                        ("no egress policy", ["template", "check", str(chart),
@@ -632,7 +764,8 @@ def run_helm(chart: Path, values: object, report: Report) -> None:
     if yaml is None:
         print("PyYAML is not installed: skipped the checks of the rendered objects")
     elif all(name in rendered for name in ("default", "monitoring", "keda", "keda with role", "network",
-                                          "no network policy", "no egress policy")) \
+                                          "archive", "archive network", "no network policy",
+                                          "no egress policy")) \
             and isinstance(values, dict):
         try:
             docs = {name: [d for d in yaml.safe_load_all(text) if d] for name, text in rendered.items()
@@ -644,6 +777,7 @@ def run_helm(chart: Path, values: object, report: Report) -> None:
             check_keda(docs["default"], docs["keda"], docs["keda with role"], values, report)
             check_network_policies(docs["default"], values, report)
             check_network_cidrs(docs["network"], values, report)
+            check_archive(docs["default"], docs["archive"], docs["archive network"], values, report)
             if any(d.get("kind") == "NetworkPolicy" for d in docs["no network policy"]):
                 report.error("helm template with networkPolicy.enabled=false renders NetworkPolicies")
             if any("Egress" in (d["spec"].get("policyTypes") or [])

@@ -203,10 +203,9 @@ Called with (dict "port" PORT "cidrs" LIST).
 {{- end -}}
 
 {{/*
-The egress rules every service's NetworkPolicy starts with: the cluster DNS on UDP and TCP 53,
-and, when common.otelExporterOtlpEndpoint is set, the OTLP exporter's port.
+The egress rule to the cluster DNS pods, on UDP and TCP 53.
 */}}
-{{- define "fetchreward.egressCommon" -}}
+{{- define "fetchreward.egressDns" -}}
 - to:
     - namespaceSelector:
         matchLabels:
@@ -219,6 +218,14 @@ and, when common.otelExporterOtlpEndpoint is set, the OTLP exporter's port.
       protocol: UDP
     - port: 53
       protocol: TCP
+{{- end -}}
+
+{{/*
+The egress rules every service's NetworkPolicy starts with: the cluster DNS on UDP and TCP 53,
+and, when common.otelExporterOtlpEndpoint is set, the OTLP exporter's port.
+*/}}
+{{- define "fetchreward.egressCommon" -}}
+{{ include "fetchreward.egressDns" . }}
 {{- if .Values.common.otelExporterOtlpEndpoint }}
 - ports:
     - port: {{ include "fetchreward.otlpPort" . }}
@@ -254,4 +261,28 @@ and two HPAs on one Deployment fight over its replica count.
 {{- end -}}
 true
 {{- end -}}
+{{- end -}}
+
+
+{{/*
+The archive job's target, checked: required when the job is on, and an s3:// URL as
+`fetchreward archive --to` reads it.
+*/}}
+{{- define "fetchreward.archiveUrl" -}}
+{{- $url := required "archive.url is required when archive.enabled is true: s3://BUCKET/PREFIX of the archive bucket (terraform output -raw archive_url)" .Values.archive.url | toString -}}
+{{- if not (regexMatch "^s3://[a-z0-9][a-z0-9.-]{1,61}[a-z0-9](/\\S*)?$" $url) -}}
+{{- fail (printf "archive.url must be s3://BUCKET/PREFIX (a bucket name of 3-63 lower-case letters, digits, '-' and '.'), not %q" $url) -}}
+{{- end -}}
+{{- $url -}}
+{{- end -}}
+
+{{/*
+The archive job's age, checked: what `fetchreward archive run --older-than` accepts.
+*/}}
+{{- define "fetchreward.archiveOlderThan" -}}
+{{- $age := .Values.archive.olderThan | toString -}}
+{{- if not (regexMatch "^[0-9]+(mo|y|d)$" $age) -}}
+{{- fail (printf "archive.olderThan must be an age such as 13mo, 2y or 400d, not %q" $age) -}}
+{{- end -}}
+{{- $age -}}
 {{- end -}}

@@ -2,9 +2,10 @@
 # state, applied by one `terraform apply` (README.md):
 #
 #   network         VPC over three zones, NAT, flow logs, VPC endpoints
-#   data            PostgreSQL primary and read replica, the master secret, the clients' group
+#   data            PostgreSQL primary and read replica, the master secret, the clients' group,
+#                   the archive bucket of old user_logins months and its key
 #   cluster         EKS, its nodes (members of that group) and add-ons, IRSA, the ECR repository
-#   pipeline        the queues, the vault's keys, the services' roles
+#   pipeline        the queues, the vault's keys, the services' and the archive job's roles
 #   observability   the services' log groups, the alarms and their topic, the Fluent Bit role
 #
 # The modules depend on one another in this order and never back (no module needs a later
@@ -63,6 +64,11 @@ module "data" {
   rotation_lambda_arn         = var.db_rotation_lambda_arn
   rotation_days               = var.db_rotation_days
   secret_recovery_window_days = var.db_secret_recovery_window_days
+
+  archive_bucket_name             = var.archive_bucket_name
+  archive_glacier_ir_days         = var.archive_glacier_ir_days
+  archive_noncurrent_version_days = var.archive_noncurrent_version_days
+  archive_object_lock_days        = var.archive_object_lock_days
 
   key_administration_policy_json = module.key_administration.policy_json
   kms_deletion_window_days       = var.kms_deletion_window_days
@@ -164,6 +170,10 @@ module "pipeline" {
   oidc_provider_arn          = module.cluster.oidc_provider_arn
   cluster_name               = module.cluster.cluster_name
   cluster_arn                = module.cluster.cluster_arn
+
+  archive_bucket_arn  = module.data.archive_bucket_arn
+  archive_kms_key_arn = module.data.archive_kms_key_arn
+  archive_prefix      = var.archive_prefix
 
   key_administration_policy_json = module.key_administration.policy_json
   protected_kms_key_arns = concat(

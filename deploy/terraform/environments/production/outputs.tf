@@ -2,6 +2,10 @@
 # helm_values gathers the chart's values in one object:
 #   terraform output -json helm_values > values-terraform.json   (JSON is YAML: helm -f reads it)
 
+locals {
+  archive_url = "s3://${module.data.archive_bucket_name}/${var.archive_prefix}"
+}
+
 output "helm_values" {
   description = "The chart values this environment determines, as the chart's values tree (helm upgrade -f); the generation key policy included."
   value = {
@@ -28,11 +32,18 @@ output "helm_values" {
     writer = {
       serviceAccount = { roleArn = module.pipeline.writer_role_arn }
     }
+    # The target and the role only: values-production.yaml turns the CronJob on.
+    archive = {
+      url            = local.archive_url
+      serviceAccount = { roleArn = module.pipeline.archive_role_arn }
+    }
     networkPolicy = {
       egress = {
         # The database and the interface endpoints both live in the private subnets.
         database = { cidrs = module.network.private_subnet_cidrs }
         aws      = { cidrs = module.network.private_subnet_cidrs }
+        # S3 through the gateway endpoint: the region's S3 ranges (the archive job).
+        s3 = { cidrs = module.network.s3_cidr_blocks }
       }
     }
   }
@@ -108,7 +119,7 @@ output "k8s_namespace" {
 }
 
 output "service_accounts" {
-  description = "Service account of each service (fetchreward-ingestor, fetchreward-vault, fetchreward-writer with the default prefix): what the chart names them, what the roles trust and the pod identity associations bind."
+  description = "Service account of each service and of the archive job (fetchreward-ingestor, fetchreward-vault, fetchreward-writer, fetchreward-archive with the default prefix): what the chart names them, what the roles trust and the pod identity associations bind."
   value       = module.pipeline.service_accounts
 }
 
@@ -130,6 +141,11 @@ output "writer_role_arn" {
 output "triage_role_arn" {
   description = "Role that reads, opens and redrives dead letters; null when triage_principal_arns is empty."
   value       = module.pipeline.triage_role_arn
+}
+
+output "archive_role_arn" {
+  description = "Role of the archive job, through IRSA or EKS Pod Identity (Helm: archive.serviceAccount.roleArn)."
+  value       = module.pipeline.archive_role_arn
 }
 
 output "fluent_bit_role_arn" {
@@ -194,6 +210,11 @@ output "private_subnet_ids" {
 output "private_subnet_cidrs" {
   description = "IPv4 ranges of the private subnets (Helm: networkPolicy.egress.database.cidrs and networkPolicy.egress.aws.cidrs)."
   value       = module.network.private_subnet_cidrs
+}
+
+output "s3_cidr_blocks" {
+  description = "IPv4 ranges of S3 in the region, routed through the S3 gateway endpoint (Helm: networkPolicy.egress.s3.cidrs)."
+  value       = module.network.s3_cidr_blocks
 }
 
 output "nat_public_ips" {
@@ -261,6 +282,28 @@ output "db_security_group_id" {
 output "db_log_group_names" {
   description = "CloudWatch log groups of the exported database logs."
   value       = module.data.log_group_names
+}
+
+# --- Archive -----------------------------------------------------------------------------------
+
+output "archive_url" {
+  description = "Target of the archive job, s3://<bucket>/<prefix> (Helm: archive.url; fetchreward archive --to or ARCHIVE_URL)."
+  value       = local.archive_url
+}
+
+output "archive_bucket_name" {
+  description = "Bucket of the user_logins archive."
+  value       = module.data.archive_bucket_name
+}
+
+output "archive_bucket_arn" {
+  description = "ARN of the archive bucket."
+  value       = module.data.archive_bucket_arn
+}
+
+output "archive_kms_key_arn" {
+  description = "Key of the archive bucket's SSE-KMS; readers of the archive need kms:Decrypt on it through S3."
+  value       = module.data.archive_kms_key_arn
 }
 
 # --- Alarms and logs ---------------------------------------------------------------------------

@@ -441,6 +441,38 @@ variable "db_log_retention_days" {
 
 # --- CloudWatch ------------------------------------------------------------------------------
 
+# --- Archive -------------------------------------------------------------------------------
+
+variable "archive_bucket_name" {
+  description = "Bucket of the user_logins archive (fetchreward archive run); null: <name>-archive-<account id>-<region>."
+  type        = string
+  default     = null
+}
+
+variable "archive_prefix" {
+  description = "Key prefix of the archive in the bucket: the job writes under <prefix>/user_logins/ (Helm: archive.url = s3://<bucket>/<prefix>)."
+  type        = string
+  default     = "archive"
+}
+
+variable "archive_glacier_ir_days" {
+  description = "Days after which an archived object moves to S3 Glacier Instant Retrieval."
+  type        = number
+  default     = 90
+}
+
+variable "archive_noncurrent_version_days" {
+  description = "Days an overwritten version of an archived object is kept."
+  type        = number
+  default     = 30
+}
+
+variable "archive_object_lock_days" {
+  description = "Object Lock (governance mode) of every new archived version for this many days; 0: off. Irreversible on the bucket once on."
+  type        = number
+  default     = 0
+}
+
 variable "log_retention_days" {
   description = "Retention of the services' log groups /<name>/vault, /<name>/writer and /<name>/ingestor, in days (a value CloudWatch Logs accepts; 0 keeps them forever)."
   type        = number

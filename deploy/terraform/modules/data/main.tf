@@ -1,6 +1,7 @@
 # PostgreSQL for the vault schema and public.user_logins: private, encrypted, TLS-only, a
 # Multi-AZ primary and an in-region read replica (for reads that may lag, DATABASE_READ_URL in
-# the design). The master password: secret.tf. The log groups: logs.tf.
+# the design). The master password: secret.tf. The log groups: logs.tf. The archive of old
+# months of user_logins (an S3 bucket and its key): archive.tf.
 #
 #   db key       storage and Performance Insights of both instances (unless var.kms_key_arn);
 #                used through RDS only

@@ -89,6 +89,21 @@ output "db_kms_key_arn" {
 }
 
 output "kms_key_arns" {
-  description = "KMS keys this module uses: the database key (created here or given), the logs key, the secret key."
-  value       = [local.db_kms_key_arn, aws_kms_key.logs.arn, aws_kms_key.secret.arn]
+  description = "KMS keys this module uses: the database key (created here or given), the logs key, the secret key, the archive key."
+  value       = [local.db_kms_key_arn, aws_kms_key.logs.arn, aws_kms_key.secret.arn, aws_kms_key.archive.arn]
+}
+
+output "archive_bucket_name" {
+  description = "Bucket of the user_logins archive (fetchreward archive run --to s3://<bucket>/<prefix>)."
+  value       = aws_s3_bucket.archive.bucket
+}
+
+output "archive_bucket_arn" {
+  description = "ARN of the archive bucket."
+  value       = aws_s3_bucket.archive.arn
+}
+
+output "archive_kms_key_arn" {
+  description = "Key of the archive bucket's SSE-KMS: the archive job needs GenerateDataKey and Decrypt on it through S3."
+  value       = aws_kms_key.archive.arn
 }

@@ -1,5 +1,5 @@
 variable "name" {
-  description = "Identifier of the primary instance (the replica is <name>-replica), and prefix of the subnet group, security groups, parameter group, keys and secret."
+  description = "Identifier of the primary instance (the replica is <name>-replica), and prefix of the subnet group, security groups, parameter group, keys, secret and archive bucket."
   type        = string
 }
 
@@ -186,5 +186,51 @@ variable "kms_deletion_window_days" {
   validation {
     condition     = var.kms_deletion_window_days >= 7 && var.kms_deletion_window_days <= 30
     error_message = "kms_deletion_window_days must be between 7 and 30."
+  }
+}
+
+# --- Archive -----------------------------------------------------------------------------------
+
+variable "archive_bucket_name" {
+  description = "Name of the archive bucket (fetchreward archive run); null: <name>-archive-<account id>-<region>. S3 bucket names are global."
+  type        = string
+  default     = null
+
+  validation {
+    condition     = var.archive_bucket_name == null || can(regex("^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$", var.archive_bucket_name))
+    error_message = "archive_bucket_name must be 3-63 lower-case letters, digits, '-' and '.', starting and ending with a letter or digit."
+  }
+}
+
+variable "archive_glacier_ir_days" {
+  description = "Days after which an archived object moves to S3 Glacier Instant Retrieval (read without a thaw; 90 days' minimum storage)."
+  type        = number
+  default     = 90
+
+  validation {
+    condition     = var.archive_glacier_ir_days >= 1
+    error_message = "archive_glacier_ir_days must be at least 1."
+  }
+}
+
+variable "archive_noncurrent_version_days" {
+  description = "Days an overwritten version of an archived object is kept (a month exported again replaces its object)."
+  type        = number
+  default     = 30
+
+  validation {
+    condition     = var.archive_noncurrent_version_days >= 1
+    error_message = "archive_noncurrent_version_days must be at least 1."
+  }
+}
+
+variable "archive_object_lock_days" {
+  description = "Object Lock on the archive bucket: every new version kept in governance mode for this many days. 0: no Object Lock. Once enabled, Object Lock cannot be turned off on the bucket (only its default retention changed)."
+  type        = number
+  default     = 0
+
+  validation {
+    condition     = var.archive_object_lock_days >= 0 && floor(var.archive_object_lock_days) == var.archive_object_lock_days
+    error_message = "archive_object_lock_days must be a whole number of days, 0 (off) or more."
   }
 }

@@ -3,7 +3,10 @@
 #   interface endpoints  var.interface_endpoint_services (SQS, KMS, STS, ECR api and dkr, Logs,
 #                        Secrets Manager), one network interface per private subnet, private DNS
 #                        on, so the SDKs' regional host names resolve to them
-#   S3 gateway           on the private route tables: image layers (ECR keeps them in S3)
+#   S3 gateway           on the private route tables: image layers (ECR keeps them in S3) and
+#                        the archive bucket (modules/data). S3 keeps its public addresses (the
+#                        region's prefix list, output s3_cidr_blocks): the route, not DNS, keeps
+#                        the traffic in the VPC
 #
 # The endpoints keep their default (full access) policy: who may do what stays with IAM and the
 # resource policies. An endpoint policy conditioned on this account's principals would also

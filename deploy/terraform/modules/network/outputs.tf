@@ -43,6 +43,11 @@ output "endpoints_security_group_id" {
   value       = aws_security_group.endpoints.id
 }
 
+output "s3_cidr_blocks" {
+  description = "IPv4 ranges of S3 in the region (its managed prefix list), which the S3 gateway endpoint routes: where a pod reaches S3 (Helm: networkPolicy.egress.s3.cidrs)."
+  value       = aws_vpc_endpoint.s3.cidr_blocks
+}
+
 output "interface_endpoint_ids" {
   description = "Interface VPC endpoints, by service."
   value       = { for service, endpoint in aws_vpc_endpoint.interface : service => endpoint.id }

@@ -7,6 +7,9 @@
 #               generation_kms_keys, create, use and schedule the deletion of its generation keys
 #   writer      no permissions (it only talks to PostgreSQL); the role pins the pod's AWS
 #               identity so that it never falls back to the node's instance role
+#   archive     the monthly archive job (the chart's CronJob, fetchreward archive run): write,
+#               read and list user_logins/ under the archive prefix of the archive bucket
+#               (modules/data), with the archive key through S3; never delete
 #   dlq-triage  read, open, delete and redrive dead letters; only when triage_principal_arns
 #               names someone who may assume it
 
@@ -17,6 +20,7 @@ locals {
     ingestor = "${var.k8s_service_account_prefix}-ingestor"
     vault    = "${var.k8s_service_account_prefix}-vault"
     writer   = "${var.k8s_service_account_prefix}-writer"
+    archive  = "${var.k8s_service_account_prefix}-archive"
   }
 
   triage_enabled = length(var.triage_principal_arns) > 0
@@ -160,6 +164,81 @@ resource "aws_iam_role_policy" "ingestor" {
   name   = "${var.name}-ingestor"
   role   = aws_iam_role.service["ingestor"].id
   policy = data.aws_iam_policy_document.ingestor.json
+}
+
+# --- Archive job ---------------------------------------------------------------------------------
+
+locals {
+  # What the job reads and writes: <prefix>/user_logins/month=YYYY-MM/{user_logins_YYYY_MM.parquet,
+  # manifest.json}.
+  archive_table_prefix = "${var.archive_prefix}/user_logins/"
+  archive_objects_arn  = "${var.archive_bucket_arn}/${local.archive_table_prefix}*"
+}
+
+data "aws_iam_policy_document" "archive" {
+  # `archive list` lists under the prefix. IfExists: a GetObject of a key that does not exist
+  # (the manifest of a month not archived yet, which the job looks for first) answers NoSuchKey
+  # only to a caller allowed to list the bucket, and that check carries no prefix; without one
+  # the job would be told AccessDenied. Listing outside the prefix shows key names only (the
+  # objects stay out of reach).
+  statement {
+    sid       = "ListTheArchive"
+    actions   = ["s3:ListBucket"]
+    resources = [var.archive_bucket_arn]
+
+    condition {
+      test     = "StringLikeIfExists"
+      variable = "s3:prefix"
+      values   = ["${local.archive_table_prefix}*"]
+    }
+  }
+
+  statement {
+    sid       = "WriteAndReadTheArchive"
+    actions   = ["s3:PutObject", "s3:GetObject"]
+    resources = [local.archive_objects_arn]
+  }
+
+  # SSE-KMS: S3 asks for a data key when the job writes and decrypts one when it reads, with the
+  # job's credentials, under the bucket's ARN (bucket key) or the object's.
+  statement {
+    sid       = "ArchiveEncryption"
+    actions   = ["kms:GenerateDataKey", "kms:Decrypt"]
+    resources = [var.archive_kms_key_arn]
+
+    condition {
+      test     = "StringEquals"
+      variable = "kms:ViaService"
+      values   = ["s3.${var.region}.amazonaws.com"]
+    }
+
+    condition {
+      test     = "StringLike"
+      variable = "kms:EncryptionContext:aws:s3:arn"
+      values   = [var.archive_bucket_arn, local.archive_objects_arn]
+    }
+  }
+
+  # The job drops a partition only once its rows are verified in S3: the archive must never
+  # lose an object through it, whatever else is granted to the role later.
+  statement {
+    sid    = "NeverDeleteArchives"
+    effect = "Deny"
+    actions = [
+      "s3:DeleteObject",
+      "s3:DeleteObjectVersion",
+      "s3:BypassGovernanceRetention",
+      "s3:PutLifecycleConfiguration",
+      "s3:PutBucketVersioning",
+    ]
+    resources = [var.archive_bucket_arn, "${var.archive_bucket_arn}/*"]
+  }
+}
+
+resource "aws_iam_role_policy" "archive" {
+  name   = "${var.name}-archive"
+  role   = aws_iam_role.service["archive"].id
+  policy = data.aws_iam_policy_document.archive.json
 }
 
 locals {

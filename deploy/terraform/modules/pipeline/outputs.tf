@@ -84,17 +84,17 @@ output "k8s_namespace" {
 }
 
 output "service_accounts" {
-  description = "Kubernetes service account of each service (ingestor, vault, writer)."
+  description = "Kubernetes service account of each service (ingestor, vault, writer) and of the archive job (archive)."
   value       = local.service_accounts
 }
 
 output "role_arns" {
-  description = "Role of each service (ingestor, vault, writer), trusted through IRSA and EKS Pod Identity."
+  description = "Role of each service (ingestor, vault, writer) and of the archive job (archive), trusted through IRSA and EKS Pod Identity."
   value       = { for service, role in aws_iam_role.service : service => role.arn }
 }
 
 output "pod_identity_association_ids" {
-  description = "EKS Pod Identity association of each service (ingestor, vault, writer)."
+  description = "EKS Pod Identity association of each service (ingestor, vault, writer) and of the archive job (archive)."
   value       = { for service, association in aws_eks_pod_identity_association.service : service => association.association_id }
 }
 
@@ -111,6 +111,11 @@ output "vault_role_arn" {
 output "writer_role_arn" {
   description = "Role of the writer, without permissions (Helm: writer.serviceAccount.roleArn)."
   value       = aws_iam_role.service["writer"].arn
+}
+
+output "archive_role_arn" {
+  description = "Role of the archive job (Helm: archive.serviceAccount.roleArn): PutObject, GetObject and ListBucket under the archive prefix, the archive key through S3."
+  value       = aws_iam_role.service["archive"].arn
 }
 
 output "kms_key_arns" {

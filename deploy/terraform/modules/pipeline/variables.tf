@@ -4,7 +4,7 @@ variable "region" {
 }
 
 variable "name" {
-  description = "Name prefix of the IAM roles (<name>-ingestor, <name>-vault, <name>-writer, <name>-dlq-triage)."
+  description = "Name prefix of the IAM roles (<name>-ingestor, <name>-vault, <name>-writer, <name>-archive, <name>-dlq-triage)."
   type        = string
 }
 
@@ -153,7 +153,33 @@ variable "k8s_service_account_prefix" {
   default     = "fetchreward"
 }
 
-# --- RDS -------------------------------------------------------------------------------------
+# --- Archive ---------------------------------------------------------------------------------
+
+variable "archive_bucket_arn" {
+  description = "ARN of the archive bucket (modules/data): the archive job's role writes, reads and lists <archive_prefix>/user_logins/ in it."
+  type        = string
+
+  validation {
+    condition     = can(regex("^arn:[^:]+:s3:::[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$", var.archive_bucket_arn))
+    error_message = "archive_bucket_arn must be an S3 bucket ARN, arn:<partition>:s3:::<bucket>."
+  }
+}
+
+variable "archive_kms_key_arn" {
+  description = "Key of the archive bucket's SSE-KMS (modules/data): the archive job's role may GenerateDataKey and Decrypt with it through S3."
+  type        = string
+}
+
+variable "archive_prefix" {
+  description = "Key prefix of the archive in the bucket (the PREFIX of fetchreward archive run --to s3://BUCKET/PREFIX): no slash at either end."
+  type        = string
+  default     = "archive"
+
+  validation {
+    condition     = can(regex("^[A-Za-z0-9!_.*'()=-]+(/[A-Za-z0-9!_.*'()=-]+)*$", var.archive_prefix))
+    error_message = "archive_prefix must be one or more path segments of letters, digits and !_.*'()=- separated by single slashes, with no slash at either end."
+  }
+}
 
 # --- Cluster identity ----------------------------------------------------------------------------
 
@@ -163,7 +189,7 @@ variable "oidc_provider_arn" {
 }
 
 variable "cluster_name" {
-  description = "Name of the EKS cluster whose pod identity associations bind the three service accounts to their roles."
+  description = "Name of the EKS cluster whose pod identity associations bind the service accounts to their roles."
   type        = string
 }
 
