@@ -5,7 +5,11 @@
 //! `AWS_ENDPOINT_URL_KMS`), with the stack's defaults when they are unset. Tests only read the
 //! environment, never set it, and share nothing mutable: every resource has a unique name.
 
+mod cluster;
+
 use std::future::Future;
+
+pub use cluster::PgCluster;
 
 use aws_config::{BehaviorVersion, Region, SdkConfig};
 use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};

@@ -70,7 +70,7 @@ pub struct AuditEntry {
 }
 
 /// One row of the audit trail as stored, with what its chain link covers.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct AuditRecord {
     /// Its sequence number.
     pub id: i64,

@@ -38,6 +38,13 @@ pub struct VaultConfig {
     /// the vault runs as a member of `fetchreward_vault_runtime`, which may only append to the
     /// audit trail. Without it, `DATABASE_URL` migrates too (local development).
     pub migration_database: Option<PgConfig>,
+    /// A streaming replica of the database (`DATABASE_READ_URL`, with `DATABASE_CA_FILE` and
+    /// the pool size of `DATABASE_URL`): Detokenize's lookups and the audit list read it,
+    /// falling back to the primary for what it lacks.
+    pub read_database: Option<PgConfig>,
+    /// Where Detokenize's audit rows wait while the primary is unreachable
+    /// (`VAULT_AUDIT_SPOOL_FILE`; needs `DATABASE_READ_URL`): see [`crate::spool`].
+    pub audit_spool: Option<std::path::PathBuf>,
     /// The KMS key and endpoint (`KMS_KEY_ID`, `AWS_ENDPOINT_URL_KMS`), the deployment id
     /// (`VAULT_DEPLOYMENT_ID`, default `local`), and a KMS key per data key generation
     /// (`VAULT_GENERATION_KMS_KEYS`, `VAULT_GENERATION_KEY_POLICY_FILE`,
@@ -73,6 +80,25 @@ impl VaultConfig {
         let migration_database = database.as_ref().and_then(|database| {
             database.sibling_from_env(&mut reader, "DATABASE_MIGRATION_URL", 1)
         });
+        let read_database = database.as_ref().and_then(|database| {
+            database.sibling_from_env(&mut reader, "DATABASE_READ_URL", database.pool_size)
+        });
+        let audit_spool = reader.raw("VAULT_AUDIT_SPOOL_FILE").map(std::path::PathBuf::from);
+        if let Some(path) = &audit_spool {
+            if read_database.is_none() {
+                reader.problem(
+                    "VAULT_AUDIT_SPOOL_FILE needs DATABASE_READ_URL: only Detokenize from a read \
+                     replica answers while the primary is down",
+                );
+            }
+            let parent = path.parent().filter(|dir| !dir.as_os_str().is_empty());
+            if parent.is_some_and(|dir| !dir.is_dir()) {
+                reader.problem(format!(
+                    "VAULT_AUDIT_SPOOL_FILE: the directory of {} does not exist",
+                    path.display()
+                ));
+            }
+        }
         let key_id: Option<String> =
             reader.required("KMS_KEY_ID", "a KMS key id, ARN or alias such as alias/fetchreward");
         let endpoint = reader.raw("AWS_ENDPOINT_URL_KMS");
@@ -119,6 +145,8 @@ impl VaultConfig {
             grpc,
             migration_database,
             database,
+            read_database,
+            audit_spool,
             kms: KmsSettings {
                 key_id: key_id.expect("finish() reports a missing KMS_KEY_ID"),
                 endpoint,

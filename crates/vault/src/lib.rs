@@ -24,6 +24,7 @@ pub mod kms;
 pub mod known_tokens;
 pub mod metrics;
 pub mod schema;
+pub mod spool;
 pub mod store;
 pub mod vault;
 pub mod version;
@@ -47,8 +48,12 @@ pub use crate::error::VaultError;
 use crate::grpc::{SERVICE_NAME, VaultGrpc};
 use crate::keys::KeyProvider;
 use crate::kms::KmsKeyProvider;
+use crate::spool::AuditSpool;
 use crate::store::VaultStore;
 use crate::vault::{VOLUME_AUDIT_INTERVAL, Vault};
+
+/// How often the read replica's lag is measured.
+const REPLICA_LAG_INTERVAL: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// The vault, started: schema migrated, keys unwrapped, listeners bound.
 pub struct Application {
@@ -80,7 +85,10 @@ impl Application {
     ) -> Result<Self, StartError> {
         fetchreward_telemetry::metrics::record_build_info(SERVICE);
         let pool = postgres::pool(&config.database)?;
-        let store = VaultStore::new(pool);
+        let mut store = VaultStore::new(pool);
+        if let Some(replica) = &config.read_database {
+            store = store.with_replica(postgres::pool(replica)?);
+        }
         match &config.migration_database {
             Some(owner) => {
                 fetchreward_runtime::postgres::migrate_with(
@@ -113,6 +121,10 @@ impl Application {
         )
         .await
         .map_err(StartError::own)?;
+        let vault = match &config.audit_spool {
+            Some(path) => vault.with_audit_spool(AuditSpool::new(path.clone())),
+            None => vault,
+        };
         let vault = Arc::new(vault);
         let server = GrpcServer::bind(
             &config.grpc,
@@ -171,6 +183,16 @@ impl Application {
                 vault.keep_generations_every(interval, shutdown).await;
             }
         });
+        let spool = tokio::spawn({
+            let vault = vault.clone();
+            let shutdown = shutdown.clone();
+            async move { vault.replay_audit_spool_every(spool::REPLAY_INTERVAL, shutdown).await }
+        });
+        let replica_lag = tokio::spawn({
+            let store = vault.store().clone();
+            let shutdown = shutdown.clone();
+            async move { store.publish_replica_lag_every(REPLICA_LAG_INTERVAL, shutdown).await }
+        });
         let volume = tokio::spawn({
             let vault = vault.clone();
             let shutdown = shutdown.clone();
@@ -191,6 +213,8 @@ impl Application {
             (keeper, "generation keeper"),
             (volume, "tokenize volume"),
             (pool_metrics, "pool metrics"),
+            (spool, "audit spool"),
+            (replica_lag, "replica lag"),
         ];
         for (task, name) in tasks {
             if let Err(err) = task.await {

@@ -70,3 +70,17 @@ pub const RETIREMENTS: &str = "fetchreward_vault_retirements_total";
 /// Counter: Tokenize values refused by the per-caller rate limit, by `caller` (an identity the
 /// Tokenize policy lists: a bounded set of services).
 pub const TOKENIZE_LIMITED: &str = "fetchreward_vault_tokenize_rate_limited_total";
+
+/// Counter: Detokenize lookups with a read replica configured, by `result`: `hit` (every
+/// token from the replica), `fallback` (some from the primary: written since the replica's
+/// last replay), `error` (the replica failed; all from the primary).
+pub const REPLICA_READS: &str = "fetchreward_vault_replica_reads_total";
+
+/// Gauge: how far the read replica's replay is behind (seconds since the last transaction it
+/// replayed, 0 when it has replayed all it received); -1 when it does not answer.
+pub const REPLICA_LAG: &str = "fetchreward_vault_replica_lag_seconds";
+
+/// Counter: audit rows written to the spool file because the primary could not take them
+/// (`VAULT_AUDIT_SPOOL_FILE`), and those moved from it into the trail (`step`: `spooled`,
+/// `replayed`).
+pub const AUDIT_SPOOL: &str = "fetchreward_vault_audit_spool_rows_total";

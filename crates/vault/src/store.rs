@@ -6,6 +6,7 @@
 //! Times that matter across replicas (key activation) are computed by the database, on its
 //! clock.
 
+use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
 use diesel::prelude::*;
@@ -195,6 +196,23 @@ pub enum StoreError {
     #[error(transparent)]
     Database(#[from] PgError),
 }
+
+/// The answer of [`REPLICA_LAG`].
+#[derive(QueryableByName)]
+struct Lag {
+    #[diesel(sql_type = diesel::sql_types::Double)]
+    seconds: f64,
+}
+
+/// How far a standby's replay is behind: 0 when it has replayed all it received (an idle
+/// primary sends nothing, and the time since the last replayed transaction then says nothing),
+/// else the time since the last transaction it replayed; 0 on a server that is no standby.
+const REPLICA_LAG: &str = "\
+SELECT CASE
+         WHEN NOT pg_is_in_recovery() THEN 0
+         WHEN pg_last_wal_receive_lsn() = pg_last_wal_replay_lsn() THEN 0
+         ELSE coalesce(extract(epoch FROM now() - pg_last_xact_replay_timestamp()), 0)
+       END::float8 AS seconds";
 
 /// The answer of [`STORE_TOKENS`].
 #[derive(QueryableByName)]
@@ -418,6 +436,8 @@ impl<E> From<diesel::result::Error> for RewrapFailure<E> {
 #[derive(Clone)]
 pub struct VaultStore {
     pool: PgPool,
+    /// A streaming replica (`DATABASE_READ_URL`), for Detokenize's lookups and the audit list.
+    replica: Option<PgPool>,
 }
 
 impl std::fmt::Debug for VaultStore {
@@ -429,7 +449,18 @@ impl std::fmt::Debug for VaultStore {
 impl VaultStore {
     /// A store on `pool`.
     pub fn new(pool: PgPool) -> Self {
-        VaultStore { pool }
+        VaultStore { pool, replica: None }
+    }
+
+    /// Reads Detokenize's lookups and the audit list from `replica`, falling back to the
+    /// primary for what it does not have yet, or when it does not answer.
+    pub fn with_replica(self, replica: PgPool) -> Self {
+        VaultStore { replica: Some(replica), ..self }
+    }
+
+    /// The replica's pool, when there is one.
+    pub fn replica(&self) -> Option<&PgPool> {
+        self.replica.as_ref()
     }
 
     /// The pool, for readiness checks.
@@ -450,8 +481,17 @@ impl VaultStore {
         operation: &'static str,
         op: impl AsyncFnOnce(&mut AsyncPgConnection) -> Result<T, E>,
     ) -> Result<T, E> {
+        Self::with_conn_on(&self.pool, operation, op).await
+    }
+
+    /// [`Self::with_conn`] on a given pool (the replica's operations are named `*_replica`).
+    async fn with_conn_on<T, E: From<PgError>>(
+        pool: &PgPool,
+        operation: &'static str,
+        op: impl AsyncFnOnce(&mut AsyncPgConnection) -> Result<T, E>,
+    ) -> Result<T, E> {
         let started = Instant::now();
-        let result = match postgres::conn(&self.pool).await {
+        let result = match postgres::conn(pool).await {
             Ok(mut conn) => op(&mut conn).await,
             Err(err) => Err(E::from(err)),
         };
@@ -559,31 +599,34 @@ impl VaultStore {
         Ok(usize::try_from(counts.written).unwrap_or(0))
     }
 
-    /// What is stored for each of `tokens` that exists (in no particular order).
+    /// What is stored for each of `tokens` that exists (in no particular order). With a
+    /// replica, it is asked first; the tokens it does not have (written since its last replay)
+    /// are asked of the primary, and so is everything when the replica does not answer.
     pub async fn lookup(&self, tokens: &[Token]) -> Result<Vec<StoredToken>, PgError> {
-        let texts: Vec<String> = tokens.iter().map(Token::to_string).collect();
-        let rows: Vec<TokenRow> = self
-            .with_conn::<_, PgError>("lookup", async |conn| {
-                Ok(pii_tokens::table
-                    .filter(pii_tokens::token.eq_any(&texts))
-                    .select((
-                        pii_tokens::token,
-                        pii_tokens::data_key_version,
-                        pii_tokens::nonce,
-                        pii_tokens::ciphertext,
-                    ))
-                    .load(conn)
-                    .await?)
-            })
-            .await?;
-        Ok(rows
-            .into_iter()
-            .map(|row| StoredToken {
-                token: row.token,
-                data_key_version: row.data_key_version,
-                sealed: row.nonce.zip(row.ciphertext),
-            })
-            .collect())
+        let Some(replica) = &self.replica else {
+            return lookup_on(&self.pool, "lookup", tokens).await;
+        };
+        let mut found = match lookup_on(replica, "lookup_replica", tokens).await {
+            Ok(found) => found,
+            Err(err) => {
+                tracing::warn!(error = %err, "the read replica did not answer; reading from the primary");
+                replica_read("error");
+                return lookup_on(&self.pool, "lookup", tokens).await;
+            }
+        };
+        let have: HashSet<&str> = found.iter().map(|row| row.token.as_str()).collect();
+        let missing: Vec<Token> = tokens
+            .iter()
+            .filter(|token| !have.contains(token.to_string().as_str()))
+            .copied()
+            .collect();
+        if missing.is_empty() {
+            replica_read("hit");
+            return Ok(found);
+        }
+        replica_read("fallback");
+        found.extend(lookup_on(&self.pool, "lookup", &missing).await?);
+        Ok(found)
     }
 
     /// Destroys the stored originals of `tokens` (making tombstones of them when `tombstone`)
@@ -810,6 +853,45 @@ impl VaultStore {
         Ok(u64::try_from(count.n).unwrap_or(0))
     }
 
+    /// Publishes the read replica's lag ([`crate::metrics::REPLICA_LAG`]) every `interval`
+    /// until `stop`; -1 while it does not answer. Nothing without a replica.
+    pub async fn publish_replica_lag_every(
+        &self,
+        interval: Duration,
+        stop: tokio_util::sync::CancellationToken,
+    ) {
+        let Some(replica) = &self.replica else { return };
+        loop {
+            let lag = Self::with_conn_on::<_, PgError>(replica, "replica_lag", async |conn| {
+                let lag: Lag = diesel::sql_query(REPLICA_LAG).get_result(conn).await?;
+                Ok(lag.seconds)
+            })
+            .await;
+            ::metrics::gauge!(crate::metrics::REPLICA_LAG).set(lag.unwrap_or(-1.0));
+            tokio::select! {
+                () = stop.cancelled() => return,
+                () = tokio::time::sleep(interval) => {}
+            }
+        }
+    }
+
+    /// Appends a row that was spooled while the primary was unavailable: a new id at the end
+    /// of the chain, the time of the call it records. Returns the id once committed.
+    pub async fn audit_spooled(
+        &self,
+        record: &AuditRecord,
+        chain: &AuditChain,
+    ) -> Result<i64, PgError> {
+        self.with_conn("audit_spooled", async |conn| {
+            conn.transaction::<_, PgError, _>(async |conn| {
+                insert_record(conn, |next| AuditRecord { id: next.id, ..record.clone() }, chain)
+                    .await
+            })
+            .await
+        })
+        .await
+    }
+
     /// Appends an audit row to the chain and returns its id once committed.
     pub async fn audit(&self, entry: &AuditEntry, chain: &AuditChain) -> Result<i64, PgError> {
         self.with_conn("audit", async |conn| {
@@ -820,15 +902,22 @@ impl VaultStore {
     }
 
     /// Up to `limit` rows after id `after_id` that `filter` admits, in id order, each with its
-    /// link (`None` for rows written before the chain began).
+    /// link (`None` for rows written before the chain began). `from_replica` reads them from
+    /// the read replica when there is one (listing; a verification reads the primary, where
+    /// the chain's head is).
     pub async fn audit_rows(
         &self,
         after_id: i64,
         limit: i64,
         filter: &AuditFilter,
+        from_replica: bool,
     ) -> Result<Vec<(AuditRecord, Option<Vec<u8>>)>, PgError> {
-        let rows: Vec<StoredAuditRow> = self
-            .with_conn::<_, PgError>("audit_rows", async |conn| {
+        let (pool, operation) = match (&self.replica, from_replica) {
+            (Some(replica), true) => (replica, "audit_rows_replica"),
+            _ => (&self.pool, "audit_rows"),
+        };
+        let rows: Vec<StoredAuditRow> =
+            Self::with_conn_on::<_, PgError>(pool, operation, async |conn| {
                 Ok(diesel::sql_query(AUDIT_ROWS)
                     .bind::<BigInt, _>(after_id)
                     .bind::<BigInt, _>(limit)
@@ -923,6 +1012,43 @@ async fn insert_key(
     Ok(inserted.into_iter().next().map(|row| row.activates_at_unix_ms))
 }
 
+/// `vault.pii_tokens` rows of `tokens` on `pool`.
+async fn lookup_on(
+    pool: &PgPool,
+    operation: &'static str,
+    tokens: &[Token],
+) -> Result<Vec<StoredToken>, PgError> {
+    let texts: Vec<String> = tokens.iter().map(Token::to_string).collect();
+    let rows: Vec<TokenRow> =
+        VaultStore::with_conn_on::<_, PgError>(pool, operation, async |conn| {
+            Ok(pii_tokens::table
+                .filter(pii_tokens::token.eq_any(&texts))
+                .select((
+                    pii_tokens::token,
+                    pii_tokens::data_key_version,
+                    pii_tokens::nonce,
+                    pii_tokens::ciphertext,
+                ))
+                .load(conn)
+                .await?)
+        })
+        .await?;
+    Ok(rows
+        .into_iter()
+        .map(|row| StoredToken {
+            token: row.token,
+            data_key_version: row.data_key_version,
+            sealed: row.nonce.zip(row.ciphertext),
+        })
+        .collect())
+}
+
+/// Counts a lookup served with a replica: `hit` (all from it), `fallback` (some from the
+/// primary), `error` (the replica failed; all from the primary).
+fn replica_read(result: &'static str) {
+    ::metrics::counter!(crate::metrics::REPLICA_READS, "result" => result).increment(1);
+}
+
 /// Appends an audit row to the chain, inside the caller's transaction: locks the chain's head
 /// (so appends of all replicas queue up), takes the next id and the database's time, links the
 /// row to the head's link with `chain`, and moves the head to it.
@@ -931,9 +1057,18 @@ async fn insert_audit(
     entry: &AuditEntry,
     chain: &AuditChain,
 ) -> Result<i64, PgError> {
+    insert_record(conn, |next| AuditRecord::of(entry, next.id, next.at_us), chain).await
+}
+
+/// [`insert_audit`] of the record `build` makes from the next id and the database's time.
+async fn insert_record(
+    conn: &mut AsyncPgConnection,
+    build: impl FnOnce(&NextAuditRow) -> AuditRecord + Send,
+    chain: &AuditChain,
+) -> Result<i64, PgError> {
     let head: ChainHead = diesel::sql_query(LOCK_AUDIT_HEAD).get_result(conn).await?;
     let next: NextAuditRow = diesel::sql_query(NEXT_AUDIT_ROW).get_result(conn).await?;
-    let record = AuditRecord::of(entry, next.id, next.at_us);
+    let record = build(&next);
     let link = chain.link(&head.link, &record.chain_bytes());
     diesel::sql_query(INSERT_AUDIT_ROW)
         .bind::<BigInt, _>(record.id)

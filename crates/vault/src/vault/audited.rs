@@ -144,14 +144,34 @@ impl Vault {
         }
     }
 
-    /// Writes an audit row; a failure fails the call.
+    /// Writes an audit row; a failure fails the call. A Detokenize row the primary cannot take
+    /// for being unreachable goes to the audit spool instead, when there is one: its id is
+    /// then 0, and it gets one when it is moved into the trail ([`crate::spool`]).
     pub(super) async fn write_audit(&self, entry: &AuditEntry) -> Result<i64, VaultError> {
-        let id = self.store.audit(entry, &self.chain).await.map_err(|err| {
-            audit_write_failed(entry.method);
-            VaultError::AuditUnavailable(err)
-        })?;
-        count_audited(entry.method, entry.outcome);
-        Ok(id)
+        let err = match self.store.audit(entry, &self.chain).await {
+            Ok(id) => {
+                count_audited(entry.method, entry.outcome);
+                return Ok(id);
+            }
+            Err(err) => err,
+        };
+        if let Some(spool) = &self.spool
+            && entry.method == Method::Detokenize
+            && err.is_transient()
+        {
+            match spool.append(entry).await {
+                Ok(()) => {
+                    tracing::warn!(error = %err, spool = %spool.path().display(), "the primary is unreachable: the audit row is spooled");
+                    count_audited(entry.method, entry.outcome);
+                    return Ok(0);
+                }
+                Err(spool_err) => {
+                    tracing::error!(error = %spool_err, spool = %spool.path().display(), "the audit spool cannot be written");
+                }
+            }
+        }
+        audit_write_failed(entry.method);
+        Err(VaultError::AuditUnavailable(err))
     }
 }
 

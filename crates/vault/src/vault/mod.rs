@@ -51,6 +51,7 @@ use crate::error::VaultError;
 use crate::keys::{self, KeyError, KeyProvider, KeyPurpose, KeyRing, KeyTiming};
 use crate::known_tokens::{KnownTokens, KnownTokensConfig};
 use crate::metrics;
+use crate::spool::AuditSpool;
 use crate::store::VaultStore;
 use crate::version::KeyVersion;
 
@@ -69,6 +70,8 @@ pub struct Vault {
     chain: AuditChain,
     /// The Tokenize rate limit and volume counts of each caller.
     volume: TokenizeVolume,
+    /// Where Detokenize's audit rows wait while the primary is unreachable.
+    spool: Option<AuditSpool>,
 }
 
 impl fmt::Debug for Vault {
@@ -111,7 +114,21 @@ impl Vault {
             timing,
             erasure,
             volume: TokenizeVolume::new(tokenize_limit),
+            spool: None,
         })
+    }
+
+    /// Spools Detokenize's audit rows to `spool` while the primary is unreachable.
+    pub fn with_audit_spool(self, spool: AuditSpool) -> Self {
+        Vault { spool: Some(spool), ..self }
+    }
+
+    /// Moves spooled audit rows into the trail every `interval` until `stop` (nothing to do
+    /// without a spool).
+    pub async fn replay_audit_spool_every(&self, interval: Duration, stop: CancellationToken) {
+        if let Some(spool) = &self.spool {
+            spool.replay_every(&self.store, &self.chain, interval, stop).await;
+        }
     }
 
     /// The rotation delay and the refresh interval.

@@ -61,7 +61,7 @@ impl Vault {
             return Err(denied(&access.caller, Method::ListAudit));
         }
         let limit = if limit == 0 { MAX_LISTED_ROWS } else { limit.min(MAX_LISTED_ROWS) };
-        let rows = self.store.audit_rows(after_id, i64::from(limit), filter).await?;
+        let rows = self.store.audit_rows(after_id, i64::from(limit), filter, true).await?;
         Ok(rows
             .into_iter()
             .map(|(record, link)| ListedAuditRow { record, chained: link.is_some() })
@@ -78,7 +78,8 @@ impl Vault {
         let mut walk = ChainWalk::default();
         let mut after = 0;
         loop {
-            let rows = self.store.audit_rows(after, PAGE_ROWS, &AuditFilter::default()).await?;
+            let rows =
+                self.store.audit_rows(after, PAGE_ROWS, &AuditFilter::default(), false).await?;
             let Some((last, _)) = rows.last() else { break };
             after = last.id;
             for (record, link) in &rows {

@@ -5,6 +5,7 @@ mod authz;
 mod erasure;
 mod helpers;
 mod recovery;
+mod replica;
 mod rotation;
 mod startup;
 mod tokenize;
