@@ -3,14 +3,16 @@
 //! It accepts batches of masked rows over gRPC (`WriteLogins`), refuses, one by one, the rows
 //! that break a rule of the model (a masked field that is not a token, say) or that the
 //! database refuses for their content, and commits the others of each batch in one
-//! transaction with `ON CONFLICT (message_id, create_date) DO NOTHING`, so redelivered messages
-//! and retried calls never duplicate a row. Its migrations create `user_logins` as Fetch's
-//! take-home database does, or extend that table when it is already there, and partition it by
-//! month of `create_date`; the writer makes the partitions ahead at start-up and daily.
+//! transaction with `ON CONFLICT DO NOTHING` on the key `(message_id, create_date)`, so
+//! redelivered messages and retried calls never duplicate a row. Its migrations create
+//! `user_logins` as Fetch's take-home database does, or extend that table when it is already
+//! there, and partition it by month of `create_date`; the writer makes the partitions ahead at
+//! start-up and daily. [`shards`] spreads the table across shard servers behind one endpoint.
 
 mod config;
 mod error;
 mod grpc;
+pub mod shards;
 mod store;
 
 use std::net::SocketAddr;

@@ -6,10 +6,13 @@
 //!
 //! Rows are written in `message_id` order. Two writers inserting overlapping batches then take
 //! the unique index's locks in the same order, so one waits for the other instead of both
-//! deadlocking; `ON CONFLICT (message_id, create_date) DO NOTHING` turns the loser's rows into
-//! "already present" rather than errors. The key holds `create_date` because `user_logins` is
-//! partitioned by month on it (a partitioned table's unique index must hold the partition key);
-//! a redelivered message keeps its SentTimestamp, so its create_date, and still lands once.
+//! deadlocking; `ON CONFLICT DO NOTHING` turns the loser's rows into "already present" rather
+//! than errors. The only unique index is the idempotency key `(message_id, create_date)`: it
+//! holds `create_date` because `user_logins` is partitioned by month on it (a partitioned
+//! table's unique index must hold the partition key), and a redelivered message keeps its
+//! SentTimestamp, so its create_date, and still lands once. The statement names no conflict
+//! target so that it also runs on a sharding coordinator, whose partitions are foreign tables
+//! and which has no index of its own: each shard's key decides there ([`crate::shards`]).
 //!
 //! The monthly partitions are made ahead of time by [`LoginStore::ensure_partitions`] (at
 //! start-up and daily); a row of a month without one lands in `user_logins_default`, and moves
@@ -46,7 +49,7 @@ INSERT INTO user_logins (message_id, user_id, device_type, masked_ip, masked_dev
                          app_version, app_version_raw, create_date) \
 SELECT * FROM UNNEST($1::varchar[], $2::varchar[], $3::varchar[], $4::varchar[], $5::varchar[], \
                      $6::varchar[], $7::integer[], $8::varchar[], $9::date[]) \
-ON CONFLICT (message_id, create_date) DO NOTHING \
+ON CONFLICT DO NOTHING \
 RETURNING message_id";
 
 /// Months after the current one whose partitions always exist.

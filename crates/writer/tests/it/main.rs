@@ -4,4 +4,5 @@ mod authz;
 mod helpers;
 mod migrations;
 mod service;
+mod shards;
 mod writes;
