@@ -15,6 +15,7 @@ use fetchreward_cli::{archive, database, dlq, health, queue, sample, vault};
 use fetchreward_proto::vault::v1::KeyTarget;
 use fetchreward_proto::vault::v1::vault_service_client::VaultServiceClient;
 use fetchreward_runtime::postgres;
+use fetchreward_writer::shards::Shard;
 use fetchreward_runtime::tls::TlsFiles;
 use tonic::transport::Channel;
 
@@ -117,6 +118,11 @@ enum Command {
     Archive {
         #[command(subcommand)]
         command: ArchiveCommand,
+    },
+    /// Spread user_logins across shard servers behind this database (postgres_fdw), once.
+    Shards {
+        #[command(subcommand)]
+        command: ShardsCommand,
     },
     /// Rows of user_logins by month and by the table holding them (a partition, the default
     /// partition, a shard); reads from DATABASE_READ_URL when it is set.
@@ -282,6 +288,21 @@ enum DlqCommand {
         /// Confirms that the messages are to be deleted for good.
         #[arg(long)]
         yes: bool,
+    },
+}
+
+#[derive(Subcommand)]
+enum ShardsCommand {
+    /// Make DATABASE_URL the coordinator of the shards named: the writer's migrations run on
+    /// each, user_logins becomes hash-partitioned by message_id with a postgres_fdw foreign
+    /// partition per shard, and its rows move to their shards (runs as the table's owner).
+    #[command(
+        after_help = "Examples:\n  fetchreward shards init --shard postgres://fetchreward@shard-0:5432/fetchreward \\\n    --shard postgres://fetchreward@shard-1:5432/fetchreward"
+    )]
+    Init {
+        /// A shard's postgres:// URL; the order fixes which hash remainder each holds.
+        #[arg(long = "shard", required = true)]
+        shards: Vec<String>,
     },
 }
 
@@ -853,6 +874,19 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             println!("{url}: ready");
         }
         Command::Archive { command } => run_archive(command).await?,
+        Command::Shards { command: ShardsCommand::Init { shards } } => {
+            let shards = shards
+                .iter()
+                .enumerate()
+                .map(|(index, url)| {
+                    Shard::from_url(url).map_err(|err| anyhow::anyhow!("--shard {index}: {err}"))
+                })
+                .collect::<anyhow::Result<Vec<_>>>()?;
+            let pool = database::connect(database::Access::Write).await?;
+            let mut db = postgres::client(&pool).await?;
+            let moved = fetchreward_writer::shards::init(&mut db, &shards).await?;
+            println!("user_logins is spread over {} shard(s); {moved} row(s) moved to them", shards.len());
+        }
         Command::Counts { json } => {
             let pool = database::connect(database::Access::Read).await?;
             let db = postgres::client(&pool).await?;
