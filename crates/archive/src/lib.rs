@@ -41,7 +41,7 @@ use serde::{Deserialize, Serialize};
 use tokio::io::AsyncWriteExt;
 use tokio_postgres::Client;
 
-pub use parquet_file::{ArchivedRow, Column, columns, read_rows};
+pub use parquet_file::{ArchivedRow, Column, RowChunks, columns, read_rows};
 pub use partitions::{MonthCount, Partition, PartitionState, monthly_counts, partitions};
 pub use target::{ArchiveTarget, OlderThan};
 
@@ -464,8 +464,9 @@ impl<'a> Archiver<'a> {
         partitions::prepare_restore(self.db, month).await?;
         let bar = self.bar(manifest.rows, format!("restore {}", month.partition_name()));
         let mut inserted = 0;
-        for chunk in read_rows(staged.path())?.chunks(partitions::RESTORE_CHUNK_ROWS) {
-            inserted += partitions::insert_rows(self.db, chunk).await?;
+        for chunk in RowChunks::open(staged.path(), partitions::RESTORE_CHUNK_ROWS)? {
+            let chunk = chunk?;
+            inserted += partitions::insert_rows(self.db, &chunk).await?;
             bar.inc(chunk.len() as u64);
         }
         bar.finish_and_clear();

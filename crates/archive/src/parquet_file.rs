@@ -228,39 +228,73 @@ fn write_ints(
 
 /// The rows of an archive file, in file order.
 pub fn read_rows(path: &Path) -> anyhow::Result<Vec<ArchivedRow>> {
-    let file = File::open(path).with_context(|| format!("opening {}", path.display()))?;
-    let reader = SerializedFileReader::new(file)?;
-    let mut rows =
-        Vec::with_capacity(usize::try_from(reader.metadata().file_metadata().num_rows())?);
-    for row in reader {
-        let row = row?;
-        let mut out = ArchivedRow::default();
-        for (name, field) in row.get_column_iter() {
-            match (name.as_str(), field) {
-                (_, Field::Null) => {}
-                ("app_version", Field::Int(v)) => out.app_version = Some(*v),
-                ("create_date", Field::Date(days)) => {
-                    out.create_date = Some(UNIX_EPOCH + chrono::Duration::days(i64::from(*days)));
-                }
-                (name, Field::Str(text)) => {
-                    let slot = match name {
-                        "user_id" => &mut out.user_id,
-                        "device_type" => &mut out.device_type,
-                        "masked_ip" => &mut out.masked_ip,
-                        "masked_device_id" => &mut out.masked_device_id,
-                        "locale" => &mut out.locale,
-                        "message_id" => &mut out.message_id,
-                        "app_version_raw" => &mut out.app_version_raw,
-                        other => bail!("the archive has an unknown column {other}"),
-                    };
-                    *slot = Some(text.clone());
-                }
-                (name, _) => bail!("the archive's column {name} has an unexpected type"),
-            }
-        }
-        rows.push(out);
+    let mut rows = Vec::new();
+    for chunk in RowChunks::open(path, ROW_GROUP_ROWS)? {
+        rows.extend(chunk?);
     }
     Ok(rows)
+}
+
+/// The rows of an archive file in chunks of at most `size`, read as they are asked for: a
+/// month of any size is restored in bounded memory.
+pub struct RowChunks {
+    rows: parquet::record::reader::RowIter<'static>,
+    size: usize,
+}
+
+impl RowChunks {
+    /// Opens `path`.
+    pub fn open(path: &Path, size: usize) -> anyhow::Result<RowChunks> {
+        let file = File::open(path).with_context(|| format!("opening {}", path.display()))?;
+        let reader = SerializedFileReader::new(file)?;
+        Ok(RowChunks { rows: reader.into_iter(), size: size.max(1) })
+    }
+}
+
+impl Iterator for RowChunks {
+    type Item = anyhow::Result<Vec<ArchivedRow>>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        let mut chunk = Vec::with_capacity(self.size);
+        for row in self.rows.by_ref() {
+            match row.map_err(anyhow::Error::from).and_then(|row| archived_row(&row)) {
+                Ok(row) => chunk.push(row),
+                Err(err) => return Some(Err(err)),
+            }
+            if chunk.len() == self.size {
+                break;
+            }
+        }
+        (!chunk.is_empty()).then_some(Ok(chunk))
+    }
+}
+
+fn archived_row(row: &parquet::record::Row) -> anyhow::Result<ArchivedRow> {
+    let mut out = ArchivedRow::default();
+    for (name, field) in row.get_column_iter() {
+        match (name.as_str(), field) {
+            (_, Field::Null) => {}
+            ("app_version", Field::Int(v)) => out.app_version = Some(*v),
+            ("create_date", Field::Date(days)) => {
+                out.create_date = Some(UNIX_EPOCH + chrono::Duration::days(i64::from(*days)));
+            }
+            (name, Field::Str(text)) => {
+                let slot = match name {
+                    "user_id" => &mut out.user_id,
+                    "device_type" => &mut out.device_type,
+                    "masked_ip" => &mut out.masked_ip,
+                    "masked_device_id" => &mut out.masked_device_id,
+                    "locale" => &mut out.locale,
+                    "message_id" => &mut out.message_id,
+                    "app_version_raw" => &mut out.app_version_raw,
+                    other => bail!("the archive has an unknown column {other}"),
+                };
+                *slot = Some(text.clone());
+            }
+            (name, _) => bail!("the archive's column {name} has an unexpected type"),
+        }
+    }
+    Ok(out)
 }
 
 /// The row count in a file's footer.

@@ -53,7 +53,9 @@ fn write_through_shards(c: &mut Criterion) {
                 let calls = (0..CALLERS).map(|_| {
                     let mut client = client.clone();
                     let rows = batch(rows);
-                    async move { client.write_logins(WriteLoginsRequest { rows }).await.expect("written") }
+                    async move {
+                        client.write_logins(WriteLoginsRequest { rows }).await.expect("written")
+                    }
                 });
                 futures::future::join_all(calls)
             });

@@ -61,7 +61,7 @@ impl Application {
         fetchreward_telemetry::metrics::record_build_info(SERVICE);
         let pool = postgres::client_pool(&config.database)?;
         migrate(&config.database).await?;
-        let store = LoginStore::new(pool.clone());
+        let store = LoginStore::open(pool.clone()).await?;
         store.ensure_partitions().await?;
         let server = GrpcServer::bind(
             &config.grpc,

@@ -9,6 +9,11 @@
 //! drops it. The writer keeps writing to one endpoint, the coordinator; analysts query it and
 //! postgres_fdw pushes filters and aggregates down to the shards where it can.
 //!
+//! The writer finds a coordinator's table at start-up and writes it counted: it asks the shards
+//! which of a chunk's rows are present, then inserts without `RETURNING`, which postgres_fdw
+//! sends as multi-row inserts of up to `batch_size` (1,000) rows instead of one row a round
+//! trip ([`crate::LoginStore::open`]).
+//!
 //! The coordinator keeps no unique index of its own (a partitioned table whose partitions are
 //! foreign tables cannot have one): uniqueness is the shards' job, which is why the writer's
 //! insert names no conflict target. The monthly partitions are made on every shard by the
@@ -141,7 +146,7 @@ pub async fn init(coordinator: &mut Client, shards: &[Shard]) -> Result<u64, Sha
         tx.batch_execute(&format!(
             "CREATE SERVER {server} FOREIGN DATA WRAPPER postgres_fdw \
                  OPTIONS (host {host}, port {port}, dbname {dbname}, \
-                          fetch_size '10000', async_capable 'true'); \
+                          fetch_size '10000', batch_size '1000', async_capable 'true'); \
              CREATE USER MAPPING FOR PUBLIC SERVER {server} OPTIONS ({mapping}); \
              CREATE FOREIGN TABLE public.user_logins_shard_{index} \
                  PARTITION OF public.user_logins FOR VALUES WITH (MODULUS {modulus}, REMAINDER {index}) \

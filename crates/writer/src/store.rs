@@ -33,7 +33,6 @@ use std::time::Instant;
 use chrono::NaiveDate;
 use fetchreward_model::MaskedLogin;
 use fetchreward_runtime::postgres::{self, PgClientPool, PgError};
-use tokio_postgres::GenericClient;
 use tokio_postgres::types::{ToSql, Type};
 
 use crate::WriteError;
@@ -125,7 +124,29 @@ impl DatabaseRefusal {
 #[derive(Clone)]
 pub struct LoginStore {
     pool: PgClientPool,
+    /// Whether `user_logins` is spread over shards by postgres_fdw ([`crate::shards`]).
+    sharded: bool,
 }
+
+/// Whether `user_logins` has foreign partitions: a sharding coordinator's table.
+const IS_SHARDED: &str = "\
+SELECT EXISTS (SELECT 1 FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid \
+               WHERE i.inhparent = 'public.user_logins'::regclass AND c.relkind = 'f')";
+
+/// The rows of a chunk already present, for a sharding coordinator: the shards are asked for
+/// the chunk's message_ids (the condition travels to them), the dates are compared here.
+const PRESENT_IN_CHUNK: &str = "\
+SELECT message_id, create_date FROM user_logins WHERE message_id = ANY($1::varchar[])";
+
+/// [`INSERT_CHUNK`] without `RETURNING`, which postgres_fdw can send to a shard as multi-row
+/// inserts (the foreign servers' `batch_size`), where with `RETURNING` it sends one row at a
+/// time.
+const INSERT_CHUNK_COUNTED: &str = "\
+INSERT INTO user_logins (message_id, user_id, device_type, masked_ip, masked_device_id, locale, \
+                         app_version, app_version_raw, create_date) \
+SELECT * FROM UNNEST($1::varchar[], $2::varchar[], $3::varchar[], $4::varchar[], $5::varchar[], \
+                     $6::varchar[], $7::integer[], $8::varchar[], $9::date[]) \
+ON CONFLICT DO NOTHING";
 
 /// The rows of a batch in write order, with where each came from.
 struct Ordered {
@@ -166,7 +187,18 @@ struct Written {
 impl LoginStore {
     /// A store on `pool`.
     pub fn new(pool: PgClientPool) -> Self {
-        LoginStore { pool }
+        LoginStore { pool, sharded: false }
+    }
+
+    /// A store on `pool` that writes the way its table needs: on a sharding coordinator, each
+    /// chunk's present rows are looked up first and the insert sent without `RETURNING`, so
+    /// that postgres_fdw batches it.
+    pub async fn open(pool: PgClientPool) -> Result<Self, PgError> {
+        let sharded = postgres::client(&pool).await?.query_one(IS_SHARDED, &[]).await?.get(0);
+        if sharded {
+            tracing::info!("user_logins is spread over shards: chunks are written counted");
+        }
+        Ok(LoginStore { pool, sharded })
     }
 
     /// Makes the monthly partitions of `user_logins` for this month (the database's date) and
@@ -200,11 +232,13 @@ impl LoginStore {
         let ordered = Ordered::new(rows);
         let started = Instant::now();
         let mut client = postgres::client(&self.pool).await.inspect_err(count_db_error)?;
-        let written = match write_all(&mut client, &ordered.rows).await {
+        let written = match write_all(&mut client, &ordered.rows, self.sharded).await {
             Err(err) if err.is_caused_by_data() => {
                 count_db_error(&err);
                 metrics::counter!("fetchreward_writer_isolations_total").increment(1);
-                write_isolating(&mut client, &ordered.rows).await.inspect_err(count_db_error)?
+                write_isolating(&mut client, &ordered.rows, self.sharded)
+                    .await
+                    .inspect_err(count_db_error)?
             }
             written => written.inspect_err(count_db_error)?,
         };
@@ -223,11 +257,12 @@ fn count_db_error(err: &PgError) {
 async fn write_all(
     client: &mut tokio_postgres::Client,
     rows: &[MaskedLogin],
+    sharded: bool,
 ) -> Result<Written, PgError> {
-    let transaction = client.transaction().await?;
+    let mut transaction = client.transaction().await?;
     let mut written = Written::default();
     for chunk in rows.chunks(CHUNK_ROWS) {
-        written.inserted.extend(insert_chunk(&transaction, chunk).await?);
+        written.inserted.extend(insert_chunk(&mut transaction, chunk, sharded).await?);
     }
     transaction.commit().await?;
     Ok(written)
@@ -237,6 +272,7 @@ async fn write_all(
 async fn write_isolating(
     client: &mut tokio_postgres::Client,
     rows: &[MaskedLogin],
+    sharded: bool,
 ) -> Result<Written, PgError> {
     let mut transaction = client.transaction().await?;
     let mut written = Written::default();
@@ -247,8 +283,8 @@ async fn write_isolating(
         .rev()
         .collect();
     while let Some(part) = pending.pop() {
-        let savepoint = transaction.savepoint("isolate").await?;
-        match insert_chunk(&savepoint, &rows[part.clone()]).await {
+        let mut savepoint = transaction.savepoint("isolate").await?;
+        match insert_chunk(&mut savepoint, &rows[part.clone()], sharded).await {
             Ok(inserted) => {
                 savepoint.commit().await?;
                 written.inserted.extend(inserted);
@@ -270,36 +306,85 @@ async fn write_isolating(
     Ok(written)
 }
 
-/// One statement for a chunk of rows; returns the message_ids it inserted.
+/// Writes a chunk of rows; returns the message_ids it inserted. On a sharding coordinator
+/// (`sharded`) the rows already present are looked up first and the insert only counted; when
+/// the count disagrees (a concurrent writer inserted some of the same rows in between), the
+/// chunk is written again under a savepoint with `RETURNING`, which is exact.
 async fn insert_chunk(
-    client: &impl GenericClient,
+    transaction: &mut tokio_postgres::Transaction<'_>,
     rows: &[MaskedLogin],
+    sharded: bool,
 ) -> Result<Vec<String>, PgError> {
-    let text = |f: fn(&MaskedLogin) -> Option<String>| rows.iter().map(f).collect::<Vec<_>>();
-    let message_ids: Vec<&str> = rows.iter().map(|r| r.message_id.as_str()).collect();
-    let user_ids: Vec<&str> = rows.iter().map(|r| r.user_id.as_str()).collect();
-    let device_types = text(|r| r.device_type.clone());
-    let masked_ips = text(|r| r.masked_ip.map(|t| t.to_string()));
-    let masked_device_ids = text(|r| r.masked_device_id.map(|t| t.to_string()));
-    let locales = text(|r| r.locale.clone());
-    let app_versions: Vec<Option<i32>> = rows.iter().map(MaskedLogin::app_version_number).collect();
-    let app_versions_raw = text(|r| r.app_version.clone());
-    let create_dates: Vec<NaiveDate> = rows.iter().map(MaskedLogin::create_date).collect();
-    let values: [&(dyn ToSql + Sync); 9] = [
-        &message_ids,
-        &user_ids,
-        &device_types,
-        &masked_ips,
-        &masked_device_ids,
-        &locales,
-        &app_versions,
-        &app_versions_raw,
-        &create_dates,
-    ];
-    let params: Vec<(&(dyn ToSql + Sync), Type)> =
-        values.into_iter().zip(INSERT_TYPES.iter().cloned()).collect();
-    let inserted = client.query_typed(INSERT_CHUNK, &params).await?;
+    let columns = ChunkColumns::of(rows);
+    if !sharded {
+        let inserted = transaction.query_typed(INSERT_CHUNK, &columns.params()).await?;
+        return Ok(inserted.iter().map(|row| row.get::<_, String>(0)).collect());
+    }
+    let present: HashSet<(String, NaiveDate)> = transaction
+        .query_typed(PRESENT_IN_CHUNK, &[(&columns.message_ids, Type::VARCHAR_ARRAY)])
+        .await?
+        .iter()
+        .filter_map(|row| Some((row.get::<_, String>(0), row.get::<_, Option<NaiveDate>>(1)?)))
+        .collect();
+    let fresh: Vec<String> = rows
+        .iter()
+        .filter(|row| !present.contains(&(row.message_id.clone(), row.create_date())))
+        .map(|row| row.message_id.clone())
+        .collect();
+    let savepoint = transaction.savepoint("counted").await?;
+    let count = savepoint.execute_typed(INSERT_CHUNK_COUNTED, &columns.params()).await?;
+    if usize::try_from(count).ok() == Some(fresh.len()) {
+        savepoint.commit().await?;
+        return Ok(fresh);
+    }
+    savepoint.rollback().await?;
+    let inserted = transaction.query_typed(INSERT_CHUNK, &columns.params()).await?;
     Ok(inserted.iter().map(|row| row.get::<_, String>(0)).collect())
+}
+
+/// A chunk's rows as the insert's nine array parameters.
+struct ChunkColumns<'a> {
+    message_ids: Vec<&'a str>,
+    user_ids: Vec<&'a str>,
+    device_types: Vec<Option<String>>,
+    masked_ips: Vec<Option<String>>,
+    masked_device_ids: Vec<Option<String>>,
+    locales: Vec<Option<String>>,
+    app_versions: Vec<Option<i32>>,
+    app_versions_raw: Vec<Option<String>>,
+    create_dates: Vec<NaiveDate>,
+}
+
+impl<'a> ChunkColumns<'a> {
+    fn of(rows: &'a [MaskedLogin]) -> Self {
+        let text = |f: fn(&MaskedLogin) -> Option<String>| rows.iter().map(f).collect::<Vec<_>>();
+        ChunkColumns {
+            message_ids: rows.iter().map(|r| r.message_id.as_str()).collect(),
+            user_ids: rows.iter().map(|r| r.user_id.as_str()).collect(),
+            device_types: text(|r| r.device_type.clone()),
+            masked_ips: text(|r| r.masked_ip.map(|t| t.to_string())),
+            masked_device_ids: text(|r| r.masked_device_id.map(|t| t.to_string())),
+            locales: text(|r| r.locale.clone()),
+            app_versions: rows.iter().map(MaskedLogin::app_version_number).collect(),
+            app_versions_raw: text(|r| r.app_version.clone()),
+            create_dates: rows.iter().map(MaskedLogin::create_date).collect(),
+        }
+    }
+
+    fn params(&self) -> Vec<(&(dyn ToSql + Sync), Type)> {
+        let values: [&(dyn ToSql + Sync); 9] = [
+            &self.message_ids,
+            &self.user_ids,
+            &self.device_types,
+            &self.masked_ips,
+            &self.masked_device_ids,
+            &self.locales,
+            &self.app_versions,
+            &self.app_versions_raw,
+            &self.create_dates,
+        ];
+        values.into_iter().zip(INSERT_TYPES.iter().cloned()).collect()
+    }
 }
 
 /// The outcome of a committed batch, in the batch's own positions.
