@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Stops the local stack started by dev/up.sh and deletes the throwaway PostgreSQL cluster.
+# Stops the local stack started by dev/up.sh and deletes the throwaway PostgreSQL cluster (and
+# its hot standby, FR_PG_STANDBY=1).
 #
 # Why the data goes too: the vault keeps its data keys in Postgres wrapped by a KMS key that
 # only ever existed in moto's memory. Once moto stops, those rows can never be decrypted, so a
@@ -16,31 +17,38 @@ FR_SCRIPT=down
 take_lock
 
 # Where up.sh put things, whatever FR_* settings this shell has now.
-state_pgdata="" state_bindir=""
+state_pgdata="" state_bindir="" state_standby_pgdata=""
 if [[ -f "$FR_STATE_FILE" ]]; then
   state_pgdata="$(sed -n 's/^PGDATA=//p' "$FR_STATE_FILE")"
+  state_standby_pgdata="$(sed -n 's/^STANDBY_PGDATA=//p' "$FR_STATE_FILE")"
   state_bindir="$(sed -n 's/^PG_BINDIR=//p' "$FR_STATE_FILE")"
   state_user="$(sed -n 's/^FR_PG_OS_USER=//p' "$FR_STATE_FILE")"
   [[ -n "$state_user" ]] && FR_PG_OS_USER="$state_user"
 fi
 PGDATA="$(pg_data_dir || true)"
 PGDATA="${PGDATA:-$state_pgdata}"
+STANDBY_PGDATA="$(pg_data_dir "$FR_PG_STANDBY_LINK" || true)"
+STANDBY_PGDATA="${STANDBY_PGDATA:-$state_standby_pgdata}"
 PG_BINDIR="${state_bindir:-$(fr_find_pg_bindir)}"
 
 # ---------------------------------------------------------------------------------------------
-# PostgreSQL: pg_ctl stop as the server's owner, then make sure no process of it is left.
+# PostgreSQL, the standby first (so it does not retry its stream from a primary that is gone):
+# pg_ctl stop as the server's owner, then make sure no process of it is left.
 # ---------------------------------------------------------------------------------------------
-if [[ -n "$PGDATA" && -d "$PGDATA" ]]; then
-  if pg_pid="$(pg_postmaster_pid "$PGDATA")"; then
-    say "stopping PostgreSQL (pid $pg_pid)"
-    if [[ -x "$PG_BINDIR/pg_ctl" ]]; then
-      as_pg_user "$PG_BINDIR/pg_ctl" -D "$PGDATA" -m fast -w -t 30 -s stop ||
-        as_pg_user "$PG_BINDIR/pg_ctl" -D "$PGDATA" -m immediate -w -t 30 -s stop ||
-        warn "pg_ctl could not stop the cluster; signalling the postmaster"
-    fi
-    stop_pid "$pg_pid" PostgreSQL 20
+stop_cluster() { # pgdata name
+  local pid
+  [[ -n "$1" && -d "$1" ]] || return 0
+  pid="$(pg_postmaster_pid "$1")" || return 0
+  say "stopping $2 (pid $pid)"
+  if [[ -x "$PG_BINDIR/pg_ctl" ]]; then
+    as_pg_user "$PG_BINDIR/pg_ctl" -D "$1" -m fast -w -t 30 -s stop ||
+      as_pg_user "$PG_BINDIR/pg_ctl" -D "$1" -m immediate -w -t 30 -s stop ||
+      warn "pg_ctl could not stop $2; signalling the postmaster"
   fi
-fi
+  stop_pid "$pid" "$2" 20
+}
+stop_cluster "$STANDBY_PGDATA" "the PostgreSQL standby"
+stop_cluster "$PGDATA" PostgreSQL
 
 # ---------------------------------------------------------------------------------------------
 # The emulators: their pid files, checked against their command lines.
@@ -61,12 +69,13 @@ rm -f "$FR_SQS_PIDFILE" "$FR_KMS_PIDFILE"
 # ---------------------------------------------------------------------------------------------
 leftovers() {
   local pattern
-  for pattern in "$FR_SQS_MARKER" "$FR_KMS_MARKER" ${PGDATA:+"-D $PGDATA"}; do
+  for pattern in "$FR_SQS_MARKER" "$FR_KMS_MARKER" ${PGDATA:+"-D $PGDATA"} ${STANDBY_PGDATA:+"-D $STANDBY_PGDATA"}; do
     pgrep -f -- "$pattern" || true
   done | sort -u | while read -r p; do
     # Skip ourselves and zombies; pgrep may also see the pipeline's own subshells briefly.
     [[ "$p" != "$$" ]] && proc_running "$p" && tr '\0' ' ' <"/proc/$p/cmdline" 2>/dev/null |
-      grep -qF -e "$FR_SQS_MARKER" -e "$FR_KMS_MARKER" ${PGDATA:+-e "-D $PGDATA"} && echo "$p"
+      grep -qF -e "$FR_SQS_MARKER" -e "$FR_KMS_MARKER" ${PGDATA:+-e "-D $PGDATA"} \
+        ${STANDBY_PGDATA:+-e "-D $STANDBY_PGDATA"} && echo "$p"
   done
   return 0
 }
@@ -82,23 +91,25 @@ else
 fi
 
 # ---------------------------------------------------------------------------------------------
-# Delete the cluster (and the /tmp fallback location when it was used). Keep its log.
+# Delete the clusters (and the /tmp fallback locations when they were used). Keep their logs.
 # ---------------------------------------------------------------------------------------------
-if [[ -n "$PGDATA" && -d "$PGDATA" ]]; then
-  if [[ -f "$PGDATA/server.log" ]]; then
-    mkdir -p "$FR_LOG_DIR"
-    rm -f "$FR_LOG_DIR/postgres.log"
-    cp "$PGDATA/server.log" "$FR_LOG_DIR/postgres.log"
+delete_cluster() { # pgdata link fallback log what
+  if [[ -n "$1" && -d "$1" ]]; then
+    if [[ -f "$1/server.log" ]]; then
+      mkdir -p "$FR_LOG_DIR"
+      rm -f "$FR_LOG_DIR/$4"
+      cp "$1/server.log" "$FR_LOG_DIR/$4"
+    fi
+    say "deleting the throwaway $5 $1"
+    rm -rf "$1"
   fi
-  say "deleting the throwaway cluster $PGDATA"
-  rm -rf "$PGDATA"
-fi
-[[ -L "$FR_PG_LINK" || -e "$FR_PG_LINK" ]] && rm -rf "$FR_PG_LINK"
-# A dangling /tmp fallback of this checkout (e.g. up.sh stopped half-way).
-if [[ -d "$FR_PG_FALLBACK_DIR" && ! -L "$FR_PG_FALLBACK_DIR" ]]; then
-  rm -rf "$FR_PG_FALLBACK_DIR"
-fi
-[[ -L "$FR_LOG_DIR/postgres.log" ]] && rm -f "$FR_LOG_DIR/postgres.log"
+  if [[ -L "$2" || -e "$2" ]]; then rm -rf "$2"; fi
+  # A dangling /tmp fallback of this checkout (e.g. up.sh stopped half-way).
+  if [[ -d "$3" && ! -L "$3" ]]; then rm -rf "$3"; fi
+  if [[ -L "$FR_LOG_DIR/$4" ]]; then rm -f "$FR_LOG_DIR/$4"; fi
+}
+delete_cluster "$STANDBY_PGDATA" "$FR_PG_STANDBY_LINK" "$FR_PG_STANDBY_FALLBACK_DIR" postgres-standby.log standby
+delete_cluster "$PGDATA" "$FR_PG_LINK" "$FR_PG_FALLBACK_DIR" postgres.log cluster
 rm -f "$FR_STATE_FILE" "$FR_ENV_FILE"
 
 say "local stack is down"

@@ -10,11 +10,11 @@ FR_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd -P)"
 
 # A stack that is up keeps its address and ports (recorded by up.sh), so that a plain `make up`
 # or `make test` reuses a stack started with other FR_*_PORT values instead of starting a second
-# one beside it. Variables set in the environment still win.
+# one beside it; so does its standby (FR_PG_STANDBY). Variables set in the environment still win.
 if [[ -f "$FR_ROOT/target/dev/state" ]]; then
   while IFS='=' read -r key value; do
     case "$key" in
-      FR_HOST | FR_PG_PORT | FR_SQS_PORT | FR_KMS_PORT)
+      FR_HOST | FR_PG_PORT | FR_SQS_PORT | FR_KMS_PORT | FR_PG_STANDBY | FR_PG_STANDBY_PORT)
         [[ -n "${!key:-}" ]] || printf -v "$key" '%s' "$value"
         ;;
     esac
@@ -23,8 +23,9 @@ fi
 
 : "${FR_HOST:=127.0.0.1}"          # every service listens on this address only
 : "${FR_PG_PORT:=55432}"           # PostgreSQL
+: "${FR_PG_STANDBY_PORT:=$((FR_PG_PORT + 1))}" # its hot standby (FR_PG_STANDBY=1)
 : "${FR_SQS_PORT:=54566}"          # fauxqs (SQS)
-: "${FR_KMS_PORT:=54599}"          # moto (KMS)
+: "${FR_KMS_PORT:=54599}"          # moto (KMS and S3)
 : "${FR_PG_DB:=fetchreward}"       # database created in the cluster
 : "${FR_PG_MAX_CONNECTIONS:=300}"  # many tests run in parallel, each with its own pool
 : "${FR_READY_TIMEOUT:=60}"        # seconds to wait for each service to answer
@@ -32,6 +33,10 @@ fi
 # `make chaos` needs it). 0: all three off (fast; a Postgres crash loses recent commits). Not
 # sticky: every `make up` applies the value it is given, to a running cluster too (a reload).
 : "${FR_PG_DURABLE:=0}"
+# 1: also a hot standby of the cluster, by streaming replication (pg_basebackup -R), on
+# FR_PG_STANDBY_PORT; target/dev/env then has DATABASE_READ_URL. Sticky: a later `make up`
+# keeps the standby (recorded in target/dev/state) until `make down` or FR_PG_STANDBY=0.
+: "${FR_PG_STANDBY:=0}"
 
 # Deliberately FR_-prefixed rather than read from AWS_*: a developer's real AWS credentials
 # must never end up in target/dev/env, and the emulators accept any credentials anyway.
@@ -43,6 +48,7 @@ fi
 : "${FR_SQS_DLQ:=login-queue-dlq}"
 : "${FR_KMS_ALIAS:=alias/fetchreward}"
 : "${FR_DLQ_KMS_ALIAS:=alias/fetchreward-dlq}"
+: "${FR_S3_ARCHIVE_BUCKET:=fetchreward-archive}" # ARCHIVE_URL is s3://<this>/archive
 
 # OS user that runs the PostgreSQL server when the scripts run as root
 # (initdb and pg_ctl refuse to run as root).
@@ -53,6 +59,7 @@ FR_DEV_DIR="$FR_ROOT/target/dev"
 FR_LOG_DIR="$FR_DEV_DIR/logs"
 FR_RUN_DIR="$FR_DEV_DIR/run"
 FR_PG_LINK="$FR_DEV_DIR/pg"          # the cluster's data dir, or a symlink to it (see up.sh)
+FR_PG_STANDBY_LINK="$FR_DEV_DIR/pg-standby" # the same for its standby
 FR_PG_TLS_DIR="$FR_DEV_DIR/pg-tls"
 FR_ENV_FILE="$FR_DEV_DIR/env"        # export lines for other scripts and shells
 FR_STATE_FILE="$FR_DEV_DIR/state"    # ports etc. of the running stack, for down.sh
@@ -60,6 +67,7 @@ FR_STATE_FILE="$FR_DEV_DIR/state"    # ports etc. of the running stack, for down
 # Fallback location of the cluster when the server user cannot reach the checkout
 # (checkout under /root or a 0700 mktemp dir): one directory per checkout path.
 FR_PG_FALLBACK_DIR="/tmp/fetchreward-pg-$(printf '%s' "$FR_ROOT" | sha256sum | cut -c1-12)"
+FR_PG_STANDBY_FALLBACK_DIR="$FR_PG_FALLBACK_DIR-standby"
 
 # PostgreSQL server binaries: FR_PG_BINDIR, else the newest Debian-installed major version,
 # else whatever pg_config reports.

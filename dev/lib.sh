@@ -111,12 +111,14 @@ http_ok() {
 }
 
 # The cluster's data directory, whether target/dev/pg is the directory itself or a symlink to
-# the /tmp fallback. Prints nothing when there is no cluster.
+# the /tmp fallback. Prints nothing when there is no cluster. `pg_data_dir "$FR_PG_STANDBY_LINK"`:
+# the same for the standby.
 pg_data_dir() {
-  if [[ -L "$FR_PG_LINK" ]]; then
-    readlink "$FR_PG_LINK"
-  elif [[ -d "$FR_PG_LINK" ]]; then
-    (cd "$FR_PG_LINK" && pwd -P)
+  local link="${1:-$FR_PG_LINK}"
+  if [[ -L "$link" ]]; then
+    readlink "$link"
+  elif [[ -d "$link" ]]; then
+    (cd "$link" && pwd -P)
   fi
 }
 
