@@ -15,8 +15,8 @@ use fetchreward_cli::{archive, database, dlq, health, queue, sample, vault};
 use fetchreward_proto::vault::v1::KeyTarget;
 use fetchreward_proto::vault::v1::vault_service_client::VaultServiceClient;
 use fetchreward_runtime::postgres;
-use fetchreward_writer::shards::Shard;
 use fetchreward_runtime::tls::TlsFiles;
+use fetchreward_writer::shards::Shard;
 use tonic::transport::Channel;
 
 #[derive(Parser)]
@@ -885,7 +885,10 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             let pool = database::connect(database::Access::Write).await?;
             let mut db = postgres::client(&pool).await?;
             let moved = fetchreward_writer::shards::init(&mut db, &shards).await?;
-            println!("user_logins is spread over {} shard(s); {moved} row(s) moved to them", shards.len());
+            println!(
+                "user_logins is spread over {} shard(s); {moved} row(s) moved to them",
+                shards.len()
+            );
         }
         Command::Counts { json } => {
             let pool = database::connect(database::Access::Read).await?;

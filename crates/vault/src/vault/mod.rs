@@ -103,6 +103,9 @@ impl Vault {
             ::metrics::counter!(metrics::AUDIT_WRITE_FAILURES, "method" => method.as_str())
                 .increment(0);
         }
+        for step in ["spooled", "replayed"] {
+            ::metrics::counter!(metrics::AUDIT_SPOOL, "step" => step).increment(0);
+        }
         let chain = ring.audit_chain();
         Ok(Vault {
             chain,
