@@ -42,7 +42,9 @@ use tokio::io::AsyncWriteExt;
 use tokio_postgres::Client;
 
 pub use parquet_file::{ArchivedRow, Column, RowChunks, columns, read_rows};
-pub use partitions::{MonthCount, Partition, PartitionState, monthly_counts, partitions};
+pub use partitions::{
+    MonthCount, Partition, PartitionState, monthly_counts, partitions, select_list,
+};
 pub use target::{ArchiveTarget, OlderThan};
 
 /// The version of the manifest and file layout this code writes and reads.

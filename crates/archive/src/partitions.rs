@@ -140,8 +140,25 @@ async fn in_transaction<T>(
     }
 }
 
+impl ArchivedRow {
+    /// A row selected with [`select_list`]'s columns.
+    pub fn from_row(row: &tokio_postgres::Row) -> ArchivedRow {
+        ArchivedRow {
+            user_id: row.get(0),
+            device_type: row.get(1),
+            masked_ip: row.get(2),
+            masked_device_id: row.get(3),
+            locale: row.get(4),
+            app_version: row.get(5),
+            create_date: row.get(6),
+            message_id: row.get(7),
+            app_version_raw: row.get(8),
+        }
+    }
+}
+
 /// The columns, in the archive's order, as a select list.
-fn select_list() -> String {
+pub fn select_list() -> String {
     parquet_file::columns().iter().map(|column| column.name.as_str()).collect::<Vec<_>>().join(", ")
 }
 
@@ -209,17 +226,7 @@ pub async fn export(
         while let Some(row) =
             stream.try_next().await.with_context(|| format!("reading {partition}"))?
         {
-            let row = ArchivedRow {
-                user_id: row.get(0),
-                device_type: row.get(1),
-                masked_ip: row.get(2),
-                masked_device_id: row.get(3),
-                locale: row.get(4),
-                app_version: row.get(5),
-                create_date: row.get(6),
-                message_id: row.get(7),
-                app_version_raw: row.get(8),
-            };
+            let row = ArchivedRow::from_row(&row);
             if let Some(day) = row.create_date {
                 exported.min_create_date =
                     Some(exported.min_create_date.map_or(day, |d| d.min(day)));
@@ -264,13 +271,7 @@ pub async fn retire(
     let partition = &manifest.partition;
     in_transaction(db, "BEGIN", async || {
         db.batch_execute(&format!("SET LOCAL lock_timeout = '{LOCK_TIMEOUT}'")).await?;
-        let attached: Option<bool> = db
-            .query_opt(
-                "SELECT relispartition FROM pg_class WHERE oid = to_regclass($1)",
-                &[&format!("public.\"{partition}\"")],
-            )
-            .await?
-            .map(|row| row.get(0));
+        let attached = attachment(db, partition).await?;
         if attached != Some(true) {
             return Ok(Retired::Done);
         }
@@ -301,17 +302,23 @@ pub async fn retire(
     .await
 }
 
-/// Makes sure `month`'s partition is attached, creating it with the writer's own function when
-/// it is missing; a detached table of that month is not taken over.
-pub async fn prepare_restore(db: &Client, month: Month) -> anyhow::Result<()> {
-    let partition = month.partition_name();
-    let attached: Option<bool> = db
+/// Whether the table `partition` is attached to `user_logins` (`Some(false)`: it exists,
+/// detached; `None`: there is no such table).
+async fn attachment(db: &Client, partition: &str) -> anyhow::Result<Option<bool>> {
+    Ok(db
         .query_opt(
             "SELECT relispartition FROM pg_class WHERE oid = to_regclass($1)",
             &[&format!("public.\"{partition}\"")],
         )
         .await?
-        .map(|row| row.get(0));
+        .map(|row| row.get(0)))
+}
+
+/// Makes sure `month`'s partition is attached, creating it with the writer's own function when
+/// it is missing; a detached table of that month is not taken over.
+pub async fn prepare_restore(db: &Client, month: Month) -> anyhow::Result<()> {
+    let partition = month.partition_name();
+    let attached = attachment(db, &partition).await?;
     match attached {
         Some(true) => Ok(()),
         Some(false) => bail!(

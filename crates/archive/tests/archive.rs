@@ -1,7 +1,9 @@
 //! Archive runs, lists and restores against the local stack's Postgres and moto's S3.
 
 use chrono::NaiveDate;
-use fetchreward_archive::{ArchiveTarget, ArchivedRow, Archiver, Month, PartitionState, read_rows};
+use fetchreward_archive::{
+    ArchiveTarget, ArchivedRow, Archiver, Month, PartitionState, read_rows, select_list,
+};
 use fetchreward_runtime::postgres::PgConfig;
 use fetchreward_testkit::{Stack, TestDatabase};
 use tokio_postgres::{Client, NoTls};
@@ -69,27 +71,15 @@ impl Fixture {
         let rows = self
             .db
             .query(
-                "SELECT user_id, device_type, masked_ip, masked_device_id, locale, app_version, \
-                        create_date, message_id, app_version_raw \
-                 FROM user_logins WHERE create_date >= $1 AND create_date < $2",
+                &format!(
+                    "SELECT {} FROM user_logins WHERE create_date >= $1 AND create_date < $2",
+                    select_list()
+                ),
                 &[&month.first_day(), &month.next_first_day()],
             )
             .await
             .unwrap();
-        let mut rows: Vec<ArchivedRow> = rows
-            .into_iter()
-            .map(|row| ArchivedRow {
-                user_id: row.get(0),
-                device_type: row.get(1),
-                masked_ip: row.get(2),
-                masked_device_id: row.get(3),
-                locale: row.get(4),
-                app_version: row.get(5),
-                create_date: row.get(6),
-                message_id: row.get(7),
-                app_version_raw: row.get(8),
-            })
-            .collect();
+        let mut rows: Vec<ArchivedRow> = rows.iter().map(ArchivedRow::from_row).collect();
         rows.sort();
         rows
     }

@@ -5,9 +5,8 @@
 
 mod common;
 
-use common::{batch, writer_on};
+use common::{write_concurrently, writer_on};
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
-use fetchreward_proto::writer::v1::WriteLoginsRequest;
 use fetchreward_runtime::postgres::PgConfig;
 use fetchreward_testkit::{PgCluster, Stack, TestDatabase, unique_name};
 use fetchreward_writer::shards::{self, Shard};
@@ -49,16 +48,7 @@ fn write_through_shards(c: &mut Criterion) {
         });
         let name = if count == 0 { "no_shards".to_owned() } else { format!("{count}_shards") };
         group.bench_with_input(BenchmarkId::new(name, ROWS), &ROWS, |b, &rows| {
-            b.to_async(&runtime).iter(|| {
-                let calls = (0..CALLERS).map(|_| {
-                    let mut client = client.clone();
-                    let rows = batch(rows);
-                    async move {
-                        client.write_logins(WriteLoginsRequest { rows }).await.expect("written")
-                    }
-                });
-                futures::future::join_all(calls)
-            });
+            b.to_async(&runtime).iter(|| write_concurrently(&client, CALLERS, rows));
         });
     }
     group.finish();

@@ -3,9 +3,8 @@
 
 mod common;
 
-use common::{batch, writer_on};
+use common::{write_concurrently, writer_on};
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
-use fetchreward_proto::writer::v1::WriteLoginsRequest;
 use fetchreward_testkit::{Stack, TestDatabase};
 
 fn write_logins(c: &mut Criterion) {
@@ -21,16 +20,7 @@ fn write_logins(c: &mut Criterion) {
             group.throughput(Throughput::Elements((rows * callers) as u64));
             let id = BenchmarkId::new(format!("{callers}_callers"), rows);
             group.bench_with_input(id, &rows, |b, &rows| {
-                b.to_async(&runtime).iter(|| {
-                    let calls = (0..callers).map(|_| {
-                        let mut client = client.clone();
-                        let rows = batch(rows);
-                        async move {
-                            client.write_logins(WriteLoginsRequest { rows }).await.expect("written")
-                        }
-                    });
-                    futures::future::join_all(calls)
-                });
+                b.to_async(&runtime).iter(|| write_concurrently(&client, callers, rows));
             });
         }
     }

@@ -3,8 +3,8 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use fetchreward_model::{MAC_LEN, PiiKind, Token};
-use fetchreward_proto::writer::v1::MaskedLogin;
 use fetchreward_proto::writer::v1::writer_service_client::WriterServiceClient;
+use fetchreward_proto::writer::v1::{MaskedLogin, WriteLoginsRequest};
 use fetchreward_testkit::Spawned;
 use fetchreward_writer::{Application, StartError, WriterConfig};
 use tonic::transport::Channel;
@@ -49,4 +49,18 @@ pub async fn writer_on(
     let running = Spawned::new(|shutdown| app.run_until_stopped(shutdown));
     let client = WriterServiceClient::connect(format!("http://{addr}")).await.expect("connects");
     (client, running)
+}
+
+/// `callers` concurrent WriteLogins calls of `rows` new rows each.
+pub async fn write_concurrently(
+    client: &WriterServiceClient<Channel>,
+    callers: usize,
+    rows: usize,
+) {
+    let calls = (0..callers).map(|_| {
+        let mut client = client.clone();
+        let rows = batch(rows);
+        async move { client.write_logins(WriteLoginsRequest { rows }).await.expect("written") }
+    });
+    futures::future::join_all(calls).await;
 }
