@@ -7,6 +7,8 @@
 //! clock.
 
 use std::collections::HashSet;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use diesel::prelude::*;
@@ -195,6 +197,21 @@ pub enum StoreError {
     /// The database failed.
     #[error(transparent)]
     Database(#[from] PgError),
+}
+
+/// The primary's current WAL position, as text: the insert position, which holds every commit
+/// made so far even with `synchronous_commit` off (the write position may not yet).
+const PRIMARY_LSN: &str = "SELECT pg_current_wal_insert_lsn()::text AS lsn";
+
+/// Whether the replica has replayed up to a position of the primary.
+const REPLICA_REACHED: &str =
+    "SELECT coalesce(pg_last_wal_replay_lsn() >= $1::pg_lsn, false) AS flag";
+
+/// The answer of [`PRIMARY_LSN`].
+#[derive(QueryableByName)]
+struct Lsn {
+    #[diesel(sql_type = Text)]
+    lsn: String,
 }
 
 /// The answer of [`REPLICA_LAG`].
@@ -438,7 +455,14 @@ pub struct VaultStore {
     pool: PgPool,
     /// A streaming replica (`DATABASE_READ_URL`), for Detokenize's lookups and the audit list.
     replica: Option<PgPool>,
+    /// Whether the replica's last measured lag is within [`REPLICA_MAX_LAG`]; lookups skip it
+    /// otherwise. Set by [`VaultStore::publish_replica_lag_every`].
+    replica_fresh: Arc<AtomicBool>,
 }
+
+/// The most replay lag at which the replica serves lookups: past it, a value forgotten on the
+/// primary could still be read there.
+pub const REPLICA_MAX_LAG: Duration = Duration::from_secs(5);
 
 impl std::fmt::Debug for VaultStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -449,7 +473,7 @@ impl std::fmt::Debug for VaultStore {
 impl VaultStore {
     /// A store on `pool`.
     pub fn new(pool: PgPool) -> Self {
-        VaultStore { pool, replica: None }
+        VaultStore { pool, replica: None, replica_fresh: Arc::new(AtomicBool::new(false)) }
     }
 
     /// Reads Detokenize's lookups and the audit list from `replica`, falling back to the
@@ -606,6 +630,10 @@ impl VaultStore {
         let Some(replica) = &self.replica else {
             return lookup_on(&self.pool, "lookup", tokens).await;
         };
+        if !AtomicBool::load(&self.replica_fresh, Ordering::Relaxed) {
+            replica_read("stale");
+            return lookup_on(&self.pool, "lookup", tokens).await;
+        }
         let mut found = match lookup_on(replica, "lookup_replica", tokens).await {
             Ok(found) => found,
             Err(err) => {
@@ -853,6 +881,45 @@ impl VaultStore {
         Ok(u64::try_from(count.n).unwrap_or(0))
     }
 
+    /// Waits until the replica has replayed everything the primary has committed so far (a
+    /// Forget's erasure, say), for at most `timeout`; returns whether it did. True without a
+    /// replica. A replica that does not catch up in time is not read until its lag is measured
+    /// within [`REPLICA_MAX_LAG`] again.
+    pub async fn wait_for_replica(&self, timeout: Duration) -> bool {
+        let Some(replica) = &self.replica else { return true };
+        let started = Instant::now();
+        let target = match Self::with_conn::<_, PgError>(self, "primary_lsn", async |conn| {
+            let lsn: Lsn = diesel::sql_query(PRIMARY_LSN).get_result(conn).await?;
+            Ok(lsn.lsn)
+        })
+        .await
+        {
+            Ok(lsn) => lsn,
+            Err(err) => {
+                tracing::warn!(error = %err, "the primary's position is unknown; the replica is not read until measured again");
+                self.replica_fresh.store(false, Ordering::Relaxed);
+                return false;
+            }
+        };
+        while started.elapsed() < timeout {
+            let reached =
+                Self::with_conn_on::<_, PgError>(replica, "replica_reached", async |conn| {
+                    let flag: Flag = diesel::sql_query(REPLICA_REACHED)
+                        .bind::<Text, _>(&target)
+                        .get_result(conn)
+                        .await?;
+                    Ok(flag.flag)
+                })
+                .await;
+            if reached.unwrap_or(false) {
+                return true;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        self.replica_fresh.store(false, Ordering::Relaxed);
+        false
+    }
+
     /// Publishes the read replica's lag ([`crate::metrics::REPLICA_LAG`]) every `interval`
     /// until `stop`; -1 while it does not answer. Nothing without a replica.
     pub async fn publish_replica_lag_every(
@@ -867,7 +934,9 @@ impl VaultStore {
                 Ok(lag.seconds)
             })
             .await;
-            ::metrics::gauge!(crate::metrics::REPLICA_LAG).set(lag.unwrap_or(-1.0));
+            ::metrics::gauge!(crate::metrics::REPLICA_LAG).set(*lag.as_ref().unwrap_or(&-1.0));
+            let fresh = lag.is_ok_and(|seconds| seconds <= REPLICA_MAX_LAG.as_secs_f64());
+            self.replica_fresh.store(fresh, Ordering::Relaxed);
             tokio::select! {
                 () = stop.cancelled() => return,
                 () = tokio::time::sleep(interval) => {}

@@ -15,7 +15,7 @@ use crate::audit::{AuditOutcome, StatusCounts};
 use crate::authz::{Access, Method};
 use crate::erasure::{ForgetMode, Receipt};
 use crate::error::VaultError;
-use crate::store::{ChangedToken, StoredToken};
+use crate::store::{ChangedToken, REPLICA_MAX_LAG, StoredToken};
 use crate::version::KeyVersion;
 
 /// Most tokens in one Detokenize or Forget call.
@@ -155,6 +155,11 @@ impl Vault {
                 .await
                 .map_err(|err| Failure::failed(audited_write_error(Method::Forget)(err)))?;
             self.known.remove_all(&tokens);
+            // The answer promises the values are gone: a read replica must not serve them after
+            // it, so it waits for the replica to replay the erasure.
+            if !self.store.wait_for_replica(REPLICA_MAX_LAG).await {
+                tracing::warn!("the read replica did not replay a Forget in time; it is not read until it catches up");
+            }
             count_audited(Method::Forget, AuditOutcome::Allowed);
             record_results(Method::Forget, counts_of(&tokens, &existing));
             let receipt = self.receipt(&existing).await;

@@ -3,10 +3,12 @@
 
 use std::time::Duration;
 
-use fetchreward_proto::vault::v1::TokenizeRequest;
+use fetchreward_proto::vault::v1::{ForgetRequest, TokenizeRequest};
 use fetchreward_testkit::{PgCluster, Stack, TestDatabase, create_kms_key, unique_name};
 
-use crate::helpers::{ALLOW_ANONYMOUS, Resources, audit_rows, device, ip, spawn_vault_on};
+use crate::helpers::{
+    ALLOW_ANONYMOUS, ALLOW_ANONYMOUS_ADMIN, Resources, audit_rows, device, ip, spawn_vault_on,
+};
 
 const CATCH_UP: Duration = Duration::from_secs(30);
 
@@ -27,6 +29,7 @@ async fn detokenize_answers_from_the_replica_while_the_primary_is_down() {
         &resources,
         &[
             ALLOW_ANONYMOUS,
+            ALLOW_ANONYMOUS_ADMIN,
             ("DATABASE_READ_URL", &read_url),
             ("VAULT_AUDIT_SPOOL_FILE", spool.to_str().unwrap()),
         ],
@@ -44,6 +47,19 @@ async fn detokenize_answers_from_the_replica_while_the_primary_is_down() {
     assert!(answer.audit_id > 0);
     standby.sql(&name, "SELECT pg_wal_replay_resume()").await;
     standby.wait_for(&name, "SELECT count(*) FROM vault.pii_tokens", "3", CATCH_UP).await;
+
+    // Once Forget has answered, the replica no longer has the value either.
+    vault
+        .client
+        .forget(ForgetRequest { tokens: fresh.clone(), purpose: "erasure request".into() })
+        .await
+        .expect("forgotten");
+    let gone = standby
+        .sql(&name, &format!("SELECT count(*) FROM vault.pii_tokens WHERE token = '{}' AND ciphertext IS NOT NULL", fresh[0]))
+        .await;
+    assert_eq!(gone, ["0"], "the erasure is on the replica when Forget answers");
+    let answer = vault.detokenize(&fresh).await.expect("answers");
+    assert_eq!(answer.results[0].value, "", "a forgotten value is not read from the replica");
 
     primary.stop();
 
@@ -74,8 +90,8 @@ async fn detokenize_answers_from_the_replica_while_the_primary_is_down() {
             .into_iter()
             .filter(|row| row.method == "Detokenize" && row.outcome == "allowed")
             .collect();
-        if detokenized.len() == 2 {
-            assert_eq!(detokenized[1].found, 2);
+        if detokenized.len() == 3 {
+            assert_eq!(detokenized[2].found, 2);
             break;
         }
         assert!(
