@@ -31,7 +31,12 @@ and the gRPC ports, no more; with CIDRs and an OTLP endpoint set, that the rules
 the archive job on, it checks the CronJob (Forbid, the archive run's arguments, the Secret file,
 the emptyDir at /tmp, the hardening of the services), its ServiceAccount, and that its pods are
 isolated, admit nothing and reach DNS, the database and 443 (the AWS and S3 CIDRs when given)
-only; and that none of it is rendered by default.
+only; and that none of it is rendered by default. With the vault's read replica, it checks that
+its URL comes as a file from its Secret (DATABASE_READ_URL_FILE), never as a variable; with the
+audit spool, VAULT_AUDIT_SPOOL_FILE in its directory on an emptyDir (or, with an existing claim,
+one directory per pod through subPathExpr), the only writable mount beside /tmp under the
+read-only root; that neither is rendered by default; and that the spool is refused without the
+replica.
 
 Needs PyYAML for the YAML parts; without it, those parts are skipped with a message.
 Exit status: 0 when no errors were found, 1 otherwise.
@@ -105,6 +110,7 @@ def found(expected: "str | Schema", text: str) -> bool:
 
 
 KEDA_WITH_HPA = "ingestor.keda.enabled and ingestor.autoscaling.enabled are both true"
+AUDIT_SPOOL_ALONE = "vault.auditSpool.enabled needs vault.database.readUrlSecret.name"
 # Renderings that must fail: (extra --set, what the error must contain, what it must contain
 # with --skip-schema-validation). The schema (values.schema.json) is checked first, so where it
 # refuses a value its error, naming the value by path, is the one expected; the templates keep
@@ -162,6 +168,19 @@ MUST_FAIL: list[tuple[str, "str | Schema", "str | None"]] = [
      Schema("archive.olderThan"), "archive.olderThan must be an age"),
     ("archive.schedule=monthly", Schema("archive.schedule"), None),
     ("archive.backoffLimit=-1", Schema("archive.backoffLimit"), None),
+    # The vault's read replica and audit spool: the spool needs the replica (the vault refuses
+    # VAULT_AUDIT_SPOOL_FILE without DATABASE_READ_URL), and both name objects of the cluster.
+    ("vault.auditSpool.enabled=true", Schema("vault.database.readUrlSecret.name"), AUDIT_SPOOL_ALONE),
+    ("vault.auditSpool.enabled=true,vault.auditSpool.existingClaim=fetchreward-vault-spool",
+     Schema("vault.database.readUrlSecret.name"), AUDIT_SPOOL_ALONE),
+    ("vault.auditSpool.enabled=yes", Schema("vault.auditSpool.enabled"),
+     "vault.auditSpool.enabled must be a boolean"),
+    ("vault.database.readUrlSecret.name=Vault_Read", Schema("vault.database.readUrlSecret.name"), None),
+    ("vault.database.readUrlSecret.name=fetchreward-vault-db-read,vault.database.readUrlSecret.key=",
+     Schema("vault.database.readUrlSecret.key"), None),
+    ("vault.database.readUrl=postgres://replica", Schema("vault.database"), None),
+    ("vault.auditSpool.existingClaim=Spool_Claim", Schema("vault.auditSpool.existingClaim"), None),
+    ("vault.auditSpool.sizeLimit=lots", Schema("vault.auditSpool.sizeLimit"), None),
     # KEDA: the conflict with the HPA is the templates' to refuse, with a message of its own.
     ("ingestor.keda.enabled=true,ingestor.autoscaling.enabled=true", KEDA_WITH_HPA, KEDA_WITH_HPA),
     ("ingestor.keda.enabled=true,ingestor.keda.minReplicaCount=5,ingestor.keda.maxReplicaCount=3",
@@ -197,6 +216,14 @@ NETWORK_SETS = [
 ARCHIVE_URL = "s3://fetchreward-archive-check/archive"
 ARCHIVE_SETS = ["archive.enabled=true", f"archive.url={ARCHIVE_URL}"]
 ARCHIVE_S3_CIDRS = "networkPolicy.egress.s3.cidrs={52.216.0.0/15,54.231.0.0/16}"
+
+# The vault's read replica and audit spool, off by default, and what turns them on.
+READ_SECRET = "fetchreward-vault-db-read"
+REPLICA_SETS = [f"vault.database.readUrlSecret.name={READ_SECRET}"]
+SPOOL_SETS = REPLICA_SETS + ["vault.auditSpool.enabled=true"]
+SPOOL_CLAIM = "fetchreward-vault-spool"
+SPOOL_CLAIM_SETS = SPOOL_SETS + [f"vault.auditSpool.existingClaim={SPOOL_CLAIM}"]
+SPOOL_DIR = "/var/spool/fetchreward"
 
 # The monitoring objects, all off by default, and what turns them on.
 MONITORING_SETS = [
@@ -632,6 +659,83 @@ def check_archive(default_docs: list[dict], docs: list[dict], network_docs: list
           f"fetchreward {' '.join(wanted_args)}, its ServiceAccount and NetworkPolicy: ok")
 
 
+def check_vault_storage(renders: dict[str, list[dict]], values: dict, report: Report) -> None:
+    """The vault's read replica and audit spool: neither by default; the replica's URL a file
+    from its Secret as the primary's is; the spool's directory the only writable mount beside
+    /tmp, an emptyDir, or one directory per pod on an existing claim."""
+    def vault_parts(docs: list[dict]) -> "tuple[dict, dict, dict] | None":
+        deployments = [d for d in docs if d.get("kind") == "Deployment"
+                       and (d["metadata"].get("labels") or {}).get("app.kubernetes.io/component") == "vault"]
+        maps = [d for d in docs if d.get("kind") == "ConfigMap"
+                and (d["metadata"].get("labels") or {}).get("app.kubernetes.io/component") == "vault"
+                and "GRPC_ADDR" in (d.get("data") or {})]
+        if len(deployments) != 1 or len(maps) != 1:
+            return None
+        pod = deployments[0]["spec"]["template"]["spec"]
+        return pod, pod["containers"][0], maps[0].get("data") or {}
+
+    parts = {name: vault_parts(docs) for name, docs in renders.items()}
+    for name, got in parts.items():
+        if got is None:
+            report.error(f"helm template ({name}) renders not exactly one vault Deployment and ConfigMap")
+            return
+    read_file = "/etc/fetchreward/db-read/url"
+    for name, (pod, container, data) in parts.items():
+        env = {e["name"]: e for e in container.get("env") or []}
+        mounts = {m["mountPath"]: m for m in container.get("volumeMounts") or []}
+        volumes = {v["name"]: v for v in pod.get("volumes") or []}
+        replica, spool = name != "default", name in ("audit spool", "audit spool on a claim")
+        for variable in ("DATABASE_READ_URL", "DATABASE_URL"):
+            if variable in env or variable in data:
+                report.error(f"helm template ({name}): the vault has {variable} in its environment; "
+                             "the URL holds the password")
+        if ("DATABASE_READ_URL_FILE" in env) != replica:
+            report.error(f"helm template ({name}): the vault {'lacks' if replica else 'has'} DATABASE_READ_URL_FILE")
+        if ("VAULT_AUDIT_SPOOL_FILE" in data) != spool:
+            report.error(f"helm template ({name}): the vault's ConfigMap {'lacks' if spool else 'has'} "
+                         "VAULT_AUDIT_SPOOL_FILE")
+        if (SPOOL_DIR in mounts) != spool:
+            report.error(f"helm template ({name}): the vault {'lacks' if spool else 'has'} a mount at {SPOOL_DIR}")
+        box = container.get("securityContext") or {}
+        if box.get("readOnlyRootFilesystem") is not True:
+            report.error(f"helm template ({name}): the vault's root filesystem is not read-only")
+        writable = sorted(path for path, m in mounts.items() if not m.get("readOnly"))
+        wanted = sorted(["/tmp"] + ([SPOOL_DIR] if spool else []))
+        if writable != wanted:
+            report.error(f"helm template ({name}): the vault's writable mounts are {writable}, not {wanted}")
+        if replica:
+            if (env.get("DATABASE_READ_URL_FILE") or {}).get("value") != read_file:
+                report.error(f"helm template ({name}): DATABASE_READ_URL_FILE is "
+                             f"{env.get('DATABASE_READ_URL_FILE')}, not {read_file}")
+            mount = mounts.get("/etc/fetchreward/db-read") or {}
+            secret = (volumes.get(mount.get("name"), {}).get("secret") or {})
+            if not mount.get("readOnly") or secret.get("secretName") != READ_SECRET \
+                    or secret.get("items") != [{"key": values["vault"]["database"]["readUrlSecret"]["key"], "path": "url"}]:
+                report.error(f"helm template ({name}): /etc/fetchreward/db-read is not Secret {READ_SECRET}'s "
+                             f"key as the file url, read-only ({mount}, {secret})")
+        if spool:
+            if data.get("VAULT_AUDIT_SPOOL_FILE") != f"{SPOOL_DIR}/audit.spool":
+                report.error(f"helm template ({name}): VAULT_AUDIT_SPOOL_FILE is "
+                             f"{data.get('VAULT_AUDIT_SPOOL_FILE')!r}, not {SPOOL_DIR}/audit.spool")
+            mount = mounts[SPOOL_DIR]
+            volume = volumes.get(mount.get("name"), {})
+            if name == "audit spool":
+                limit = (volume.get("emptyDir") or {}).get("sizeLimit")
+                if limit != values["vault"]["auditSpool"]["sizeLimit"] or "subPathExpr" in mount:
+                    report.error(f"helm template ({name}): the spool is not an emptyDir of "
+                                 f"vault.auditSpool.sizeLimit mounted whole ({volume}, {mount})")
+            else:
+                claim = (volume.get("persistentVolumeClaim") or {}).get("claimName")
+                pod_name = ((env.get("POD_NAME") or {}).get("valueFrom") or {}).get("fieldRef") or {}
+                if claim != SPOOL_CLAIM or mount.get("subPathExpr") != "$(POD_NAME)" \
+                        or pod_name.get("fieldPath") != "metadata.name":
+                    report.error(f"helm template ({name}): the spool is not claim {SPOOL_CLAIM} with one "
+                                 f"directory per pod ({volume}, {mount}, POD_NAME {pod_name})")
+    print("helm template with the vault's read replica and audit spool: DATABASE_READ_URL_FILE from "
+          f"Secret {READ_SECRET}, VAULT_AUDIT_SPOOL_FILE on an emptyDir or one directory per pod of "
+          f"claim {SPOOL_CLAIM}, the only writable mount beside /tmp; neither by default: ok")
+
+
 def check_keda(default_docs: list[dict], docs: list[dict], role_docs: list[dict], values: dict,
                report: Report) -> None:
     """KEDA's objects: off by default; when on, a ScaledObject on the ingestor's queue and its
@@ -715,6 +819,7 @@ def run_helm(chart: Path, values: object, report: Report) -> None:
 
     monitoring, keda, network = flags(MONITORING_SETS), flags(KEDA_SETS), flags(NETWORK_SETS)
     archive = flags(ARCHIVE_SETS)
+    replica, spool, spool_claim = flags(REPLICA_SETS), flags(SPOOL_SETS), flags(SPOOL_CLAIM_SETS)
     archive_network = archive + network + flags([ARCHIVE_S3_CIDRS])
     keda_role = keda + flags([f"ingestor.keda.roleArn={KEDA_ROLE}"])
     rendered: dict[str, str] = {}
@@ -722,6 +827,7 @@ def run_helm(chart: Path, values: object, report: Report) -> None:
                        ("lint with monitoring", ["lint", "--strict", str(chart), *monitoring]),
                        ("lint with KEDA and egress CIDRs", ["lint", "--strict", str(chart), *keda, *network]),
                        ("lint with the archive job", ["lint", "--strict", str(chart), *archive_network]),
+                       ("lint with the audit spool", ["lint", "--strict", str(chart), *spool_claim]),
                        ("default", ["template", "check", str(chart)]),
                        ("without generation keys",
                         ["template", "check", str(chart), "--set", "vault.generationKmsKeys=false",
@@ -732,6 +838,9 @@ def run_helm(chart: Path, values: object, report: Report) -> None:
                        ("network", ["template", "check", str(chart), *network]),
                        ("archive", ["template", "check", str(chart), *archive]),
                        ("archive network", ["template", "check", str(chart), *archive_network]),
+                       ("read replica", ["template", "check", str(chart), *replica]),
+                       ("audit spool", ["template", "check", str(chart), *spool]),
+                       ("audit spool on a claim", ["template", "check", str(chart), *spool_claim]),
                        ("no network policy", ["template", "check", str(chart),
                                               "--set", "networkPolicy.enabled=false"]),
                        ("no egress policy", ["template", "check", str(chart),
@@ -764,7 +873,8 @@ def run_helm(chart: Path, values: object, report: Report) -> None:
     if yaml is None:
         print("PyYAML is not installed: skipped the checks of the rendered objects")
     elif all(name in rendered for name in ("default", "monitoring", "keda", "keda with role", "network",
-                                          "archive", "archive network", "no network policy",
+                                          "archive", "archive network", "read replica", "audit spool",
+                                          "audit spool on a claim", "no network policy",
                                           "no egress policy")) \
             and isinstance(values, dict):
         try:
@@ -778,6 +888,8 @@ def run_helm(chart: Path, values: object, report: Report) -> None:
             check_network_policies(docs["default"], values, report)
             check_network_cidrs(docs["network"], values, report)
             check_archive(docs["default"], docs["archive"], docs["archive network"], values, report)
+            check_vault_storage({name: docs[name] for name in ("default", "read replica", "audit spool",
+                                                                "audit spool on a claim")}, values, report)
             if any(d.get("kind") == "NetworkPolicy" for d in docs["no network policy"]):
                 report.error("helm template with networkPolicy.enabled=false renders NetworkPolicies")
             if any("Egress" in (d["spec"].get("policyTypes") or [])

@@ -117,6 +117,24 @@ object with a Statement.
 {{- end -}}
 
 {{/*
+Whether the vault spools Detokenize's audit rows (VAULT_AUDIT_SPOOL_FILE), checked: "true" or
+empty. The spool is only written while Detokenize answers from the read replica, and the vault
+refuses to start with it but without DATABASE_READ_URL.
+*/}}
+{{- define "fetchreward.vaultAuditSpool" -}}
+{{- $spool := .Values.vault.auditSpool -}}
+{{- if not (kindIs "bool" $spool.enabled) -}}
+{{- fail (printf "vault.auditSpool.enabled must be a boolean, true or false, not the %s %q" (kindOf $spool.enabled) (toString $spool.enabled)) -}}
+{{- end -}}
+{{- if $spool.enabled -}}
+{{- if not .Values.vault.database.readUrlSecret.name -}}
+{{- fail "vault.auditSpool.enabled needs vault.database.readUrlSecret.name: the spool keeps the audit rows of reveals answered by the read replica while the primary is down, and the vault refuses VAULT_AUDIT_SPOOL_FILE without DATABASE_READ_URL" -}}
+{{- end -}}
+true
+{{- end -}}
+{{- end -}}
+
+{{/*
 Numbers of the vault's settings, checked and printed as integers (a large float would
 otherwise render as 6.048e+05).
 */}}
