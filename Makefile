@@ -7,7 +7,7 @@ SHELL := /bin/bash
 # Exports the local stack's endpoints (written by dev/up.sh) into a recipe line's commands.
 STACK_ENV := set -a; . target/dev/env; set +a
 
-.PHONY: up down env check test doc demo bench fuzz certs chaos soak observe lint-observability lint-deploy image
+.PHONY: up down env check test doc demo bench bench-compare fuzz certs chaos soak observe lint-observability lint-deploy image
 
 ## up: start the local stack (idempotent) and print its endpoints
 up:
@@ -72,6 +72,10 @@ bench: up
 	cargo build --release --bins
 	$(STACK_ENV); cargo bench -p fetchreward-writer -p fetchreward-vault
 	$(STACK_ENV); cargo bench -p fetchreward-e2e --bench pipeline
+
+## bench-compare: two pipeline benchmark runs side by side (A=old/pipeline.json B=new/pipeline.json)
+bench-compare:
+	@python3 dev/bench-compare.py "$(A)" "$(B)"
 
 ## fuzz: the parsing properties (message bodies, tokens) with many generated cases (FUZZ_CASES)
 FUZZ_CASES ?= 1000000

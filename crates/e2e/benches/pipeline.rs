@@ -6,9 +6,13 @@
 //! each service. Settings: `BENCH_MESSAGES` (default 100000), `BENCH_DISTINCT_PERCENT` (share
 //! of distinct ip and device_id values, default 50), `BENCH_POLLERS` (default 4),
 //! `BENCH_WORKERS` (4), `BENCH_MAX_BATCH` (500), `BENCH_TLS` (1: mutual TLS between the
-//! services, as in production; 0: plaintext). Needs `make up` and
+//! services, as in production; 0: plaintext), `BENCH_ROUNDS` (3: each a bare drain, then the
+//! pipeline, so both are measured in the same sitting; the table gives medians). Writes
+//! `target/bench/pipeline.md` and `target/bench/pipeline.json`, which `make bench-compare`
+//! compares with another run's. Needs `make up` and
 //! `cargo build --release --bins` (the Makefile does both).
 
+use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -64,58 +68,69 @@ async fn count_rows(db: &TestDatabase) -> usize {
     rows[0].n as usize
 }
 
-#[tokio::main]
-async fn main() {
-    if std::env::args().any(|arg| arg == "--list") {
-        return; // `cargo bench -- --list` enumerates benchmarks; this one is a whole run.
-    }
-    let messages = setting("BENCH_MESSAGES", 100_000);
-    let distinct = (messages * setting("BENCH_DISTINCT_PERCENT", 50) / 100).max(1);
-    let pollers = setting("BENCH_POLLERS", 4);
-    let workers = setting("BENCH_WORKERS", 4);
-    let max_batch = setting("BENCH_MAX_BATCH", 500);
-    let tls = setting("BENCH_TLS", 1) == 1;
-    let stack = Stack::from_env();
-    let sqs = stack.sqs();
-    let bodies = sample::synthetic(
-        messages,
-        2024,
-        sample::Shape { distinct_ips: distinct, distinct_devices: distinct },
-    );
-    let logs = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target/bench");
-    std::fs::create_dir_all(&logs).expect("creates target/bench");
+/// What one round measured: the bare drain, then the pipeline on the same emulator.
+#[derive(Debug, Clone, serde::Serialize)]
+struct Round {
+    bare_msgs_per_s: f64,
+    pipeline_msgs_per_s: f64,
+    ratio_to_bare: f64,
+    /// Per service: CPU seconds per 1,000 messages, peak RSS.
+    services: BTreeMap<String, ServiceFigures>,
+    cpu_s_per_1000_total: f64,
+    peak_rss_mib_total: f64,
+}
 
-    // 1. The emulator alone.
+#[derive(Debug, Clone, serde::Serialize)]
+struct ServiceFigures {
+    cpu_s_per_1000: f64,
+    peak_rss_mib: f64,
+}
+
+/// The settings of a run, as the JSON report records them.
+#[derive(Debug, Clone, serde::Serialize)]
+struct Settings {
+    messages: usize,
+    distinct: usize,
+    pollers: usize,
+    workers: usize,
+    max_batch: usize,
+    tls: bool,
+    rounds: usize,
+}
+
+/// One round: a fresh queue drained bare, then a fresh pipeline on a fresh queue and database.
+async fn round(stack: &Stack, settings: &Settings, bodies: &[String], logs: &Path) -> Round {
+    let sqs = stack.sqs();
+    let messages = settings.messages;
     let bare = QueuePair::create(&sqs, 50, 30).await;
-    queue::seed(&sqs, &bare.queue_url, bodies.clone()).await.expect("seeds");
+    queue::seed(&sqs, &bare.queue_url, bodies.to_vec()).await.expect("seeds");
     // The bare drain dead-letters nothing: its sealer is never asked for a key.
     let sealer = Arc::new(Sealer::new(stack.kms(), "alias/unused"));
     let bare_queue = SqsQueue::new(sqs.clone(), &bare.queue_url, &bare.dlq_url, sealer);
-    let bare_time = bare_drain(bare_queue, pollers, messages).await;
+    let bare_time = bare_drain(bare_queue, settings.pollers, messages).await;
     let bare_rate = messages as f64 / bare_time.as_secs_f64();
     eprintln!("bare drain: {messages} messages in {bare_time:.2?} ({bare_rate:.0} msgs/s)");
 
-    // 2. The pipeline: vault and writer first, with mutual TLS from a throwaway PKI (the
-    // default, as in production) or in plaintext.
+    // The pipeline: vault and writer first, with mutual TLS from a throwaway PKI (the default,
+    // as in production) or in plaintext.
     let mut set = ServiceSet::start(
-        &stack,
+        stack,
         SetConfig {
-            tls,
+            tls: settings.tls,
             max_receive_count: 50,
             visibility_timeout_secs: 30,
             ingestor_settings: vec![
-                ("POLLERS", pollers.to_string()),
-                ("WORKERS", workers.to_string()),
-                ("MAX_BATCH", max_batch.to_string()),
+                ("POLLERS", settings.pollers.to_string()),
+                ("WORKERS", settings.workers.to_string()),
+                ("MAX_BATCH", settings.max_batch.to_string()),
                 ("RECEIVE_WAIT_SECS", "1".into()),
             ],
-            log_dir: logs.clone(),
+            log_dir: logs.to_path_buf(),
         },
     )
     .await
     .expect("starts the vault and the writer");
-    queue::seed(&sqs, &set.queues.queue_url, bodies).await.expect("seeds");
-
+    queue::seed(&sqs, &set.queues.queue_url, bodies.to_vec()).await.expect("seeds");
     set.vault.cpu_at_start = set.vault.cpu_seconds();
     set.writer.cpu_at_start = set.writer.cpu_seconds();
     let started = Instant::now();
@@ -127,32 +142,127 @@ async fn main() {
     let rows = count_rows(&set.database).await;
     assert_eq!(rows, messages, "every message became exactly one row");
     let rate = messages as f64 / elapsed.as_secs_f64();
-
-    let report_rows: Vec<String> = set
+    eprintln!("pipeline: {messages} messages in {elapsed:.2?} ({rate:.0} msgs/s)");
+    let services: BTreeMap<String, ServiceFigures> = set
         .services()
         .map(|service| {
             let cpu = service.cpu_seconds() - service.cpu_at_start;
-            format!(
-                "| {} | {:.3} | {:.0} |",
-                service.name(),
-                cpu / messages as f64 * 1000.0,
-                service.peak_rss_mib()
-            )
+            let figures = ServiceFigures {
+                cpu_s_per_1000: cpu / messages as f64 * 1000.0,
+                peak_rss_mib: service.peak_rss_mib(),
+            };
+            (service.name().to_owned(), figures)
         })
         .collect();
+    set.stop();
+    Round {
+        bare_msgs_per_s: bare_rate,
+        pipeline_msgs_per_s: rate,
+        ratio_to_bare: rate / bare_rate,
+        cpu_s_per_1000_total: services.values().map(|s| s.cpu_s_per_1000).sum(),
+        peak_rss_mib_total: services.values().map(|s| s.peak_rss_mib).sum(),
+        services,
+    }
+}
+
+/// The median of `values` (the upper middle one of an even count).
+fn median(mut values: Vec<f64>) -> f64 {
+    values.sort_by(f64::total_cmp);
+    values[values.len() / 2]
+}
+
+/// `median (min–max)` of one figure over the rounds.
+fn spread(rounds: &[Round], figure: impl Fn(&Round) -> f64, format: fn(f64) -> String) -> String {
+    let values: Vec<f64> = rounds.iter().map(&figure).collect();
+    let min = values.iter().copied().fold(f64::INFINITY, f64::min);
+    let max = values.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+    if rounds.len() == 1 {
+        format(values[0])
+    } else {
+        format!("{} ({}–{})", format(median(values)), format(min), format(max))
+    }
+}
+
+#[tokio::main]
+async fn main() {
+    if std::env::args().any(|arg| arg == "--list") {
+        return; // `cargo bench -- --list` enumerates benchmarks; this one is a whole run.
+    }
+    let messages = setting("BENCH_MESSAGES", 100_000);
+    let settings = Settings {
+        messages,
+        distinct: (messages * setting("BENCH_DISTINCT_PERCENT", 50) / 100).max(1),
+        pollers: setting("BENCH_POLLERS", 4),
+        workers: setting("BENCH_WORKERS", 4),
+        max_batch: setting("BENCH_MAX_BATCH", 500),
+        tls: setting("BENCH_TLS", 1) == 1,
+        rounds: setting("BENCH_ROUNDS", 3).max(1),
+    };
+    let stack = Stack::from_env();
+    let bodies = sample::synthetic(
+        messages,
+        2024,
+        sample::Shape { distinct_ips: settings.distinct, distinct_devices: settings.distinct },
+    );
+    let logs = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target/bench");
+    std::fs::create_dir_all(&logs).expect("creates target/bench");
+
+    let mut rounds = Vec::with_capacity(settings.rounds);
+    for number in 1..=settings.rounds {
+        eprintln!("round {number} of {}", settings.rounds);
+        rounds.push(round(&stack, &settings, &bodies, &logs).await);
+    }
+
+    let rate = |v: f64| format!("{v:.0}");
+    let percent = |v: f64| format!("{:.0}%", v * 100.0);
+    let cpu = |v: f64| format!("{v:.3}");
+    let mib = |v: f64| format!("{v:.0}");
+    let mut table = vec![
+        "| measure | value, median of the rounds (min–max) |".to_owned(),
+        "|---|---|".to_owned(),
+        format!("| end-to-end msgs/s | {} |", spread(&rounds, |r| r.pipeline_msgs_per_s, rate)),
+        format!(
+            "| bare drain msgs/s (receive + delete, {} pollers) | {} |",
+            settings.pollers,
+            spread(&rounds, |r| r.bare_msgs_per_s, rate)
+        ),
+        format!("| ratio to the bare drain | {} |", spread(&rounds, |r| r.ratio_to_bare, percent)),
+        format!(
+            "| CPU s per 1,000 msgs, all services | {} |",
+            spread(&rounds, |r| r.cpu_s_per_1000_total, cpu)
+        ),
+        format!(
+            "| peak RSS, all services (MiB) | {} |",
+            spread(&rounds, |r| r.peak_rss_mib_total, mib)
+        ),
+    ];
+    for name in rounds[0].services.keys() {
+        table.push(format!(
+            "| {name}: CPU s per 1,000 msgs | {} |",
+            spread(&rounds, |r| r.services[name].cpu_s_per_1000, cpu)
+        ));
+        table.push(format!(
+            "| {name}: peak RSS (MiB) | {} |",
+            spread(&rounds, |r| r.services[name].peak_rss_mib, mib)
+        ));
+    }
     let report = format!(
-        "End to end: {messages} messages ({distinct} distinct ip and device_id values), pollers {pollers}, \
-         workers {workers}, max batch {max_batch}, gRPC {}\n\n\
-         | measure | value |\n|---|---|\n\
-         | end-to-end rate | {rate:.0} msgs/s ({elapsed:.1?}) |\n\
-         | bare drain rate of the emulator (receive + delete, {pollers} pollers) | {bare_rate:.0} msgs/s |\n\
-         | ratio | {:.0}% |\n\n\
-         | service | CPU seconds per 1,000 messages | peak RSS (MiB) |\n|---|---|---|\n{}\n",
-        if tls { "over mutual TLS" } else { "in plaintext" },
-        rate / bare_rate * 100.0,
-        report_rows.join("\n"),
+        "End to end: {messages} messages ({} distinct ip and device_id values), pollers {}, \
+         workers {}, max batch {}, gRPC {}, {} round(s)\n\n{}\n",
+        settings.distinct,
+        settings.pollers,
+        settings.workers,
+        settings.max_batch,
+        if settings.tls { "over mutual TLS" } else { "in plaintext" },
+        settings.rounds,
+        table.join("\n"),
     );
     println!("{report}");
     std::fs::write(logs.join("pipeline.md"), &report).expect("writes target/bench/pipeline.md");
-    set.stop();
+    let json = serde_json::json!({ "settings": settings, "rounds": rounds });
+    std::fs::write(logs.join("pipeline.json"), serde_json::to_vec_pretty(&json).unwrap())
+        .expect("writes target/bench/pipeline.json");
+    eprintln!(
+        "written: target/bench/pipeline.md, target/bench/pipeline.json (make bench-compare A=… B=…)"
+    );
 }
