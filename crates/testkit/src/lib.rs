@@ -254,33 +254,50 @@ impl<T> Drop for Spawned<T> {
 
 /// A TCP proxy in front of a server, which a test can take down and bring back: what a
 /// database restart looks like to its clients (every connection cut, new ones refused for a
-/// while), without touching the server other tests share.
+/// while), without touching the server other tests share. It can also hold every chunk a
+/// client sends for a fixed delay before passing it on ([`TcpProxy::start_with_delay`]): each
+/// request then takes that much longer, as a cloud service's requests do over the network.
 pub struct TcpProxy {
     /// The address clients connect to.
     pub addr: std::net::SocketAddr,
     upstream: std::net::SocketAddr,
+    delay: std::time::Duration,
     tasks: std::sync::Arc<std::sync::Mutex<tokio::task::JoinSet<()>>>,
 }
 
 impl TcpProxy {
     /// A proxy on a free local port forwarding to `upstream`.
     pub async fn start(upstream: std::net::SocketAddr) -> TcpProxy {
+        TcpProxy::start_with_delay(upstream, std::time::Duration::ZERO).await
+    }
+
+    /// A proxy that passes on what clients send `delay` after it arrived (in order); answers
+    /// come back at once.
+    pub async fn start_with_delay(
+        upstream: std::net::SocketAddr,
+        delay: std::time::Duration,
+    ) -> TcpProxy {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("binds");
         let addr = listener.local_addr().expect("bound");
-        let proxy = TcpProxy { addr, upstream, tasks: Default::default() };
+        let proxy = TcpProxy { addr, upstream, delay, tasks: Default::default() };
         proxy.serve(listener);
         proxy
     }
 
     fn serve(&self, listener: tokio::net::TcpListener) {
-        let upstream = self.upstream;
+        let (upstream, delay) = (self.upstream, self.delay);
         let tasks = self.tasks.clone();
         let accept_tasks = tasks.clone();
         tasks.lock().expect("not poisoned").spawn(async move {
             while let Ok((mut client, _)) = listener.accept().await {
                 accept_tasks.lock().expect("not poisoned").spawn(async move {
-                    if let Ok(mut server) = tokio::net::TcpStream::connect(upstream).await {
+                    let Ok(mut server) = tokio::net::TcpStream::connect(upstream).await else {
+                        return;
+                    };
+                    if delay.is_zero() {
                         let _ = tokio::io::copy_bidirectional(&mut client, &mut server).await;
+                    } else {
+                        forward_delayed(client, server, delay).await;
                     }
                 });
             }
@@ -296,6 +313,45 @@ impl TcpProxy {
     pub async fn resume(&self) {
         let listener = tokio::net::TcpListener::bind(self.addr).await.expect("rebinds");
         self.serve(listener);
+    }
+}
+
+/// Copies client to server with every chunk held `delay` after its arrival, server to client
+/// at once, until either side closes.
+async fn forward_delayed(
+    client: tokio::net::TcpStream,
+    server: tokio::net::TcpStream,
+    delay: std::time::Duration,
+) {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let (mut client_read, mut client_write) = client.into_split();
+    let (mut server_read, mut server_write) = server.into_split();
+    let (chunks, mut due) =
+        tokio::sync::mpsc::unbounded_channel::<(tokio::time::Instant, Vec<u8>)>();
+    let reading = async move {
+        let mut buffer = vec![0; 64 * 1024];
+        while let Ok(read) = client_read.read(&mut buffer).await {
+            let at = tokio::time::Instant::now() + delay;
+            if read == 0 || chunks.send((at, buffer[..read].to_vec())).is_err() {
+                break;
+            }
+        }
+    };
+    let writing = async move {
+        while let Some((at, chunk)) = due.recv().await {
+            tokio::time::sleep_until(at).await;
+            if server_write.write_all(&chunk).await.is_err() {
+                break;
+            }
+        }
+        let _ = server_write.shutdown().await;
+    };
+    let answering = async move {
+        let _ = tokio::io::copy(&mut server_read, &mut client_write).await;
+    };
+    tokio::select! {
+        _ = async { tokio::join!(reading, writing) } => {}
+        () = answering => {}
     }
 }
 
@@ -453,6 +509,31 @@ impl Default for TestPki {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn a_delaying_proxy_holds_each_request_and_passes_everything_on() {
+        use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+        let server = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let upstream = server.local_addr().unwrap();
+        tokio::spawn(async move {
+            let (mut conn, _) = server.accept().await.unwrap();
+            let mut buffer = [0u8; 5];
+            while conn.read_exact(&mut buffer).await.is_ok() {
+                conn.write_all(&buffer).await.unwrap(); // echo each 5-byte request
+            }
+        });
+        let delay = std::time::Duration::from_millis(50);
+        let proxy = TcpProxy::start_with_delay(upstream, delay).await;
+        let mut client = tokio::net::TcpStream::connect(proxy.addr).await.unwrap();
+        for request in [b"ping1", b"ping2"] {
+            let sent = std::time::Instant::now();
+            client.write_all(request).await.unwrap();
+            let mut answer = [0u8; 5];
+            client.read_exact(&mut answer).await.unwrap();
+            assert_eq!(&answer, request);
+            assert!(sent.elapsed() >= delay, "answered after {:?}", sent.elapsed());
+        }
+    }
 
     #[test]
     fn database_urls_swap_only_the_name() {
