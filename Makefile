@@ -7,7 +7,7 @@ SHELL := /bin/bash
 # Exports the local stack's endpoints (written by dev/up.sh) into a recipe line's commands.
 STACK_ENV := set -a; . target/dev/env; set +a
 
-.PHONY: up down env check test doc demo bench bench-compare fuzz certs chaos soak observe lint-observability lint-deploy image
+.PHONY: up down env check test doc demo bench bench-latency bench-compare fuzz certs chaos soak observe lint-observability lint-deploy image
 
 ## up: start the local stack (idempotent) and print its endpoints
 up:
@@ -72,6 +72,11 @@ bench: up
 	cargo build --release --bins
 	$(STACK_ENV); cargo bench -p fetchreward-writer -p fetchreward-vault
 	$(STACK_ENV); cargo bench -p fetchreward-e2e --bench pipeline
+
+## bench-latency: the pipeline with 20 ms added to every SQS request, by pollers and ingestor replicas (BENCH_LATENCY_MS, BENCH_LATENCY_MESSAGES)
+bench-latency: up
+	cargo build --release --bins
+	$(STACK_ENV); cargo bench -p fetchreward-e2e --bench latency
 
 ## bench-compare: two pipeline benchmark runs side by side (A=old/pipeline.json B=new/pipeline.json)
 bench-compare:
