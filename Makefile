@@ -73,10 +73,11 @@ bench: up
 	$(STACK_ENV); cargo bench -p fetchreward-writer -p fetchreward-vault
 	$(STACK_ENV); cargo bench -p fetchreward-e2e --bench pipeline
 
-## bench-latency: the pipeline with 20 ms added to every SQS request, by pollers and ingestor replicas (BENCH_LATENCY_MS, BENCH_LATENCY_MESSAGES)
+## bench-latency: the pipeline with 20 ms added to every SQS request, by pollers and ingestor replicas (BENCH_LATENCY_MS, BENCH_LATENCY_MESSAGES); then the end-to-end latency at 1,000 msgs/s offered for 60 s (BENCH_RATE, BENCH_SECONDS)
 bench-latency: up
 	cargo build --release --bins
 	$(STACK_ENV); cargo bench -p fetchreward-e2e --bench latency
+	$(STACK_ENV); cargo bench -p fetchreward-e2e --bench end_to_end_latency
 
 ## bench-compare: two pipeline benchmark runs side by side (A=old/pipeline.json B=new/pipeline.json)
 bench-compare:
