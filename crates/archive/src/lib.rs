@@ -43,7 +43,7 @@ use tokio_postgres::Client;
 
 pub use parquet_file::{ArchivedRow, Column, RowChunks, columns, read_rows};
 pub use partitions::{
-    MonthCount, Partition, PartitionState, monthly_counts, partitions, select_list,
+    MonthCount, Partition, PartitionState, due, monthly_counts, partitions, select_list,
 };
 pub use target::{ArchiveTarget, OlderThan};
 
@@ -260,15 +260,10 @@ impl<'a> Archiver<'a> {
         cutoff: NaiveDate,
         keep_detached: bool,
     ) -> anyhow::Result<Vec<MonthArchived>> {
-        let due: Vec<Month> = partitions(self.db)
-            .await?
-            .into_iter()
-            .filter(|partition| partition.attached && partition.month.next_first_day() <= cutoff)
-            .map(|partition| partition.month)
-            .collect();
+        let due = due(self.db, cutoff).await?;
         let mut done = Vec::with_capacity(due.len());
-        for month in due {
-            done.push(self.archive_month(month, keep_detached).await?);
+        for partition in due {
+            done.push(self.archive_month(partition.month, keep_detached).await?);
         }
         Ok(done)
     }

@@ -93,6 +93,14 @@ pub async fn partitions(db: &Client) -> anyhow::Result<Vec<Partition>> {
     Ok(found)
 }
 
+/// The attached monthly partitions whose month ends on or before `cutoff`: what an archive
+/// run takes, oldest first.
+pub async fn due(db: &Client, cutoff: NaiveDate) -> anyhow::Result<Vec<Partition>> {
+    let mut found = partitions(db).await?;
+    found.retain(|partition| partition.attached && partition.month.next_first_day() <= cutoff);
+    Ok(found)
+}
+
 /// Rows of one month in one table.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MonthCount {

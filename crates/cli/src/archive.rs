@@ -1,8 +1,7 @@
 //! What `fetchreward archive` and `fetchreward counts` print, and their S3 client.
 
 use comfy_table::Table;
-use fetchreward_archive::{ArchiveTarget, Listed, MonthArchived, MonthCount, Partition};
-use tokio_postgres::Client;
+use fetchreward_archive::{ArchiveTarget, Listed, MonthArchived, MonthCount};
 
 /// An S3 client with the standard AWS settings; `S3_FORCE_PATH_STYLE=true` addresses buckets
 /// by path, as S3 emulators (the local stack's moto) need.
@@ -10,15 +9,6 @@ pub fn s3_client(aws: &aws_config::SdkConfig) -> aws_sdk_s3::Client {
     let path_style = std::env::var("S3_FORCE_PATH_STYLE").is_ok_and(|value| value == "true");
     let config = aws_sdk_s3::config::Builder::from(aws).force_path_style(path_style).build();
     aws_sdk_s3::Client::from_conf(config)
-}
-
-/// The attached monthly partitions whose month ends on or before `cutoff`.
-pub async fn due(db: &Client, cutoff: chrono::NaiveDate) -> anyhow::Result<Vec<Partition>> {
-    Ok(fetchreward_archive::partitions(db)
-        .await?
-        .into_iter()
-        .filter(|partition| partition.attached && partition.month.next_first_day() <= cutoff)
-        .collect())
 }
 
 /// The summary of a run.

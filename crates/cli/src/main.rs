@@ -575,7 +575,7 @@ async fn run_archive(command: ArchiveCommand) -> anyhow::Result<()> {
             let pool = database::connect(database::Access::Write).await?;
             let db = postgres::client(&pool).await?;
             if dry_run {
-                let due = archive::due(&db, cutoff).await?;
+                let due = fetchreward_archive::due(&db, cutoff).await?;
                 println!("{} month(s) end before {cutoff} and would go to {to}", due.len());
                 for partition in due {
                     println!("  {} ({})", partition.month, partition.name);

@@ -37,8 +37,12 @@ fn bindir() -> PathBuf {
     found.pop().expect("initdb under /usr/lib/postgresql/*/bin").1
 }
 
+/// Whether this process runs as root (asked once).
 fn is_root() -> bool {
-    Command::new("id").arg("-u").output().is_ok_and(|out| out.stdout.trim_ascii() == b"0")
+    static ROOT: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *ROOT.get_or_init(|| {
+        Command::new("id").arg("-u").output().is_ok_and(|out| out.stdout.trim_ascii() == b"0")
+    })
 }
 
 fn os_user() -> String {

@@ -73,7 +73,8 @@ pub const TOKENIZE_LIMITED: &str = "fetchreward_vault_tokenize_rate_limited_tota
 
 /// Counter: Detokenize lookups with a read replica configured, by `result`: `hit` (every
 /// token from the replica), `fallback` (some from the primary: written since the replica's
-/// last replay), `error` (the replica failed; all from the primary).
+/// last replay), `error` (the replica failed; all from the primary), `stale` (the replica lags
+/// over `store::REPLICA_MAX_LAG`; all from the primary).
 pub const REPLICA_READS: &str = "fetchreward_vault_replica_reads_total";
 
 /// Gauge: how far the read replica's replay is behind (seconds since the last transaction it

@@ -26,7 +26,7 @@
 //! and only batches that hold one pay anything. Any other failure ends the call, and nothing of
 //! the batch is committed.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::ops::Range;
 use std::time::Instant;
 
@@ -320,15 +320,20 @@ async fn insert_chunk(
         let inserted = transaction.query_typed(INSERT_CHUNK, &columns.params()).await?;
         return Ok(inserted.iter().map(|row| row.get::<_, String>(0)).collect());
     }
-    let present: HashSet<(String, NaiveDate)> = transaction
+    let mut present: HashMap<String, Vec<NaiveDate>> = HashMap::new();
+    for row in transaction
         .query_typed(PRESENT_IN_CHUNK, &[(&columns.message_ids, Type::VARCHAR_ARRAY)])
         .await?
-        .iter()
-        .filter_map(|row| Some((row.get::<_, String>(0), row.get::<_, Option<NaiveDate>>(1)?)))
-        .collect();
+    {
+        if let Some(day) = row.get::<_, Option<NaiveDate>>(1) {
+            present.entry(row.get(0)).or_default().push(day);
+        }
+    }
     let fresh: Vec<String> = rows
         .iter()
-        .filter(|row| !present.contains(&(row.message_id.clone(), row.create_date())))
+        .filter(|row| {
+            !present.get(&row.message_id).is_some_and(|days| days.contains(&row.create_date()))
+        })
         .map(|row| row.message_id.clone())
         .collect();
     let savepoint = transaction.savepoint("counted").await?;
