@@ -7,7 +7,7 @@ SHELL := /bin/bash
 # Exports the local stack's endpoints (written by dev/up.sh) into a recipe line's commands.
 STACK_ENV := set -a; . target/dev/env; set +a
 
-.PHONY: up down env check test doc demo bench bench-latency bench-compare fuzz certs chaos soak observe lint-observability lint-deploy image
+.PHONY: up down env check test doc demo bench bench-latency bench-instructions bench-compare fuzz certs chaos soak observe lint-observability lint-deploy image
 
 ## up: start the local stack (idempotent) and print its endpoints
 up:
@@ -78,6 +78,11 @@ bench-latency: up
 	cargo build --release --bins
 	$(STACK_ENV); cargo bench -p fetchreward-e2e --bench latency
 	$(STACK_ENV); cargo bench -p fetchreward-e2e --bench end_to_end_latency
+
+## bench-instructions: instructions per message of each service, counted by callgrind (INSTR_SMALL=2000, INSTR_LARGE=6000; BENCH_VECTOR=path counts Vector too)
+bench-instructions: up
+	cargo build --release --bins
+	$(STACK_ENV); bash dev/bench-instructions.sh
 
 ## bench-compare: two pipeline benchmark runs side by side (A=old/pipeline.json B=new/pipeline.json)
 bench-compare:

@@ -9,11 +9,17 @@
 //! services, as in production; 0: plaintext), `BENCH_ROUNDS` (3: each a bare drain, then the
 //! pipeline, so both are measured in the same sitting; the table gives medians). Writes
 //! `target/bench/pipeline.md` and `target/bench/pipeline.json`, which `make bench-compare`
-//! compares with another run's. Needs `make up` and
-//! `cargo build --release --bins` (the Makefile does both).
+//! compares with another run's (`BENCH_OUT` names another directory than `target/bench`).
+//! Needs `make up` and `cargo build --release --bins` (the Makefile does both).
+//!
+//! With `BENCH_VECTOR` naming a Vector binary, each round also drains a fresh queue of the
+//! same messages through Vector (`aws_sqs` source, a VRL `remap` that parses the body and
+//! replaces ip and device_id by their HMAC-SHA256, `postgres` sink, acknowledgements on) once
+//! per receiver count in `BENCH_VECTOR_RECEIVERS` (default `2,8`), into a table of a fresh
+//! database, and reports its rate, CPU and peak RSS beside the pipeline's.
 
 use std::collections::BTreeMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
@@ -22,6 +28,7 @@ use fetchreward_cli::{queue, sample};
 use fetchreward_dlq::Sealer;
 use fetchreward_ingestor::queue::sqs::SqsQueue;
 use fetchreward_ingestor::queue::{Queue, ReceivedMessage};
+use fetchreward_stress::process::Service;
 use fetchreward_stress::services::{ServiceSet, SetConfig};
 use fetchreward_testkit::{QueuePair, Stack, TestDatabase};
 
@@ -53,7 +60,7 @@ async fn bare_drain(queue: SqsQueue, pollers: usize, expected: usize) -> Duratio
     started.elapsed()
 }
 
-async fn count_rows(db: &TestDatabase) -> usize {
+async fn count_rows(db: &TestDatabase, table: &str) -> usize {
     use diesel_async::RunQueryDsl;
     #[derive(diesel::QueryableByName)]
     struct Count {
@@ -61,7 +68,7 @@ async fn count_rows(db: &TestDatabase) -> usize {
         n: i64,
     }
     let mut conn = db.connect().await;
-    let rows: Vec<Count> = diesel::sql_query("SELECT count(*) AS n FROM user_logins")
+    let rows: Vec<Count> = diesel::sql_query(format!("SELECT count(*) AS n FROM {table}"))
         .load(&mut conn)
         .await
         .expect("counts rows");
@@ -78,6 +85,18 @@ struct Round {
     services: BTreeMap<String, ServiceFigures>,
     cpu_s_per_1000_total: f64,
     peak_rss_mib_total: f64,
+    /// Vector on the same messages, by its number of receivers (`client_concurrency`).
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    vector: BTreeMap<usize, VectorFigures>,
+}
+
+/// What one Vector drain measured.
+#[derive(Debug, Clone, serde::Serialize)]
+struct VectorFigures {
+    msgs_per_s: f64,
+    ratio_to_bare: f64,
+    cpu_s_per_1000: f64,
+    peak_rss_mib: f64,
 }
 
 #[derive(Debug, Clone, serde::Serialize)]
@@ -96,6 +115,10 @@ struct Settings {
     max_batch: usize,
     tls: bool,
     rounds: usize,
+    /// The Vector binary run beside the pipeline, if any.
+    vector: Option<PathBuf>,
+    /// Its receiver counts, one drain each.
+    vector_receivers: Vec<usize>,
 }
 
 /// One round: a fresh queue drained bare, then a fresh pipeline on a fresh queue and database.
@@ -139,7 +162,7 @@ async fn round(stack: &Stack, settings: &Settings, bodies: &[String], logs: &Pat
         .await
         .expect("drains");
     let elapsed = started.elapsed();
-    let rows = count_rows(&set.database).await;
+    let rows = count_rows(&set.database, "user_logins").await;
     assert_eq!(rows, messages, "every message became exactly one row");
     let rate = messages as f64 / elapsed.as_secs_f64();
     eprintln!("pipeline: {messages} messages in {elapsed:.2?} ({rate:.0} msgs/s)");
@@ -155,6 +178,14 @@ async fn round(stack: &Stack, settings: &Settings, bodies: &[String], logs: &Pat
         })
         .collect();
     set.stop();
+    let mut vector = BTreeMap::new();
+    if let Some(program) = &settings.vector {
+        for &receivers in &settings.vector_receivers {
+            let mut figures = vector_drain(stack, program, receivers, bodies, logs).await;
+            figures.ratio_to_bare = figures.msgs_per_s / bare_rate;
+            vector.insert(receivers, figures);
+        }
+    }
     Round {
         bare_msgs_per_s: bare_rate,
         pipeline_msgs_per_s: rate,
@@ -162,7 +193,106 @@ async fn round(stack: &Stack, settings: &Settings, bodies: &[String], logs: &Pat
         cpu_s_per_1000_total: services.values().map(|s| s.cpu_s_per_1000).sum(),
         peak_rss_mib_total: services.values().map(|s| s.peak_rss_mib).sum(),
         services,
+        vector,
     }
+}
+
+/// The Vector configuration of the comparison: SQS in, the body parsed and its two personal
+/// fields replaced by a keyed hash, rows out to Postgres, each message deleted once its row is
+/// committed (end-to-end acknowledgements).
+fn vector_config(stack: &Stack, queue_url: &str, receivers: usize, database_url: &str) -> String {
+    format!(
+        r#"
+[sources.sqs]
+type = "aws_sqs"
+region = "us-east-1"
+endpoint = "{endpoint}"
+queue_url = "{queue_url}"
+client_concurrency = {receivers}
+poll_secs = 1
+visibility_timeout_secs = 30
+delete_message = true
+auth.access_key_id = "test"
+auth.secret_access_key = "test"
+
+[transforms.tokenize]
+type = "remap"
+inputs = ["sqs"]
+source = """
+. = object!(parse_json!(string!(.message)))
+.masked_ip = encode_base64(hmac(string!(.ip), "bench-key"))
+.masked_device_id = encode_base64(hmac(string!(.device_id), "bench-key"))
+del(.ip)
+del(.device_id)
+.create_date = format_timestamp!(now(), "%Y-%m-%d")
+"""
+
+[sinks.rows]
+type = "postgres"
+inputs = ["tokenize"]
+endpoint = "{database_url}"
+table = "vector_logins"
+acknowledgements.enabled = true
+"#,
+        endpoint = stack.sqs_endpoint,
+    )
+}
+
+/// Drains a fresh queue of `bodies` through Vector with `receivers` receivers into a fresh
+/// database (its ratio to the bare drain is left for the caller).
+async fn vector_drain(
+    stack: &Stack,
+    program: &Path,
+    receivers: usize,
+    bodies: &[String],
+    logs: &Path,
+) -> VectorFigures {
+    use diesel_async::RunQueryDsl;
+    let sqs = stack.sqs();
+    let messages = bodies.len();
+    let pair = QueuePair::create(&sqs, 50, 30).await;
+    queue::seed(&sqs, &pair.queue_url, bodies.to_vec()).await.expect("seeds");
+    let db = TestDatabase::create(stack).await;
+    diesel::sql_query(
+        "CREATE TABLE vector_logins (user_id text, device_type text, masked_ip text, \
+         masked_device_id text, locale text, app_version text, create_date date)",
+    )
+    .execute(&mut db.connect().await)
+    .await
+    .expect("creates Vector's table");
+    let config = logs.join(format!("vector-{receivers}.toml"));
+    std::fs::write(&config, vector_config(stack, &pair.queue_url, receivers, &db.url))
+        .expect("writes Vector's configuration");
+    let data_dir = logs.join(format!("vector-{receivers}.data"));
+    std::fs::create_dir_all(&data_dir).expect("creates Vector's data directory");
+    let started = Instant::now();
+    let vector = Service::start_program(
+        format!("vector-{receivers}"),
+        program.to_owned(),
+        &["--config".into(), config.display().to_string(), "--quiet".into()],
+        &[("VECTOR_DATA_DIR", data_dir.display().to_string())],
+        &logs.join(format!("vector-{receivers}.log")),
+    )
+    .expect("starts Vector");
+    let deadline = Instant::now() + Duration::from_secs(1800);
+    while count_rows(&db, "vector_logins").await < messages {
+        assert!(Instant::now() < deadline, "Vector wrote every row in time");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    queue::wait_empty(&sqs, &pair.queue_url, Duration::from_secs(60)).await.expect("drains");
+    let elapsed = started.elapsed();
+    let figures = VectorFigures {
+        msgs_per_s: messages as f64 / elapsed.as_secs_f64(),
+        ratio_to_bare: 0.0,
+        cpu_s_per_1000: vector.cpu_seconds() / messages as f64 * 1000.0,
+        peak_rss_mib: vector.peak_rss_mib(),
+    };
+    vector.stop();
+    eprintln!(
+        "vector, {receivers} receivers: {messages} messages in {elapsed:.2?} ({:.0} msgs/s)",
+        figures.msgs_per_s
+    );
+    figures
 }
 
 /// The median of `values` (the upper middle one of an even count).
@@ -197,6 +327,12 @@ async fn main() {
         max_batch: setting("BENCH_MAX_BATCH", 500),
         tls: setting("BENCH_TLS", 1) == 1,
         rounds: setting("BENCH_ROUNDS", 3).max(1),
+        vector: std::env::var_os("BENCH_VECTOR").map(PathBuf::from),
+        vector_receivers: std::env::var("BENCH_VECTOR_RECEIVERS")
+            .unwrap_or_else(|_| "2,8".into())
+            .split(',')
+            .map(|n| n.trim().parse().expect("BENCH_VECTOR_RECEIVERS lists numbers"))
+            .collect(),
     };
     let stack = Stack::from_env();
     let bodies = sample::synthetic(
@@ -204,8 +340,10 @@ async fn main() {
         2024,
         sample::Shape { distinct_ips: settings.distinct, distinct_devices: settings.distinct },
     );
-    let logs = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target/bench");
-    std::fs::create_dir_all(&logs).expect("creates target/bench");
+    let logs = std::env::var_os("BENCH_OUT")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target/bench"));
+    std::fs::create_dir_all(&logs).expect("creates the report's directory");
 
     let mut rounds = Vec::with_capacity(settings.rounds);
     for number in 1..=settings.rounds {
@@ -246,6 +384,36 @@ async fn main() {
             spread(&rounds, |r| r.services[name].peak_rss_mib, mib)
         ));
     }
+    for &receivers in &settings.vector_receivers {
+        if !rounds[0].vector.contains_key(&receivers) {
+            continue;
+        }
+        let figure = |of: fn(&VectorFigures) -> f64| move |r: &Round| of(&r.vector[&receivers]);
+        let versus = |of: fn(&Round, &VectorFigures) -> f64| {
+            median(rounds.iter().map(|r| of(r, &r.vector[&receivers])).collect())
+        };
+        let name = format!("Vector, {receivers} receivers");
+        table.extend([
+            format!("| {name}: msgs/s | {} |", spread(&rounds, figure(|v| v.msgs_per_s), rate)),
+            format!(
+                "| {name}: ratio to the bare drain | {} |",
+                spread(&rounds, figure(|v| v.ratio_to_bare), percent)
+            ),
+            format!(
+                "| {name}: CPU s per 1,000 msgs | {} |",
+                spread(&rounds, figure(|v| v.cpu_s_per_1000), cpu)
+            ),
+            format!(
+                "| {name}: peak RSS (MiB) | {} |",
+                spread(&rounds, figure(|v| v.peak_rss_mib), mib)
+            ),
+            format!(
+                "| the pipeline over {name}: msgs/s, CPU per message | {:.2}x, {:.2}x |",
+                versus(|r, v| r.pipeline_msgs_per_s / v.msgs_per_s),
+                versus(|r, v| r.cpu_s_per_1000_total / v.cpu_s_per_1000),
+            ),
+        ]);
+    }
     let report = format!(
         "End to end: {messages} messages ({} distinct ip and device_id values), pollers {}, \
          workers {}, max batch {}, gRPC {}, {} round(s)\n\n{}\n",
@@ -258,11 +426,12 @@ async fn main() {
         table.join("\n"),
     );
     println!("{report}");
-    std::fs::write(logs.join("pipeline.md"), &report).expect("writes target/bench/pipeline.md");
+    std::fs::write(logs.join("pipeline.md"), &report).expect("writes pipeline.md");
     let json = serde_json::json!({ "settings": settings, "rounds": rounds });
     std::fs::write(logs.join("pipeline.json"), serde_json::to_vec_pretty(&json).unwrap())
-        .expect("writes target/bench/pipeline.json");
+        .expect("writes pipeline.json");
     eprintln!(
-        "written: target/bench/pipeline.md, target/bench/pipeline.json (make bench-compare A=… B=…)"
+        "written: pipeline.md and pipeline.json in {} (make bench-compare A=… B=…)",
+        logs.display()
     );
 }

@@ -18,6 +18,11 @@ pub const READY_TIMEOUT: Duration = Duration::from_secs(60);
 /// services' default shutdown grace, so a clean shutdown is never cut short.
 const STOP_TIMEOUT: Duration = Duration::from_secs(45);
 
+/// With this variable set to a directory, every service runs under
+/// `valgrind --tool=callgrind`, which writes the instructions it executed to
+/// `<dir>/<service>.<pid>.out` when it exits (`dev/bench-instructions.sh` reads them).
+pub const CALLGRIND_DIR: &str = "FR_CALLGRIND_DIR";
+
 /// Why a service could not be started or did not come up.
 #[derive(Debug, thiserror::Error)]
 pub enum ProcessError {
@@ -148,6 +153,7 @@ pub async fn wait_ready(port: u16, name: &str) -> Result<(), ProcessError> {
 pub struct Service {
     name: String,
     binary: PathBuf,
+    args: Vec<String>,
     env: Vec<(String, String)>,
     log: PathBuf,
     child: Child,
@@ -180,15 +186,28 @@ impl Service {
         env: &[(&str, String)],
         log: &Path,
     ) -> Result<Service, ProcessError> {
+        Service::start_program(name, binary(binary_name)?, &[], env, log)
+    }
+
+    /// Starts `program` with `args` as service `name`, as [`Service::start`] starts a release
+    /// binary of the workspace (another program measured beside the services, say).
+    pub fn start_program(
+        name: impl Into<String>,
+        program: PathBuf,
+        args: &[String],
+        env: &[(&str, String)],
+        log: &Path,
+    ) -> Result<Service, ProcessError> {
         let name = name.into();
-        let binary = binary(binary_name)?;
+        let binary = program;
         let mut all = vec![("LOG_FORMAT".to_owned(), "json".to_owned())];
         all.push(("RUST_LOG".to_owned(), "warn".to_owned()));
         all.extend(env.iter().map(|(key, value)| ((*key).to_owned(), value.clone())));
-        let child = spawn(&name, &binary, &all, log, false)?;
+        let child = spawn(&name, &binary, args, &all, log, false)?;
         Ok(Service {
             name,
             binary,
+            args: args.to_vec(),
             env: all,
             log: log.to_owned(),
             child,
@@ -310,7 +329,7 @@ impl Service {
     /// its output appended to the same log. The current process must be gone ([`Service::kill`]).
     pub fn restart(&mut self) -> Result<(), ProcessError> {
         assert!(!self.is_running(), "{} still runs: kill it before restarting it", self.name);
-        self.child = spawn(&self.name, &self.binary, &self.env, &self.log, true)?;
+        self.child = spawn(&self.name, &self.binary, &self.args, &self.env, &self.log, true)?;
         self.reaped = false;
         self.restarts += 1;
         Ok(())
@@ -345,6 +364,7 @@ impl Drop for Service {
 fn spawn(
     name: &str,
     binary: &Path,
+    args: &[String],
     env: &[(String, String)],
     log: &Path,
     append: bool,
@@ -357,7 +377,18 @@ fn spawn(
         .truncate(!append)
         .open(log)
         .map_err(log_error)?;
-    let mut command = Command::new(binary);
+    let mut command = match std::env::var_os(CALLGRIND_DIR) {
+        Some(dir) => {
+            let mut command = Command::new("valgrind");
+            command
+                .arg("--tool=callgrind")
+                .arg(format!("--callgrind-out-file={}/{name}.%p.out", Path::new(&dir).display()))
+                .arg(binary);
+            command
+        }
+        None => Command::new(binary),
+    };
+    command.args(args);
     command.stdout(file.try_clone().map_err(log_error)?).stderr(file).stdin(Stdio::null());
     command.envs(env.iter().map(|(key, value)| (key, value)));
     command.spawn().map_err(|source| ProcessError::Os {
