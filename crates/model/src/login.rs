@@ -11,8 +11,6 @@
 //! raw message delivery) is unwrapped: the rules apply to its `Message`. The envelope's own
 //! fields, its `MessageAttributes` among them, play no part in the row.
 
-use serde_json::{Map, Value};
-
 use crate::pii::{MAX_PII_CHARS, Pii, PiiValueError, canonical_device_id, canonical_ip};
 use crate::text::{TextError, check_text};
 
@@ -126,64 +124,261 @@ impl Rejection {
 /// design.
 pub fn parse_login(body: &[u8]) -> Result<LoginEvent, Rejection> {
     let mut fields = json_object(body)?;
-    if let Some(message) = notification_message(&mut fields) {
+    if let Some(message) = fields.notification_message() {
         fields = json_object(message.as_bytes())?;
     }
     login_from_fields(fields)
 }
 
-/// The body as a JSON object.
-fn json_object(body: &[u8]) -> Result<Map<String, Value>, Rejection> {
-    if body.iter().all(u8::is_ascii_whitespace) {
-        return Err(Rejection::EmptyBody);
-    }
-    let value: Value = serde_json::from_slice(body)
-        .map_err(|err| Rejection::NotJson { line: err.line(), column: err.column() })?;
-    match value {
-        Value::Object(fields) => Ok(fields),
-        other => Err(Rejection::NotAnObject { found: json_type(&other) }),
+/// The fields of a body that the rules look at, read in one pass: every other field is
+/// skipped without being built. A field given twice counts with its last value.
+#[derive(Default)]
+struct Fields {
+    user_id: Field,
+    device_type: Field,
+    ip: Field,
+    device_id: Field,
+    locale: Field,
+    app_version: Field,
+    /// The SNS envelope's `Type`, `TopicArn`, `MessageId` and `Message`.
+    envelope_type: Field,
+    topic_arn: Field,
+    message_id: Field,
+    message: Field,
+}
+
+/// One field's value as the rules see it.
+#[derive(Default)]
+enum Field {
+    #[default]
+    Absent,
+    Null,
+    Text(String),
+    /// Another JSON type: its name, e.g. `number`.
+    Other(&'static str),
+}
+
+impl Field {
+    fn is_text(&self) -> bool {
+        matches!(self, Field::Text(_))
     }
 }
 
-/// The `Message` of an SNS notification envelope, taken out of it; `None` for anything else.
-///
-/// An envelope is recognised by `"Type": "Notification"` with a string `TopicArn`, `MessageId`
-/// and `Message`: fields a login event does not have.
-fn notification_message(fields: &mut Map<String, Value>) -> Option<String> {
-    let is_string = |name: &str| fields.get(name).is_some_and(Value::is_string);
-    let notification = fields.get("Type").and_then(Value::as_str) == Some("Notification")
-        && is_string("TopicArn")
-        && is_string("MessageId")
-        && is_string("Message");
-    if !notification {
-        return None;
+/// The field names the rules know; any other name is skipped.
+#[derive(serde::Deserialize)]
+#[serde(field_identifier)]
+enum Name {
+    #[serde(rename = "user_id")]
+    UserId,
+    #[serde(rename = "device_type")]
+    DeviceType,
+    #[serde(rename = "ip")]
+    Ip,
+    #[serde(rename = "device_id")]
+    DeviceId,
+    #[serde(rename = "locale")]
+    Locale,
+    #[serde(rename = "app_version")]
+    AppVersion,
+    Type,
+    TopicArn,
+    MessageId,
+    Message,
+    #[serde(other)]
+    Unknown,
+}
+
+/// The body: an object's fields, or the JSON type it is instead.
+#[allow(
+    clippy::large_enum_variant,
+    reason = "made once per body and moved out at once: boxing would only add an allocation"
+)]
+enum Body {
+    Object(Fields),
+    Other(&'static str),
+}
+
+/// Reads any JSON value into what its type says about it: the visitor of both [`Field`] and
+/// [`Body`], which differ in what an object and a string become.
+struct ValueVisitor<T>(std::marker::PhantomData<T>);
+
+/// What [`ValueVisitor`] makes of each JSON type.
+trait FromJson: Sized {
+    fn other(type_name: &'static str) -> Self;
+    fn null() -> Self {
+        Self::other("null")
     }
-    match fields.remove("Message") {
-        Some(Value::String(message)) => Some(message),
-        _ => None,
+    fn text(text: String) -> Self {
+        drop(text);
+        Self::other("string")
+    }
+    fn borrowed_text(text: &str) -> Self {
+        Self::text(text.to_owned())
+    }
+    fn object<'de, A: serde::de::MapAccess<'de>>(mut map: A) -> Result<Self, A::Error> {
+        while map.next_entry::<Skipped, Skipped>()?.is_some() {}
+        Ok(Self::other("object"))
+    }
+}
+
+impl FromJson for Field {
+    fn other(type_name: &'static str) -> Self {
+        Field::Other(type_name)
+    }
+    fn null() -> Self {
+        Field::Null
+    }
+    fn text(text: String) -> Self {
+        Field::Text(text)
+    }
+}
+
+impl FromJson for Body {
+    fn other(type_name: &'static str) -> Self {
+        Body::Other(type_name)
+    }
+    fn object<'de, A: serde::de::MapAccess<'de>>(mut map: A) -> Result<Self, A::Error> {
+        let mut fields = Fields::default();
+        while let Some(name) = map.next_key::<Name>()? {
+            let slot = match name {
+                Name::UserId => &mut fields.user_id,
+                Name::DeviceType => &mut fields.device_type,
+                Name::Ip => &mut fields.ip,
+                Name::DeviceId => &mut fields.device_id,
+                Name::Locale => &mut fields.locale,
+                Name::AppVersion => &mut fields.app_version,
+                Name::Type => &mut fields.envelope_type,
+                Name::TopicArn => &mut fields.topic_arn,
+                Name::MessageId => &mut fields.message_id,
+                Name::Message => &mut fields.message,
+                Name::Unknown => {
+                    map.next_value::<Skipped>()?;
+                    continue;
+                }
+            };
+            *slot = map.next_value()?;
+        }
+        Ok(Body::Object(fields))
+    }
+}
+
+impl<'de, T: FromJson> serde::de::Visitor<'de> for ValueVisitor<T> {
+    type Value = T;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("any JSON value")
+    }
+    fn visit_unit<E>(self) -> Result<T, E> {
+        Ok(T::null())
+    }
+    fn visit_bool<E>(self, _: bool) -> Result<T, E> {
+        Ok(T::other("boolean"))
+    }
+    fn visit_i64<E>(self, _: i64) -> Result<T, E> {
+        Ok(T::other("number"))
+    }
+    fn visit_u64<E>(self, _: u64) -> Result<T, E> {
+        Ok(T::other("number"))
+    }
+    fn visit_f64<E>(self, _: f64) -> Result<T, E> {
+        Ok(T::other("number"))
+    }
+    fn visit_str<E>(self, text: &str) -> Result<T, E> {
+        Ok(T::borrowed_text(text))
+    }
+    fn visit_string<E>(self, text: String) -> Result<T, E> {
+        Ok(T::text(text))
+    }
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<T, A::Error> {
+        while seq.next_element::<Skipped>()?.is_some() {}
+        Ok(T::other("array"))
+    }
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, map: A) -> Result<T, A::Error> {
+        T::object(map)
+    }
+}
+
+/// A value read and dropped. Unlike serde's `IgnoredAny` it is read through
+/// `deserialize_any`, so JSON nested deeper than serde_json's recursion limit is still
+/// refused as not JSON, wherever it is.
+struct Skipped;
+
+impl FromJson for Skipped {
+    fn other(_: &'static str) -> Self {
+        Skipped
+    }
+    fn borrowed_text(_: &str) -> Self {
+        Skipped
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for Skipped {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_any(ValueVisitor(std::marker::PhantomData))
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for Field {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_any(ValueVisitor(std::marker::PhantomData))
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for Body {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_any(ValueVisitor(std::marker::PhantomData))
+    }
+}
+
+/// The body as a JSON object.
+fn json_object(body: &[u8]) -> Result<Fields, Rejection> {
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Err(Rejection::EmptyBody);
+    }
+    let body: Body = serde_json::from_slice(body)
+        .map_err(|err| Rejection::NotJson { line: err.line(), column: err.column() })?;
+    match body {
+        Body::Object(fields) => Ok(fields),
+        Body::Other(found) => Err(Rejection::NotAnObject { found }),
+    }
+}
+
+impl Fields {
+    /// The `Message` of an SNS notification envelope, taken out of it; `None` for anything
+    /// else.
+    ///
+    /// An envelope is recognised by `"Type": "Notification"` with a string `TopicArn`,
+    /// `MessageId` and `Message`: fields a login event does not have.
+    fn notification_message(&mut self) -> Option<String> {
+        let notification = matches!(&self.envelope_type, Field::Text(kind) if kind == "Notification")
+            && self.topic_arn.is_text()
+            && self.message_id.is_text()
+            && self.message.is_text();
+        match (notification, std::mem::take(&mut self.message)) {
+            (true, Field::Text(message)) => Some(message),
+            _ => None,
+        }
     }
 }
 
 /// The event of a parsed JSON object.
-fn login_from_fields(mut fields: Map<String, Value>) -> Result<LoginEvent, Rejection> {
-    let user_id = match fields.remove("user_id") {
-        None | Some(Value::Null) => return Err(Rejection::MissingUserId),
-        Some(Value::String(user_id)) => user_id,
-        Some(other) => {
-            return Err(Rejection::WrongType { field: "user_id", found: json_type(&other) });
-        }
+fn login_from_fields(mut fields: Fields) -> Result<LoginEvent, Rejection> {
+    let user_id = match std::mem::take(&mut fields.user_id) {
+        Field::Absent | Field::Null => return Err(Rejection::MissingUserId),
+        Field::Text(user_id) => user_id,
+        Field::Other(found) => return Err(Rejection::WrongType { field: "user_id", found }),
     };
     if user_id.trim().is_empty() {
         return Err(Rejection::EmptyUserId);
     }
     check_field("user_id", &user_id, limits::USER_ID)?;
 
-    let device_type = optional_string(&mut fields, "device_type", limits::DEVICE_TYPE)?;
-    let ip = optional_string(&mut fields, "ip", limits::PII)?
+    let device_type = optional_string(fields.device_type, "device_type", limits::DEVICE_TYPE)?;
+    let ip = optional_string(fields.ip, "ip", limits::PII)?
         .map(|raw| canonical_ip(&raw))
         .transpose()
         .map_err(|err| pii_rejection("ip", err))?;
-    let device_id = match optional_string(&mut fields, "device_id", limits::PII)? {
+    let device_id = match optional_string(fields.device_id, "device_id", limits::PII)? {
         None => None,
         Some(raw) => match canonical_device_id(&raw) {
             Ok(id) => Some(id),
@@ -191,25 +386,25 @@ fn login_from_fields(mut fields: Map<String, Value>) -> Result<LoginEvent, Rejec
             Err(err) => return Err(pii_rejection("device_id", err)),
         },
     };
-    let locale = optional_string(&mut fields, "locale", limits::LOCALE)?;
-    let app_version = optional_string(&mut fields, "app_version", limits::APP_VERSION)?;
+    let locale = optional_string(fields.locale, "locale", limits::LOCALE)?;
+    let app_version = optional_string(fields.app_version, "app_version", limits::APP_VERSION)?;
 
     Ok(LoginEvent { user_id, device_type, ip, device_id, locale, app_version })
 }
 
 /// A field that may be a string, null or absent.
 fn optional_string(
-    fields: &mut Map<String, Value>,
+    value: Field,
     field: &'static str,
     max: usize,
 ) -> Result<Option<String>, Rejection> {
-    match fields.remove(field) {
-        None | Some(Value::Null) => Ok(None),
-        Some(Value::String(text)) => {
+    match value {
+        Field::Absent | Field::Null => Ok(None),
+        Field::Text(text) => {
             check_field(field, &text, max)?;
             Ok(Some(text))
         }
-        Some(other) => Err(Rejection::WrongType { field, found: json_type(&other) }),
+        Field::Other(found) => Err(Rejection::WrongType { field, found }),
     }
 }
 
@@ -227,17 +422,6 @@ fn pii_rejection(field: &'static str, err: PiiValueError) -> Rejection {
         PiiValueError::TooLong | PiiValueError::Empty => {
             Rejection::TooLong { field, max: MAX_PII_CHARS }
         }
-    }
-}
-
-fn json_type(value: &Value) -> &'static str {
-    match value {
-        Value::Null => "null",
-        Value::Bool(_) => "boolean",
-        Value::Number(_) => "number",
-        Value::String(_) => "string",
-        Value::Array(_) => "array",
-        Value::Object(_) => "object",
     }
 }
 
@@ -289,6 +473,19 @@ mod tests {
         let event = parse(r#"{"user_id": "u1", "foo": [1, {"bar": null}], "ip": "10.0.0.1"}"#)
             .expect("valid");
         assert_eq!(exposed(&event.ip), Some("10.0.0.1"));
+    }
+
+    #[test]
+    fn a_field_given_twice_counts_with_its_last_value() {
+        let event = parse(r#"{"user_id": "u1", "ip": 7, "ip": "10.0.0.2"}"#).expect("valid");
+        assert_eq!(exposed(&event.ip), Some("10.0.0.2"));
+        assert_eq!(
+            parse(r#"{"user_id": "u1", "ip": "10.0.0.2", "ip": [1]}"#),
+            Err(Rejection::WrongType { field: "ip", found: "array" })
+        );
+        // An escaped name is the same name.
+        let event = parse(r#"{"user\u005fid": "u1", "\u0069p": "10.0.0.3"}"#).expect("valid");
+        assert_eq!((event.user_id.as_str(), exposed(&event.ip)), ("u1", Some("10.0.0.3")));
     }
 
     #[test]
