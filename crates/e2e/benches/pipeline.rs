@@ -181,8 +181,7 @@ async fn round(stack: &Stack, settings: &Settings, bodies: &[String], logs: &Pat
     let mut vector = BTreeMap::new();
     if let Some(program) = &settings.vector {
         for &receivers in &settings.vector_receivers {
-            let mut figures = vector_drain(stack, program, receivers, bodies, logs).await;
-            figures.ratio_to_bare = figures.msgs_per_s / bare_rate;
+            let figures = vector_drain(stack, program, receivers, bodies, bare_rate, logs).await;
             vector.insert(receivers, figures);
         }
     }
@@ -239,12 +238,13 @@ acknowledgements.enabled = true
 }
 
 /// Drains a fresh queue of `bodies` through Vector with `receivers` receivers into a fresh
-/// database (its ratio to the bare drain is left for the caller).
+/// database; its rate is compared with the round's `bare_rate`.
 async fn vector_drain(
     stack: &Stack,
     program: &Path,
     receivers: usize,
     bodies: &[String],
+    bare_rate: f64,
     logs: &Path,
 ) -> VectorFigures {
     use diesel_async::RunQueryDsl;
@@ -281,9 +281,10 @@ async fn vector_drain(
     }
     queue::wait_empty(&sqs, &pair.queue_url, Duration::from_secs(60)).await.expect("drains");
     let elapsed = started.elapsed();
+    let msgs_per_s = messages as f64 / elapsed.as_secs_f64();
     let figures = VectorFigures {
-        msgs_per_s: messages as f64 / elapsed.as_secs_f64(),
-        ratio_to_bare: 0.0,
+        msgs_per_s,
+        ratio_to_bare: msgs_per_s / bare_rate,
         cpu_s_per_1000: vector.cpu_seconds() / messages as f64 * 1000.0,
         peak_rss_mib: vector.peak_rss_mib(),
     };

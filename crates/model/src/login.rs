@@ -312,23 +312,18 @@ impl FromJson for Skipped {
     }
 }
 
-impl<'de> serde::Deserialize<'de> for Skipped {
-    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        deserializer.deserialize_any(ValueVisitor(std::marker::PhantomData))
-    }
+/// `Deserialize` for each [`FromJson`] type, through [`ValueVisitor`].
+macro_rules! deserialize_from_json {
+    ($($kind:ty),*) => {$(
+        impl<'de> serde::Deserialize<'de> for $kind {
+            fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+                deserializer.deserialize_any(ValueVisitor(std::marker::PhantomData))
+            }
+        }
+    )*};
 }
 
-impl<'de> serde::Deserialize<'de> for Field {
-    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        deserializer.deserialize_any(ValueVisitor(std::marker::PhantomData))
-    }
-}
-
-impl<'de> serde::Deserialize<'de> for Body {
-    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        deserializer.deserialize_any(ValueVisitor(std::marker::PhantomData))
-    }
-}
+deserialize_from_json!(Skipped, Field, Body);
 
 /// The body as a JSON object.
 fn json_object(body: &[u8]) -> Result<Fields, Rejection> {

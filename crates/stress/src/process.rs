@@ -189,17 +189,16 @@ impl Service {
         Service::start_program(name, binary(binary_name)?, &[], env, log)
     }
 
-    /// Starts `program` with `args` as service `name`, as [`Service::start`] starts a release
+    /// Starts `binary` with `args` as service `name`, as [`Service::start`] starts a release
     /// binary of the workspace (another program measured beside the services, say).
     pub fn start_program(
         name: impl Into<String>,
-        program: PathBuf,
+        binary: PathBuf,
         args: &[String],
         env: &[(&str, String)],
         log: &Path,
     ) -> Result<Service, ProcessError> {
         let name = name.into();
-        let binary = program;
         let mut all = vec![("LOG_FORMAT".to_owned(), "json".to_owned())];
         all.push(("RUST_LOG".to_owned(), "warn".to_owned()));
         all.extend(env.iter().map(|(key, value)| ((*key).to_owned(), value.clone())));
