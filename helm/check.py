@@ -36,7 +36,10 @@ its URL comes as a file from its Secret (DATABASE_READ_URL_FILE), never as a var
 audit spool, VAULT_AUDIT_SPOOL_FILE in its directory on an emptyDir (or, with an existing claim,
 one directory per pod through subPathExpr), the only writable mount beside /tmp under the
 read-only root; that neither is rendered by default; and that the spool is refused without the
-replica.
+replica. With people listed, it checks their Certificates (one per person, client auth only, URI
+SAN spiffe://fetchreward/person/<name>, the services' issuer, the operators' namespace, 8h and 1h
+unless given) and, with the vault's privacy settings, that they reach its ConfigMap while none of
+the optional ones is there by default.
 
 Needs PyYAML for the YAML parts; without it, those parts are skipped with a message.
 Exit status: 0 when no errors were found, 1 otherwise.
@@ -110,6 +113,7 @@ def found(expected: "str | Schema", text: str) -> bool:
 
 
 KEDA_WITH_HPA = "ingestor.keda.enabled and ingestor.autoscaling.enabled are both true"
+PERSON_TWICE = "people[1].name: alice is listed twice"
 AUDIT_SPOOL_ALONE = "vault.auditSpool.enabled needs vault.database.readUrlSecret.name"
 # Renderings that must fail: (extra --set, what the error must contain, what it must contain
 # with --skip-schema-validation). The schema (values.schema.json) is checked first, so where it
@@ -197,6 +201,25 @@ MUST_FAIL: list[tuple[str, "str | Schema", "str | None"]] = [
      "ingestor.keda.identityOwner must be keda or workload"),
     ("ingestor.keda.queueLength=0", Schema("ingestor.keda.queueLength"), None),
     ("ingestor.keda.roleArn=keda-sqs", Schema("ingestor.keda.roleArn"), None),
+    # Personal identities: a name is the last segment of a SPIFFE id and part of object names,
+    # and one person has one Certificate.
+    ("people[0].name=Alice", Schema("people.0.name"), "people[0].name must be"),
+    ("people[0].name=alice-", Schema("people.0.name"), "people[0].name must be"),
+    ("people[0].duration=8h", Schema("people.0"), "people[0].name must be"),
+    ("people[0].name=alice,people[1].name=alice", PERSON_TWICE, PERSON_TWICE),
+    ("people[0].name=alice,people[0].duration=8 hours", Schema("people.0.duration"), None),
+    ("people[0].name=alice,people[0].ttl=1h", Schema("people.0"), None),
+    # The vault's privacy settings: what the vault reads, else it refuses to start.
+    ("vault.maskIp=show", Schema("vault.maskIp"), "vault.maskIp must be keep-groups:N, keep-last:N"),
+    ("vault.maskDeviceId=keep-last:0", Schema("vault.maskDeviceId"),
+     "vault.maskDeviceId must be keep-groups:N, keep-last:N"),
+    ("vault.dailyRevealLimit=-1", Schema("vault.dailyRevealLimit"), "vault.dailyRevealLimit must be 0"),
+    ("vault.lookupRate=0", Schema("vault.lookupRate"), "vault.lookupRate must be at least 1"),
+    ("vault.roles=auditor=peek", Schema("vault.roles"), None),
+    ("vault.grants=alice=support", Schema("vault.grants"), None),
+    ("vault.purposes=dsar", Schema("vault.purposes"), None),
+    ("authz.revealMasked=alice", Schema("authz.revealMasked"), None),
+    ("authz.lookup=alice", Schema("authz.lookup"), None),
 ]
 # Values required without a default: `helm lint` of the chart's own values must name each.
 REQUIRED_PATHS = ["ingestor.queueUrl", "ingestor.dlqUrl", "vault.deploymentId",
@@ -224,6 +247,32 @@ SPOOL_SETS = REPLICA_SETS + ["vault.auditSpool.enabled=true"]
 SPOOL_CLAIM = "fetchreward-vault-spool"
 SPOOL_CLAIM_SETS = SPOOL_SETS + [f"vault.auditSpool.existingClaim={SPOOL_CLAIM}"]
 SPOOL_DIR = "/var/spool/fetchreward"
+
+# Personal identities and the vault's privacy settings: none by default, and what sets them
+# (each value free of commas, which --set would split at).
+OPERATOR_NAMESPACE = "fetchreward-operators"
+PEOPLE_SETS = [
+    "people[0].name=alice",
+    "people[1].name=bob",
+    "people[1].duration=4h",
+    "people[1].renewBefore=30m",
+    f"tls.operatorNamespace={OPERATOR_NAMESPACE}",
+]
+# (--set item, the variable of the vault's ConfigMap, its value there)
+PRIVACY_SETS = [
+    ("authz.revealMasked=spiffe://fetchreward/person/bob", "AUTHZ_REVEAL_MASKED", "spiffe://fetchreward/person/bob"),
+    ("authz.lookup=spiffe://fetchreward/person/alice", "AUTHZ_LOOKUP", "spiffe://fetchreward/person/alice"),
+    ("vault.roles=officer=detokenize", "VAULT_ROLES", "officer=detokenize"),
+    ("vault.grants=spiffe://fetchreward/person/alice=officer", "VAULT_GRANTS",
+     "spiffe://fetchreward/person/alice=officer"),
+    ("vault.purposes=dsar=officer", "VAULT_PURPOSES", "dsar=officer"),
+    ("vault.maskIp=hide", "VAULT_MASK_IP", "hide"),
+    ("vault.maskDeviceId=keep-last:2", "VAULT_MASK_DEVICE_ID", "keep-last:2"),
+    ("vault.dailyRevealLimit=0", "VAULT_DAILY_REVEAL_LIMIT", "0"),
+    ("vault.lookupRate=30", "VAULT_LOOKUP_RATE", "30"),
+]
+# The privacy variables a default rendering does not set (the vault's own defaults apply).
+PRIVACY_UNSET = ["AUTHZ_REVEAL_MASKED", "AUTHZ_LOOKUP", "VAULT_ROLES", "VAULT_GRANTS", "VAULT_PURPOSES"]
 
 # The monitoring objects, all off by default, and what turns them on.
 MONITORING_SETS = [
@@ -736,6 +785,72 @@ def check_vault_storage(renders: dict[str, list[dict]], values: dict, report: Re
           f"claim {SPOOL_CLAIM}, the only writable mount beside /tmp; neither by default: ok")
 
 
+def check_people(default_docs: list[dict], docs: list[dict], values: dict, report: Report) -> None:
+    """Personal identities and the vault's privacy settings: none by default; with people
+    listed, one client Certificate each from the issuer of the services' identities, in the
+    operators' namespace; the settings given in the vault's ConfigMap as given."""
+    def certificates(items: list[dict]) -> list[dict]:
+        return [d for d in items if d.get("kind") == "Certificate"]
+
+    def person(cert: dict) -> bool:
+        return (cert["metadata"].get("labels") or {}).get("app.kubernetes.io/component") == "person"
+
+    def vault_env(items: list[dict]) -> dict:
+        maps = [d for d in items if d.get("kind") == "ConfigMap"
+                and (d["metadata"].get("labels") or {}).get("app.kubernetes.io/component") == "vault"
+                and "GRPC_ADDR" in (d.get("data") or {})]
+        return (maps[0].get("data") or {}) if len(maps) == 1 else {}
+
+    if any(person(c) for c in certificates(default_docs)):
+        report.error("helm template renders personal Certificates by default; people is empty")
+    default_env = vault_env(default_docs)
+    for name in PRIVACY_UNSET:
+        if name in default_env:
+            report.error(f"helm template sets {name} by default; it must be unset while empty")
+    vault = values["vault"]
+    for name, key in (("VAULT_MASK_IP", "maskIp"), ("VAULT_MASK_DEVICE_ID", "maskDeviceId"),
+                      ("VAULT_DAILY_REVEAL_LIMIT", "dailyRevealLimit"), ("VAULT_LOOKUP_RATE", "lookupRate")):
+        if default_env.get(name) != str(vault[key]):
+            report.error(f"helm template's {name} is {default_env.get(name)!r}, not vault.{key} ({vault[key]!r})")
+
+    servers = [c for c in certificates(docs) if c["spec"].get("uris") == ["spiffe://fetchreward/vault"]]
+    issuer = servers[0]["spec"].get("issuerRef") if servers else None
+    people = {c["spec"]["uris"][0].rsplit("/", 1)[-1]: c for c in certificates(docs)
+              if person(c) and len(c["spec"].get("uris") or []) == 1}
+    wanted = {"alice": ("8h", "1h"), "bob": ("4h", "30m")}
+    if sorted(people) != sorted(wanted) or len([c for c in certificates(docs) if person(c)]) != len(wanted):
+        report.error(f"helm template with {', '.join(PEOPLE_SETS)} renders the personal Certificates "
+                     f"of {sorted(people)}, not one each of {sorted(wanted)}")
+        return
+    for name, (duration, renew) in wanted.items():
+        cert = people[name]
+        spec, meta = cert["spec"], cert["metadata"]
+        if spec["uris"] != [f"spiffe://fetchreward/person/{name}"] or spec.get("dnsNames"):
+            report.error(f"{name}'s Certificate names {spec['uris']} {spec.get('dnsNames') or ''}, not "
+                         f"spiffe://fetchreward/person/{name} alone")
+        if spec.get("usages") != ["digital signature", "client auth"]:
+            report.error(f"{name}'s Certificate has the usages {spec.get('usages')}, not client auth only")
+        if (spec.get("duration"), spec.get("renewBefore")) != (duration, renew):
+            report.error(f"{name}'s Certificate lasts {spec.get('duration')} renewed {spec.get('renewBefore')} "
+                         f"ahead, not {duration} and {renew}")
+        if issuer is None or spec.get("issuerRef") != issuer:
+            report.error(f"{name}'s Certificate is issued by {spec.get('issuerRef')}, not the vault's issuer {issuer}")
+        if meta.get("namespace") != OPERATOR_NAMESPACE:
+            report.error(f"{name}'s Certificate is in {meta.get('namespace')!r}, not tls.operatorNamespace")
+        if spec.get("secretName") != f"{meta['name']}-tls" or not meta["name"].endswith(f"-person-{name}"):
+            report.error(f"{name}'s Certificate {meta['name']} writes Secret {spec.get('secretName')!r}, "
+                         f"not <fullname>-person-{name}-tls")
+        if (spec.get("privateKey") or {}).get("rotationPolicy") != "Always":
+            report.error(f"{name}'s Certificate keeps its private key across renewals")
+    env = vault_env(docs)
+    for item, name, value in PRIVACY_SETS:
+        if env.get(name) != value:
+            report.error(f"helm template with --set {item}: the vault's {name} is {env.get(name)!r}, not {value!r}")
+    print(f"helm template with people: {len(people)} personal client Certificates (spiffe://fetchreward/person/"
+          f"<name>, the services' issuer, namespace {OPERATOR_NAMESPACE}); the privacy settings in the "
+          "vault's ConfigMap, the optional ones unset by default: ok")
+
+
 def check_keda(default_docs: list[dict], docs: list[dict], role_docs: list[dict], values: dict,
                report: Report) -> None:
     """KEDA's objects: off by default; when on, a ScaledObject on the ingestor's queue and its
@@ -820,6 +935,7 @@ def run_helm(chart: Path, values: object, report: Report) -> None:
     monitoring, keda, network = flags(MONITORING_SETS), flags(KEDA_SETS), flags(NETWORK_SETS)
     archive = flags(ARCHIVE_SETS)
     replica, spool, spool_claim = flags(REPLICA_SETS), flags(SPOOL_SETS), flags(SPOOL_CLAIM_SETS)
+    people = flags(PEOPLE_SETS + [item for item, _, _ in PRIVACY_SETS])
     archive_network = archive + network + flags([ARCHIVE_S3_CIDRS])
     keda_role = keda + flags([f"ingestor.keda.roleArn={KEDA_ROLE}"])
     rendered: dict[str, str] = {}
@@ -828,6 +944,7 @@ def run_helm(chart: Path, values: object, report: Report) -> None:
                        ("lint with KEDA and egress CIDRs", ["lint", "--strict", str(chart), *keda, *network]),
                        ("lint with the archive job", ["lint", "--strict", str(chart), *archive_network]),
                        ("lint with the audit spool", ["lint", "--strict", str(chart), *spool_claim]),
+                       ("lint with people", ["lint", "--strict", str(chart), *people]),
                        ("default", ["template", "check", str(chart)]),
                        ("without generation keys",
                         ["template", "check", str(chart), "--set", "vault.generationKmsKeys=false",
@@ -841,6 +958,7 @@ def run_helm(chart: Path, values: object, report: Report) -> None:
                        ("read replica", ["template", "check", str(chart), *replica]),
                        ("audit spool", ["template", "check", str(chart), *spool]),
                        ("audit spool on a claim", ["template", "check", str(chart), *spool_claim]),
+                       ("people", ["template", "check", str(chart), *people]),
                        ("no network policy", ["template", "check", str(chart),
                                               "--set", "networkPolicy.enabled=false"]),
                        ("no egress policy", ["template", "check", str(chart),
@@ -874,7 +992,7 @@ def run_helm(chart: Path, values: object, report: Report) -> None:
         print("PyYAML is not installed: skipped the checks of the rendered objects")
     elif all(name in rendered for name in ("default", "monitoring", "keda", "keda with role", "network",
                                           "archive", "archive network", "read replica", "audit spool",
-                                          "audit spool on a claim", "no network policy",
+                                          "audit spool on a claim", "people", "no network policy",
                                           "no egress policy")) \
             and isinstance(values, dict):
         try:
@@ -890,6 +1008,7 @@ def run_helm(chart: Path, values: object, report: Report) -> None:
             check_archive(docs["default"], docs["archive"], docs["archive network"], values, report)
             check_vault_storage({name: docs[name] for name in ("default", "read replica", "audit spool",
                                                                 "audit spool on a claim")}, values, report)
+            check_people(docs["default"], docs["people"], values, report)
             if any(d.get("kind") == "NetworkPolicy" for d in docs["no network policy"]):
                 report.error("helm template with networkPolicy.enabled=false renders NetworkPolicies")
             if any("Egress" in (d["spec"].get("policyTypes") or [])

@@ -7,4 +7,5 @@ pub mod dlq;
 pub mod health;
 pub mod queue;
 pub mod sample;
+pub mod subject;
 pub mod vault;

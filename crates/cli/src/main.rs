@@ -11,9 +11,9 @@ use anyhow::Context;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use comfy_table::Table;
 use fetchreward_archive::{ArchiveTarget, Month, OlderThan};
-use fetchreward_cli::{archive, database, dlq, health, queue, sample, vault};
-use fetchreward_proto::vault::v1::KeyTarget;
+use fetchreward_cli::{archive, database, dlq, health, queue, sample, subject, vault};
 use fetchreward_proto::vault::v1::vault_service_client::VaultServiceClient;
+use fetchreward_proto::vault::v1::{DetokenizeRequest, KeyTarget, LiftQuotaRequest};
 use fetchreward_runtime::postgres;
 use fetchreward_runtime::tls::TlsFiles;
 use fetchreward_writer::shards::Shard;
@@ -60,11 +60,42 @@ enum Command {
         /// Tokens such as ip_v1_… or dev_v1_…
         #[arg(required = true)]
         tokens: Vec<String>,
-        /// Why the values are needed, e.g. a ticket reference (stored in the audit trail).
+        /// Why the values are needed: a purpose code when the vault has them (e.g. dsar), else
+        /// free text such as a ticket reference (stored in the audit trail).
         #[arg(long)]
         purpose: String,
+        /// Free text beside a purpose code, e.g. the request's reference (audited).
+        #[arg(long, default_value = "")]
+        note: String,
+        /// Only the masked forms (66.194.53.x, ***-**-5928): RevealMasked, a weaker permission.
+        #[arg(long)]
+        masked: bool,
         #[command(flatten)]
         vault: VaultArgs,
+    },
+    /// Find a data subject's rows from a value they gave, export them revealed, or erase them
+    /// (needs the lookup permission; export needs detokenize, forget an admin).
+    Subject {
+        #[command(subcommand)]
+        command: SubjectCommand,
+    },
+    /// Raise one person's daily reveal limit for a purpose, for today (audited; admin).
+    #[command(
+        after_help = "Examples:\n  fetchreward quota lift --caller spiffe://fetchreward/person/alice \\
+    --quota-purpose dsar --values 500 --purpose \"DSAR-42 has 1,200 rows\""
+    )]
+    Quota {
+        #[command(subcommand)]
+        command: QuotaCommand,
+    },
+    /// Plant decoy rows in user_logins whose tokens trip an alert when revealed (admin; writes
+    /// the table through DATABASE_URL).
+    #[command(
+        after_help = "Examples:\n  fetchreward decoys plant --count 5 --purpose \"quarterly tripwires\""
+    )]
+    Decoys {
+        #[command(subcommand)]
+        command: DecoysCommand,
     },
     /// Destroy the stored values of tokens (audited; needs an admin identity).
     #[command(
@@ -134,7 +165,8 @@ enum Command {
     },
     /// Create a development CA and a certificate per identity (local use only).
     #[command(after_help = "Examples:\n  fetchreward dev-certs --out target/dev/certs
-  fetchreward dev-certs --out /tmp/certs --names vault,writer,ingestor")]
+  fetchreward dev-certs --out /tmp/certs --names vault,writer,ingestor
+  fetchreward dev-certs --out target/dev/certs --person alice --role privacy-officer")]
     DevCerts {
         /// Directory to write ca.pem, NAME.pem and NAME.key into.
         #[arg(long)]
@@ -142,6 +174,16 @@ enum Command {
         /// Identities (NAME), each certified as spiffe://fetchreward/NAME.
         #[arg(long, value_delimiter = ',', default_value = "vault,writer,ingestor,reader,admin")]
         names: Vec<String>,
+        /// Instead, a short-lived personal identity, spiffe://fetchreward/person/PERSON, signed
+        /// by the CA already in --out (person-PERSON.pem and .key).
+        #[arg(long, conflicts_with = "names")]
+        person: Option<String>,
+        /// The roles to grant the person (printed as the VAULT_GRANTS entry to add).
+        #[arg(long, requires = "person", value_delimiter = ',')]
+        role: Vec<String>,
+        /// How long the personal certificate is valid, in hours.
+        #[arg(long, requires = "person", default_value_t = 8)]
+        hours: u32,
     },
 }
 
@@ -355,6 +397,114 @@ enum ArchiveCommand {
     },
 }
 
+#[derive(Args)]
+struct SubjectArgs {
+    /// The subject's address.
+    #[arg(long, conflicts_with = "device_id", required_unless_present = "device_id")]
+    ip: Option<String>,
+    /// The subject's device id.
+    #[arg(long)]
+    device_id: Option<String>,
+    /// Why: a purpose code when the vault has them (e.g. dsar).
+    #[arg(long)]
+    purpose: String,
+    /// Free text beside the code, e.g. the request's reference (audited).
+    #[arg(long, default_value = "")]
+    note: String,
+}
+
+impl SubjectArgs {
+    fn value(&self) -> subject::SubjectValue {
+        match (&self.ip, &self.device_id) {
+            (Some(ip), _) => subject::SubjectValue::Ip(ip.clone()),
+            (None, Some(device)) => subject::SubjectValue::DeviceId(device.clone()),
+            (None, None) => unreachable!("clap requires one"),
+        }
+    }
+
+    fn why(&self) -> subject::Why {
+        subject::Why { purpose: self.purpose.clone(), note: self.note.clone() }
+    }
+}
+
+#[derive(Subcommand)]
+enum SubjectCommand {
+    /// The value's tokens and how many rows of user_logins carry them, by month (Lookup:
+    /// audited, rate limited, stores nothing).
+    #[command(
+        after_help = "Examples:\n  fetchreward subject find --ip 66.194.53.215 --purpose dsar --note DSAR-42"
+    )]
+    Find {
+        #[command(flatten)]
+        subject: SubjectArgs,
+        #[command(flatten)]
+        vault: VaultArgs,
+    },
+    /// The subject's rows with their values revealed: a data-subject access answer (one
+    /// Detokenize call, audited, counted against the daily limit).
+    #[command(
+        after_help = "Examples:\n  fetchreward subject export --ip 66.194.53.215 --purpose dsar --note DSAR-42 --format csv --out dsar-42.csv"
+    )]
+    Export {
+        #[command(flatten)]
+        subject: SubjectArgs,
+        /// json (one object per line) or csv.
+        #[arg(long, value_enum, default_value = "json")]
+        format: subject::ExportFormat,
+        /// Write here instead of standard output.
+        #[arg(long)]
+        out: Option<PathBuf>,
+        #[command(flatten)]
+        vault: VaultArgs,
+    },
+    /// Find the value's tokens and Forget them: prints the erasure receipt.
+    #[command(
+        after_help = "Examples:\n  fetchreward subject forget --device-id 593-47-5928 --purpose dsar --note \"erasure DSAR-43\""
+    )]
+    Forget {
+        #[command(flatten)]
+        subject: SubjectArgs,
+        #[command(flatten)]
+        vault: VaultArgs,
+    },
+}
+
+#[derive(Subcommand)]
+enum QuotaCommand {
+    /// Add values to a caller's limit for a purpose, for the rest of the UTC day.
+    Lift {
+        /// The caller, e.g. spiffe://fetchreward/person/alice.
+        #[arg(long)]
+        caller: String,
+        /// The purpose code whose limit is raised (none when the vault has no codes).
+        #[arg(long, default_value = "")]
+        quota_purpose: String,
+        /// How many more values.
+        #[arg(long)]
+        values: u32,
+        /// Why (audited).
+        #[arg(long)]
+        purpose: String,
+        #[command(flatten)]
+        vault: VaultArgs,
+    },
+}
+
+#[derive(Subcommand)]
+enum DecoysCommand {
+    /// Plant COUNT rows, each with a decoy address token and a decoy device token.
+    Plant {
+        /// How many rows, 1 to 100.
+        #[arg(long, default_value_t = 5)]
+        count: u32,
+        /// Why (audited).
+        #[arg(long)]
+        purpose: String,
+        #[command(flatten)]
+        vault: VaultArgs,
+    },
+}
+
 #[derive(Subcommand)]
 enum AuditCommand {
     /// Rows of the audit trail, oldest first, as a table or as JSON lines.
@@ -476,6 +626,22 @@ fn print_rows<const N: usize>(header: [&str; N], rows: Vec<[String; N]>) {
         table.add_row(row);
     }
     println!("{table}");
+}
+
+/// The erasure receipt of a Forget.
+fn print_receipt(forgotten: &vault::Forgotten) {
+    if forgotten.forgotten_at_unix_ms > 0 {
+        println!("gone from the live table at {}", time_text(forgotten.forgotten_at_unix_ms));
+    }
+    let generations: Vec<String> = forgotten.generations.iter().map(|v| format!("v{v}")).collect();
+    if forgotten.final_by_unix_ms > 0 {
+        println!(
+            "final erasure by {} (data key generation {})",
+            time_text(forgotten.final_by_unix_ms),
+            generations.join(", ")
+        );
+    }
+    println!("{}", forgotten.erasure);
 }
 
 fn activation_text(unix_ms: i64) -> String {
@@ -604,6 +770,69 @@ async fn run_archive(command: ArchiveCommand) -> anyhow::Result<()> {
                 restored.inserted,
                 restored.rows - restored.inserted.min(restored.rows)
             );
+        }
+    }
+    Ok(())
+}
+
+async fn run_subject(command: SubjectCommand) -> anyhow::Result<()> {
+    match command {
+        SubjectCommand::Find { subject: args, vault } => {
+            let mut client = vault.connect().await?;
+            let value = args.value();
+            let found = subject::lookup(&mut client, &value, &args.why()).await?;
+            let pool = database::connect(database::Access::Read).await?;
+            let db = postgres::client(&pool).await?;
+            let months = subject::rows_by_month(&db, &value, &found.tokens).await?;
+            println!("token(s), newest key version first: {}", found.tokens.join(", "));
+            println!(
+                "the vault {} an original under them; lookup audit id {}",
+                if found.stored { "stores" } else { "stores no" },
+                found.audit_id
+            );
+            let total: i64 = months.values().sum();
+            print_rows(
+                ["month", "rows"],
+                months.into_iter().map(|(month, rows)| [month, rows.to_string()]).collect(),
+            );
+            println!("{total} row(s) in user_logins");
+        }
+        SubjectCommand::Export { subject: args, format, out, vault } => {
+            let mut client = vault.connect().await?;
+            let value = args.value();
+            let why = args.why();
+            let found = subject::lookup(&mut client, &value, &why).await?;
+            let pool = database::connect(database::Access::Read).await?;
+            let db = postgres::client(&pool).await?;
+            let (rows, audit_id) =
+                subject::export(&mut client, &db, &value, &found.tokens, &why).await?;
+            match &out {
+                Some(path) => {
+                    let file = std::fs::File::create(path)
+                        .with_context(|| format!("cannot create {}", path.display()))?;
+                    subject::write_rows(&rows, format, std::io::BufWriter::new(file))?;
+                }
+                None => subject::write_rows(&rows, format, std::io::stdout().lock())?,
+            }
+            eprintln!(
+                "{} row(s) exported; lookup audit id {}, detokenize audit id {audit_id}",
+                rows.len(),
+                found.audit_id
+            );
+        }
+        SubjectCommand::Forget { subject: args, vault } => {
+            let mut client = vault.connect().await?;
+            let why = args.why();
+            let found = subject::lookup(&mut client, &args.value(), &why).await?;
+            let purpose = if why.note.is_empty() {
+                why.purpose.clone()
+            } else {
+                format!("{}: {}", why.purpose, why.note)
+            };
+            let forgotten = vault::forget(&mut client, found.tokens, purpose).await?;
+            print_rows(["token", "status"], forgotten.rows.clone());
+            println!("lookup audit id {}, forget audit id {}", found.audit_id, forgotten.audit_id);
+            print_receipt(&forgotten);
         }
     }
     Ok(())
@@ -830,33 +1059,54 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Dlq { command } => run_dlq(command).await?,
         Command::Audit { command } => run_audit(command).await?,
-        Command::Detokenize { tokens, purpose, vault } => {
+        Command::Detokenize { tokens, purpose, note, masked, vault } => {
             let mut client = vault.connect().await?;
-            let (rows, audit_id) = vault::detokenize(&mut client, tokens, purpose).await?;
+            let reveal = if masked { vault::Reveal::Masked } else { vault::Reveal::Full };
+            let request = DetokenizeRequest { tokens, purpose, note };
+            let (rows, audit_id) = vault::detokenize(&mut client, request, reveal).await?;
             print_rows(["token", "status", "value"], rows);
             println!("audit id {audit_id}");
+        }
+        Command::Subject { command } => run_subject(command).await?,
+        Command::Quota {
+            command: QuotaCommand::Lift { caller, quota_purpose, values, purpose, vault },
+        } => {
+            let mut client = vault.connect().await?;
+            let lifted = client
+                .lift_quota(LiftQuotaRequest {
+                    caller: caller.clone(),
+                    quota_purpose,
+                    values,
+                    purpose,
+                })
+                .await
+                .map_err(vault::explain)?
+                .into_inner();
+            println!(
+                "{caller} may reveal {} value(s) today ({} used); audit id {}",
+                lifted.limit, lifted.used, lifted.audit_id
+            );
+        }
+        Command::Decoys { command: DecoysCommand::Plant { count, purpose, vault } } => {
+            let mut client = vault.connect().await?;
+            let pool = database::connect(database::Access::Write).await?;
+            let db = postgres::client(&pool).await?;
+            let (tokens, audit_ids) =
+                subject::plant_decoys(&mut client, &db, count, &purpose).await?;
+            println!(
+                "planted {count} decoy row(s) in user_logins with {} decoy token(s); audit ids {} and {}",
+                tokens.len(),
+                audit_ids[0],
+                audit_ids[1]
+            );
+            println!("revealing any of them is refused, audited as a decoy hit, and alerts");
         }
         Command::Forget { tokens, purpose, vault } => {
             let mut client = vault.connect().await?;
             let forgotten = vault::forget(&mut client, tokens, purpose).await?;
-            print_rows(["token", "status"], forgotten.rows);
+            print_rows(["token", "status"], forgotten.rows.clone());
             println!("audit id {}", forgotten.audit_id);
-            if forgotten.forgotten_at_unix_ms > 0 {
-                println!(
-                    "gone from the live table at {}",
-                    time_text(forgotten.forgotten_at_unix_ms)
-                );
-            }
-            let generations: Vec<String> =
-                forgotten.generations.iter().map(|v| format!("v{v}")).collect();
-            if forgotten.final_by_unix_ms > 0 {
-                println!(
-                    "final erasure by {} (data key generation {})",
-                    time_text(forgotten.final_by_unix_ms),
-                    generations.join(", ")
-                );
-            }
-            println!("{}", forgotten.erasure);
+            print_receipt(&forgotten);
         }
         Command::Restore { tokens, purpose, vault } => {
             let mut client = vault.connect().await?;
@@ -895,7 +1145,29 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             let db = postgres::client(&pool).await?;
             archive::print_counts(&fetchreward_archive::monthly_counts(&db).await?, json);
         }
-        Command::DevCerts { out, names } => {
+        Command::DevCerts { out, person: Some(person), role, hours, .. } => {
+            let ca = fetchreward_devpki::DevCa::load(&out).with_context(|| {
+                format!(
+                    "no development CA in {} (run `fetchreward dev-certs --out {}` first)",
+                    out.display(),
+                    out.display()
+                )
+            })?;
+            let id = ca
+                .write_person(&out, &person, hours)
+                .with_context(|| format!("cannot issue a certificate for {person}"))?;
+            println!(
+                "wrote person-{person}.pem and person-{person}.key into {} for {id}, valid {hours} h",
+                out.display()
+            );
+            if !role.is_empty() {
+                println!(
+                    "grant the roles in the vault's settings: VAULT_GRANTS=\"{id}={}\"",
+                    role.join(",")
+                );
+            }
+        }
+        Command::DevCerts { out, names, person: None, .. } => {
             let ca = fetchreward_devpki::DevCa::new("Fetchreward development CA")
                 .context("cannot create the CA")?;
             let names: Vec<&str> = names.iter().map(String::as_str).collect();

@@ -78,6 +78,40 @@ pub fn synthetic(count: usize, seed: u64, shape: Shape) -> Vec<String> {
         .collect()
 }
 
+/// The fields of a row of `user_logins` besides its tokens, like the pipeline's rows: what a
+/// decoy row carries so that nothing tells it apart.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PlausibleRow {
+    /// A random user id.
+    pub user_id: String,
+    /// `android` or `ios`.
+    pub device_type: String,
+    /// A locale, or none.
+    pub locale: Option<String>,
+    /// The integer form of the app version, when it has one.
+    pub app_version: Option<i32>,
+    /// The app version as sent.
+    pub app_version_raw: String,
+    /// How many days before today the row is dated (0 to 89).
+    pub days_ago: i32,
+    /// A random message id, in the shape SQS gives.
+    pub message_id: String,
+}
+
+/// A [`PlausibleRow`] drawn from `rng`.
+pub fn plausible_row(rng: &mut impl Rng) -> PlausibleRow {
+    let raw = (*APP_VERSIONS.choose(rng).expect("not empty")).to_owned();
+    PlausibleRow {
+        user_id: uuid::Builder::from_random_bytes(rng.random()).into_uuid().to_string(),
+        device_type: (*DEVICE_TYPES.choose(rng).expect("not empty")).to_owned(),
+        locale: LOCALES.choose(rng).copied().flatten().map(str::to_owned),
+        app_version: fetchreward_model::app_version_number(&raw),
+        app_version_raw: raw,
+        days_ago: rng.random_range(0..90),
+        message_id: uuid::Builder::from_random_bytes(rng.random()).into_uuid().to_string(),
+    }
+}
+
 /// Bodies that look like logins but break one rule each that the table would otherwise
 /// enforce: a NUL character (which Postgres text cannot hold) in each string field, and each
 /// field one character longer than its column. `seed` varies the users, so several calls give

@@ -48,7 +48,7 @@ pub async fn connect(
 }
 
 /// A refused or failed call, said plainly.
-fn explain(status: Status) -> anyhow::Error {
+pub fn explain(status: Status) -> anyhow::Error {
     match status.code() {
         Code::PermissionDenied => anyhow::anyhow!(
             "the vault refused: {} (this identity is not authorized for that method; the refusal is audited)",
@@ -62,6 +62,9 @@ fn explain(status: Status) -> anyhow::Error {
             anyhow::anyhow!("the vault cannot do that yet: {}", status.message())
         }
         Code::Aborted => anyhow::anyhow!("the vault aborted the call: {}", status.message()),
+        Code::ResourceExhausted => {
+            anyhow::anyhow!("the vault refused, over a limit: {}", status.message())
+        }
         _ => anyhow::anyhow!("the vault answered {:?}: {}", status.code(), status.message()),
     }
 }
@@ -75,17 +78,28 @@ fn status_name(status: TokenStatus) -> &'static str {
     }
 }
 
-/// Recovers the values of `tokens`; returns (token, status, value) rows and the audit id.
+/// How much of each value a reveal returns.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reveal {
+    /// The value (Detokenize).
+    Full,
+    /// Its masked form (RevealMasked).
+    Masked,
+}
+
+/// Recovers the values (or the masked forms) that `request` asks for; returns (token, status,
+/// value) rows and the audit id.
 pub async fn detokenize(
     client: &mut VaultServiceClient<Channel>,
-    tokens: Vec<String>,
-    purpose: String,
+    request: DetokenizeRequest,
+    reveal: Reveal,
 ) -> anyhow::Result<(Vec<[String; 3]>, i64)> {
-    let reply = client
-        .detokenize(DetokenizeRequest { tokens, purpose })
-        .await
-        .map_err(explain)?
-        .into_inner();
+    let reply = match reveal {
+        Reveal::Full => client.detokenize(request).await,
+        Reveal::Masked => client.reveal_masked(request).await,
+    }
+    .map_err(explain)?
+    .into_inner();
     let rows = reply
         .results
         .into_iter()

@@ -29,6 +29,9 @@ impl std::fmt::Debug for IssuedPem {
 /// A certificate authority that can issue certificates.
 pub struct DevCa {
     issuer: Issuer<'static, KeyPair>,
+    /// The CA's private key, PEM, written beside its certificate so that people's short-lived
+    /// certificates can be issued later ([`DevCa::load`]).
+    key_pem: String,
     /// The CA's own certificate, PEM.
     pub cert_pem: String,
 }
@@ -46,6 +49,8 @@ pub enum Validity {
     Current,
     /// Expired yesterday.
     Expired,
+    /// From now for this many hours: a person's certificate.
+    Hours(u32),
 }
 
 impl DevCa {
@@ -57,7 +62,40 @@ impl DevCa {
         params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
         params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
         let cert = params.self_signed(&key)?;
-        Ok(DevCa { cert_pem: cert.pem(), issuer: Issuer::new(params, key) })
+        let key_pem = key.serialize_pem();
+        Ok(DevCa { cert_pem: cert.pem(), key_pem, issuer: Issuer::new(params, key) })
+    }
+
+    /// The CA that [`DevCa::write_all`] wrote into `dir` (`ca.pem`, `ca.key`).
+    pub fn load(dir: &Path) -> std::io::Result<DevCa> {
+        let cert_pem = std::fs::read_to_string(dir.join("ca.pem"))?;
+        let key_pem = std::fs::read_to_string(dir.join("ca.key"))?;
+        let key = KeyPair::from_pem(&key_pem).map_err(std::io::Error::other)?;
+        let issuer = Issuer::from_ca_cert_pem(&cert_pem, key).map_err(std::io::Error::other)?;
+        Ok(DevCa { issuer, key_pem, cert_pem })
+    }
+
+    /// A client certificate for `spiffe://fetchreward/person/<person>`, valid for `hours` from
+    /// now: a person's own identity, short-lived like one an IdP-backed issuer gives.
+    pub fn issue_person(&self, person: &str, hours: u32) -> Result<IssuedPem, rcgen::Error> {
+        let valid = !person.is_empty()
+            && person.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
+        if !valid {
+            return Err(rcgen::Error::InvalidAsn1String(rcgen::InvalidAsn1String::Ia5String(
+                format!("person `{person}`: lowercase letters, digits and `-` only"),
+            )));
+        }
+        let uri = person_id(person);
+        self.issue_with_uris(&format!("person-{person}"), &[uri], Validity::Hours(hours))
+    }
+
+    /// Writes `person-<person>.pem` and `.key` into `dir` ([`DevCa::issue_person`]); returns
+    /// the person's SPIFFE id.
+    pub fn write_person(&self, dir: &Path, person: &str, hours: u32) -> std::io::Result<String> {
+        let issued = self.issue_person(person, hours).map_err(std::io::Error::other)?;
+        std::fs::write(dir.join(format!("person-{person}.pem")), &issued.cert)?;
+        write_private(&dir.join(format!("person-{person}.key")), &issued.key)?;
+        Ok(person_id(person))
     }
 
     /// A certificate for `spiffe://fetchreward/<name>`, usable by servers (for `localhost`,
@@ -90,6 +128,9 @@ impl DevCa {
         (params.not_before, params.not_after) = match validity {
             Validity::Current => (now - day, now + day * 365),
             Validity::Expired => (now - day * 30, now - day),
+            Validity::Hours(hours) => {
+                (now - time::Duration::minutes(5), now + time::Duration::hours(i64::from(hours)))
+            }
         };
         let cert = params.signed_by(&key, &self.issuer)?;
         Ok(IssuedPem { cert: cert.pem(), key: key.serialize_pem() })
@@ -99,6 +140,7 @@ impl DevCa {
     pub fn write_all(&self, dir: &Path, names: &[&str]) -> std::io::Result<()> {
         std::fs::create_dir_all(dir)?;
         std::fs::write(dir.join("ca.pem"), &self.cert_pem)?;
+        write_private(&dir.join("ca.key"), &self.key_pem)?;
         for name in names {
             let issued = self.issue(name, Validity::Current).map_err(std::io::Error::other)?;
             std::fs::write(dir.join(format!("{name}.pem")), &issued.cert)?;
@@ -106,6 +148,11 @@ impl DevCa {
         }
         Ok(())
     }
+}
+
+/// The SPIFFE id of a person.
+pub fn person_id(person: &str) -> String {
+    format!("{}fetchreward/person/{person}", fetchreward_runtime::tls::SPIFFE_SCHEME)
 }
 
 /// Writes a private key readable by its owner only (0600).
@@ -140,6 +187,32 @@ mod tests {
         let ca_der = CertificateDer::from_pem_slice(ca.cert_pem.as_bytes()).expect("PEM");
         assert!(uri_sans(ca_der.as_ref()).is_empty(), "the CA has no SPIFFE id");
         assert!(!format!("{issued:?}").contains("PRIVATE KEY"));
+    }
+
+    #[test]
+    fn a_person_is_issued_later_by_the_ca_written_before() {
+        let dir = std::env::temp_dir().join(format!("devpki-{}", std::process::id()));
+        DevCa::new("test ca").expect("a CA").write_all(&dir, &["vault"]).expect("writes");
+        let ca = DevCa::load(&dir).expect("loads the CA back");
+        let id = ca.write_person(&dir, "alice", 8).expect("issues");
+        assert_eq!(id, "spiffe://fetchreward/person/alice");
+        let pem = std::fs::read(dir.join("person-alice.pem")).expect("written");
+        let der = CertificateDer::from_pem_slice(&pem).expect("PEM");
+        assert_eq!(peer_identity(der.as_ref(), "fetchreward").as_deref(), Ok(id.as_str()));
+        // Signed by the CA on disk: a verifier holding only ca.pem accepts it.
+        let ca_der = CertificateDer::from_pem_slice(
+            std::fs::read(dir.join("ca.pem")).expect("ca.pem").as_slice(),
+        )
+        .expect("PEM");
+        let mut roots = rustls::RootCertStore::empty();
+        roots.add(ca_der).expect("a root");
+        let verifier = rustls::server::WebPkiClientVerifier::builder(roots.into())
+            .build()
+            .expect("a verifier");
+        let now = rustls::pki_types::UnixTime::now();
+        verifier.verify_client_cert(&der, &[], now).expect("the CA on disk signed it");
+        assert!(ca.issue_person("Alice/../admin", 8).is_err(), "names are plain");
+        std::fs::remove_dir_all(&dir).ok();
     }
 
     #[test]

@@ -470,6 +470,12 @@ impl TestPki {
         self.issue(name, &[uri], fetchreward_devpki::Validity::Expired)
     }
 
+    /// A person's short-lived certificate: `spiffe://fetchreward/person/<person>`, 8 hours.
+    pub fn person(&self, person: &str) -> TlsPaths {
+        let uri = fetchreward_devpki::person_id(person);
+        self.issue(&format!("person-{person}"), &[uri], fetchreward_devpki::Validity::Hours(8))
+    }
+
     /// A valid certificate, stored as `<file>`, whose URI SANs are `uris` (none, several, of
     /// another trust domain...).
     pub fn with_uris(&self, file: &str, uris: &[&str]) -> TlsPaths {
@@ -486,6 +492,7 @@ impl TestPki {
         let file = match validity {
             fetchreward_devpki::Validity::Current => file.to_owned(),
             fetchreward_devpki::Validity::Expired => format!("{file}-expired"),
+            fetchreward_devpki::Validity::Hours(hours) => format!("{file}-{hours}h"),
         };
         let issued = self.ca.issue_with_uris(&file, uris, validity).expect("issues");
         let cert = self.dir().join(format!("{file}.pem"));

@@ -2,7 +2,9 @@
 //!
 //! The call layer in front of the gRPC server (`fetchreward_runtime::calls`) authenticates
 //! every request and applies the operator's deny-by-default policy (`AUTHZ_TOKENIZE`,
-//! `AUTHZ_DETOKENIZE`, `AUTHZ_ADMIN`; `fetchreward_runtime::authz::Policy`) with the rules of [`Method::RULES`]. A refused Tokenize
+//! `AUTHZ_DETOKENIZE`, `AUTHZ_REVEAL_MASKED`, `AUTHZ_LOOKUP`, `AUTHZ_ADMIN`, `AUTHZ_AUDIT`, and
+//! the roles `VAULT_GRANTS` gives people: [`crate::privacy`]; `fetchreward_runtime::authz::Policy`)
+//! with the rules of [`Method::RULES`]. A refused Tokenize
 //! never reaches the vault; a refused call of an audited method does, as an [`Access`] that is
 //! not allowed, so that the vault writes its audit row before refusing it.
 
@@ -47,8 +49,16 @@ pub enum Method {
     Tokenize,
     /// Detokenize.
     Detokenize,
+    /// RevealMasked: the masked forms of the originals.
+    RevealMasked,
+    /// Lookup: the tokens of values, nothing stored.
+    Lookup,
     /// Forget.
     Forget,
+    /// LiftQuota (admin): more reveals today for one caller and purpose.
+    LiftQuota,
+    /// PlantDecoys (admin): tokens that trip an alert when revealed.
+    PlantDecoys,
     /// RotateKeys (admin).
     RotateKeys,
     /// Restore (admin): tombstones that may be stored again.
@@ -65,8 +75,12 @@ pub enum Method {
 
 impl Method {
     /// The methods that write audit rows.
-    pub const AUDITED: [Method; 7] = [
+    pub const AUDITED: [Method; 11] = [
         Method::Detokenize,
+        Method::RevealMasked,
+        Method::Lookup,
+        Method::LiftQuota,
+        Method::PlantDecoys,
         Method::Forget,
         Method::Restore,
         Method::RotateKeys,
@@ -76,18 +90,24 @@ impl Method {
     ];
 
     /// The policy groups of the vault and their variables.
-    pub const POLICY_GROUPS: [(&'static str, &'static str); 4] = [
+    pub const POLICY_GROUPS: [(&'static str, &'static str); 6] = [
         ("tokenize", "AUTHZ_TOKENIZE"),
         ("detokenize", "AUTHZ_DETOKENIZE"),
+        ("reveal-masked", "AUTHZ_REVEAL_MASKED"),
+        ("lookup", "AUTHZ_LOOKUP"),
         ("admin", "AUTHZ_ADMIN"),
         ("audit", "AUTHZ_AUDIT"),
     ];
 
     /// How the call layer treats each method: Tokenize and the reading of the audit trail are
     /// refused there; the others are audited, so their refusals reach the vault.
-    pub const RULES: [MethodRule; 8] = [
+    pub const RULES: [MethodRule; 12] = [
         MethodRule::guarded("Tokenize", "tokenize"),
         MethodRule::audited("Detokenize", "detokenize"),
+        MethodRule::audited("RevealMasked", "reveal-masked"),
+        MethodRule::audited("Lookup", "lookup"),
+        MethodRule::audited("LiftQuota", "admin"),
+        MethodRule::audited("PlantDecoys", "admin"),
         MethodRule::audited("Forget", "admin"),
         MethodRule::audited("Restore", "admin"),
         MethodRule::audited("RotateKeys", "admin"),
@@ -109,7 +129,11 @@ impl Method {
         match self {
             Method::Tokenize => "Tokenize",
             Method::Detokenize => "Detokenize",
+            Method::RevealMasked => "RevealMasked",
+            Method::Lookup => "Lookup",
             Method::Forget => "Forget",
+            Method::LiftQuota => "LiftQuota",
+            Method::PlantDecoys => "PlantDecoys",
             Method::RotateKeys => "RotateKeys",
             Method::Restore => "Restore",
             Method::Retire => "Retire",

@@ -16,6 +16,7 @@ use crate::erasure::ErasureSettings;
 use crate::keys::KeyTiming;
 use crate::kms::{GenerationKeys, KmsSettings};
 use crate::known_tokens::KnownTokensConfig;
+use crate::privacy::PrivacySettings;
 use crate::vault::TokenizeLimit;
 
 /// The service name, as logged and traced.
@@ -55,9 +56,14 @@ pub struct VaultConfig {
     pub erasure: ErasureSettings,
     /// Mutual TLS (`TLS_CA_FILE`, `TLS_CERT_FILE`, `TLS_KEY_FILE`); plaintext when absent.
     pub tls: Option<TlsFiles>,
-    /// Who may call what (`AUTHZ_TOKENIZE`, `AUTHZ_DETOKENIZE`, `AUTHZ_ADMIN`): nobody when
-    /// unset; `anonymous` may be listed only without TLS.
+    /// Who may call what (`AUTHZ_TOKENIZE`, `AUTHZ_DETOKENIZE`, `AUTHZ_REVEAL_MASKED`,
+    /// `AUTHZ_LOOKUP`, `AUTHZ_ADMIN`, `AUTHZ_AUDIT`, and the people `VAULT_GRANTS` gives roles):
+    /// nobody when unset; `anonymous` may be listed only without TLS.
     pub policy: Policy,
+    /// Roles, grants, purpose codes, masks, the daily reveal limit and the Lookup rate
+    /// (`VAULT_ROLES`, `VAULT_GRANTS`, `VAULT_PURPOSES`, `VAULT_MASK_IP`,
+    /// `VAULT_MASK_DEVICE_ID`, `VAULT_DAILY_REVEAL_LIMIT`, `VAULT_LOOKUP_RATE`).
+    pub privacy: PrivacySettings,
     /// The known-tokens cache (`VAULT_TOKEN_CACHE_CAPACITY`, default 250000 tokens, 0 turns it
     /// off; `VAULT_TOKEN_CACHE_TTL_SECS`, default 600).
     pub known_tokens: KnownTokensConfig,
@@ -109,11 +115,10 @@ impl VaultConfig {
             );
         }
         let tls = TlsFiles::from_env(&mut reader);
-        let policy = Policy::from_env(
-            &mut reader,
-            &Method::POLICY_GROUPS,
-            tls.as_ref().map(|tls| tls.trust_domain.as_str()),
-        );
+        let trust_domain = tls.as_ref().map(|tls| tls.trust_domain.as_str());
+        let policy = Policy::from_env(&mut reader, &Method::POLICY_GROUPS, trust_domain);
+        let privacy = PrivacySettings::from_env(&mut reader, trust_domain);
+        let policy = privacy.extend(policy, &reader.list("AUTHZ_DETOKENIZE"));
         let defaults = KnownTokensConfig::default();
         let known_tokens = KnownTokensConfig {
             capacity: reader.or_default(
@@ -156,6 +161,7 @@ impl VaultConfig {
             erasure,
             tls,
             policy,
+            privacy,
             known_tokens,
             keys,
             tokenize_limit,

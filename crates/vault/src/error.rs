@@ -77,6 +77,51 @@ pub enum VaultError {
         /// When the call would pass.
         retry_after: std::time::Duration,
     },
+    /// The purpose is a configured code, but none of the caller's roles may give it.
+    #[error("caller {caller} holds no role that may give purpose `{purpose}` (roles: {roles})")]
+    PurposeNotGranted {
+        /// The caller's identity.
+        caller: String,
+        /// The purpose code.
+        purpose: String,
+        /// The roles that may give it.
+        roles: String,
+    },
+    /// The call would take the caller past its daily reveal limit for the purpose.
+    #[error(
+        "caller {caller} has revealed {used} of its {limit} values for this purpose today; this \
+         call asks for {asked} more and was refused (an admin may lift the limit)"
+    )]
+    QuotaExceeded {
+        /// The caller's identity.
+        caller: String,
+        /// Values revealed today.
+        used: u64,
+        /// Today's limit, lifts included.
+        limit: u64,
+        /// Tokens the call asked for.
+        asked: usize,
+    },
+    /// The caller looked up more values than its rate limit allows; nothing was done.
+    #[error(
+        "caller {caller} is over its Lookup rate limit ({per_minute} values a minute); nothing \
+         was done, retry in {} s",
+        retry_after.as_secs().max(1)
+    )]
+    LookupRateLimited {
+        /// The caller's identity.
+        caller: String,
+        /// Values a minute.
+        per_minute: u32,
+        /// When the call would pass.
+        retry_after: std::time::Duration,
+    },
+    /// The call names a token the caller may not reveal (a planted decoy); it says no more.
+    #[error("caller {caller} may not reveal one of these tokens; the call is audited")]
+    Tripwire {
+        /// The caller's identity.
+        caller: String,
+    },
     /// A concurrent rotation of the same key created the version this one was making; this
     /// call created nothing.
     #[error(
@@ -92,11 +137,28 @@ pub enum VaultError {
 }
 
 impl VaultError {
+    /// Whether the error refuses the caller (audited as `denied`) rather than the request.
+    pub fn is_denial(&self) -> bool {
+        matches!(
+            self,
+            VaultError::PermissionDenied { .. }
+                | VaultError::PurposeNotGranted { .. }
+                | VaultError::QuotaExceeded { .. }
+                | VaultError::LookupRateLimited { .. }
+                | VaultError::Tripwire { .. }
+        )
+    }
+
     /// The gRPC code of the error.
     pub fn code(&self) -> Code {
         match self {
             VaultError::InvalidArgument(_) => Code::InvalidArgument,
-            VaultError::PermissionDenied { .. } => Code::PermissionDenied,
+            VaultError::PermissionDenied { .. }
+            | VaultError::PurposeNotGranted { .. }
+            | VaultError::Tripwire { .. } => Code::PermissionDenied,
+            VaultError::QuotaExceeded { .. } | VaultError::LookupRateLimited { .. } => {
+                Code::ResourceExhausted
+            }
             VaultError::Database(err) => {
                 if err.is_transient() {
                     Code::Unavailable
@@ -127,6 +189,10 @@ impl VaultError {
         match self {
             VaultError::InvalidArgument(_)
             | VaultError::PermissionDenied { .. }
+            | VaultError::PurposeNotGranted { .. }
+            | VaultError::QuotaExceeded { .. }
+            | VaultError::LookupRateLimited { .. }
+            | VaultError::Tripwire { .. }
             | VaultError::FailedPrecondition(_)
             | VaultError::KeyRetired(_)
             | VaultError::RateLimited { .. }

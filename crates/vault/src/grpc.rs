@@ -15,7 +15,8 @@ use crate::error::VaultError;
 use crate::keys::KeyPurpose;
 use crate::store::AuditFilter;
 use crate::vault::{
-    ForgetStatus, ListedAuditRow, RawPii, Recovery, RefusedValue, RestoreStatus, Vault,
+    Detokenized, ForgetStatus, ListedAuditRow, LookedUp, RawPii, Recovery, RefusedValue,
+    RestoreStatus, Vault,
 };
 
 /// The fully qualified gRPC service name, as reported by the health service.
@@ -83,6 +84,23 @@ fn audit_row(row: ListedAuditRow) -> proto::AuditRow {
         detail: record.detail.unwrap_or_default(),
         chained,
     }
+}
+
+/// The proto form of a Detokenize or RevealMasked answer.
+fn detokenize_response(answer: Detokenized) -> proto::DetokenizeResponse {
+    let results = answer
+        .results
+        .into_iter()
+        .map(|(token, recovery)| {
+            let (status, value) = match recovery {
+                Recovery::Found(value) => (proto::TokenStatus::Found, value.into_exposed()),
+                Recovery::NotFound => (proto::TokenStatus::NotFound, String::new()),
+                Recovery::Forgotten => (proto::TokenStatus::Forgotten, String::new()),
+            };
+            proto::DetokenizeResult { token: token.to_string(), status: status.into(), value }
+        })
+        .collect();
+    proto::DetokenizeResponse { results, audit_id: answer.audit_id }
 }
 
 /// The refusal of a value whose kind is not one the vault knows.
@@ -162,27 +180,82 @@ impl VaultService for VaultGrpc {
         request: Request<proto::DetokenizeRequest>,
     ) -> Result<Response<proto::DetokenizeResponse>, Status> {
         let access = self.access_of(&request);
-        let proto::DetokenizeRequest { tokens, purpose } = request.into_inner();
-        let result = self.vault.detokenize(&access, tokens, purpose).await.map(|answer| {
+        let proto::DetokenizeRequest { tokens, purpose, note } = request.into_inner();
+        let result = self.vault.detokenize(&access, tokens, purpose, note).await;
+        finish(Method::Detokenize, result.map(detokenize_response)).map(Response::new)
+    }
+
+    async fn reveal_masked(
+        &self,
+        request: Request<proto::DetokenizeRequest>,
+    ) -> Result<Response<proto::DetokenizeResponse>, Status> {
+        let access = self.access_of(&request);
+        let proto::DetokenizeRequest { tokens, purpose, note } = request.into_inner();
+        let result = self.vault.reveal_masked(&access, tokens, purpose, note).await;
+        finish(Method::RevealMasked, result.map(detokenize_response)).map(Response::new)
+    }
+
+    async fn lookup(
+        &self,
+        request: Request<proto::LookupRequest>,
+    ) -> Result<Response<proto::LookupResponse>, Status> {
+        let access = self.access_of(&request);
+        let proto::LookupRequest { values, purpose, note } = request.into_inner();
+        let values = values
+            .into_iter()
+            .map(|value| value.model_kind().map(|kind| RawPii { kind, value: value.value }))
+            .collect();
+        let result = self.vault.lookup(&access, values, purpose, note).await.map(|answer| {
             let results = answer
                 .results
                 .into_iter()
-                .map(|(token, recovery)| {
-                    let (status, value) = match recovery {
-                        Recovery::Found(value) => (proto::TokenStatus::Found, value.into_exposed()),
-                        Recovery::NotFound => (proto::TokenStatus::NotFound, String::new()),
-                        Recovery::Forgotten => (proto::TokenStatus::Forgotten, String::new()),
-                    };
-                    proto::DetokenizeResult {
-                        token: token.to_string(),
-                        status: status.into(),
-                        value,
+                .map(|looked_up| match looked_up {
+                    LookedUp::Tokens { tokens, stored } => proto::LookupResult {
+                        tokens: tokens.iter().map(ToString::to_string).collect(),
+                        stored,
+                        refused: String::new(),
+                    },
+                    LookedUp::Refused(code) => {
+                        proto::LookupResult { refused: code.to_owned(), ..Default::default() }
                     }
                 })
                 .collect();
-            proto::DetokenizeResponse { results, audit_id: answer.audit_id }
+            proto::LookupResponse { results, audit_id: answer.audit_id }
         });
-        finish(Method::Detokenize, result).map(Response::new)
+        finish(Method::Lookup, result).map(Response::new)
+    }
+
+    async fn lift_quota(
+        &self,
+        request: Request<proto::LiftQuotaRequest>,
+    ) -> Result<Response<proto::LiftQuotaResponse>, Status> {
+        let access = self.access_of(&request);
+        let proto::LiftQuotaRequest { caller, quota_purpose, values, purpose } =
+            request.into_inner();
+        let result =
+            self.vault.lift_quota(&access, caller, quota_purpose, values, purpose).await.map(
+                |lifted| proto::LiftQuotaResponse {
+                    limit: lifted.limit,
+                    used: lifted.used,
+                    audit_id: lifted.audit_id,
+                },
+            );
+        finish(Method::LiftQuota, result).map(Response::new)
+    }
+
+    async fn plant_decoys(
+        &self,
+        request: Request<proto::PlantDecoysRequest>,
+    ) -> Result<Response<proto::PlantDecoysResponse>, Status> {
+        let access = self.access_of(&request);
+        let request = request.into_inner();
+        let kind = proto::PiiValue { kind: request.kind, value: String::new() }.model_kind();
+        let result = self.vault.plant_decoys(&access, kind, request.count, request.purpose).await;
+        let result = result.map(|planted| proto::PlantDecoysResponse {
+            tokens: planted.tokens.iter().map(ToString::to_string).collect(),
+            audit_id: planted.audit_id,
+        });
+        finish(Method::PlantDecoys, result).map(Response::new)
     }
 
     async fn forget(

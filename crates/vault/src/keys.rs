@@ -415,6 +415,11 @@ impl KeyRing {
         })
     }
 
+    /// Every tokenization key held, newest version first (one not active yet included).
+    pub fn tokenization_keys(&self) -> impl Iterator<Item = &TokenizationKey> {
+        self.tokenization.values().rev().map(|scheduled| scheduled.key.as_ref())
+    }
+
     /// The tokenization key new tokens are made with now.
     pub fn active_tokenization(&self) -> &TokenizationKey {
         self.active_tokenization_at(Instant::now())

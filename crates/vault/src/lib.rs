@@ -23,6 +23,7 @@ pub mod keys;
 pub mod kms;
 pub mod known_tokens;
 pub mod metrics;
+pub mod privacy;
 pub mod schema;
 pub mod spool;
 pub mod store;
@@ -120,7 +121,8 @@ impl Application {
             config.tokenize_limit,
         )
         .await
-        .map_err(StartError::own)?;
+        .map_err(StartError::own)?
+        .with_privacy(config.privacy.clone());
         let vault = match &config.audit_spool {
             Some(path) => vault.with_audit_spool(AuditSpool::new(path.clone())),
             None => vault,

@@ -85,3 +85,12 @@ pub const REPLICA_LAG: &str = "fetchreward_vault_replica_lag_seconds";
 /// (`VAULT_AUDIT_SPOOL_FILE`), and those moved from it into the trail (`step`: `spooled`,
 /// `replayed`).
 pub const AUDIT_SPOOL: &str = "fetchreward_vault_audit_spool_rows_total";
+
+/// Detokenize and RevealMasked calls refused for naming a decoy token, by method: a tripwire.
+pub const DECOY_HITS: &str = "fetchreward_vault_decoy_hits_total";
+
+/// Detokenize calls refused because the caller's daily reveal limit was used up, by method.
+pub const QUOTA_REFUSALS: &str = "fetchreward_vault_quota_refusals_total";
+
+/// Lookup calls refused by the per-caller rate limit.
+pub const LOOKUP_LIMITED: &str = "fetchreward_vault_lookup_rate_limited_total";

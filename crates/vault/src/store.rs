@@ -727,6 +727,111 @@ impl VaultStore {
         .await
     }
 
+    /// What `caller` revealed today (UTC) for `purpose` (every purpose when `None`), and what
+    /// admins lifted its limit by today: `(used, lifted)`. The reveals are summed from the
+    /// allowed Detokenize rows of the audit trail, on the primary.
+    pub async fn reveals_today(
+        &self,
+        caller: &str,
+        purpose: Option<&str>,
+    ) -> Result<(u64, u64), PgError> {
+        let today = match reveals_on(&self.pool, "reveals_today", caller, purpose).await {
+            Ok(today) => today,
+            Err(err) => {
+                reveals_on(self.fallback(err)?, "reveals_today_replica", caller, purpose).await?
+            }
+        };
+        let count = |n: i64| u64::try_from(n).unwrap_or(0);
+        Ok((count(today.used), count(today.lifted)))
+    }
+
+    /// Adds `extra` to `caller`'s limit for `purpose` (`""`: every purpose) for today, with the
+    /// audit row `audit`, in one transaction. Returns the audit id.
+    pub async fn lift_quota_and_audit(
+        &self,
+        caller: &str,
+        purpose: &str,
+        extra: i32,
+        audit: &AuditEntry,
+        chain: &AuditChain,
+    ) -> Result<i64, AuditedWriteFailure> {
+        let row = AuditedRow::QuotaLift { caller, purpose, extra };
+        self.insert_and_audit("lift_quota_and_audit", row, audit, chain).await
+    }
+
+    /// Records `tokens` (of the kind whose prefix is `kind`) as decoys, with the audit row
+    /// `audit`, in one transaction. Returns the audit id.
+    pub async fn plant_decoys_and_audit(
+        &self,
+        tokens: &[String],
+        kind: &str,
+        audit: &AuditEntry,
+        chain: &AuditChain,
+    ) -> Result<i64, AuditedWriteFailure> {
+        let row = AuditedRow::Decoys { tokens, kind };
+        self.insert_and_audit("plant_decoys_and_audit", row, audit, chain).await
+    }
+
+    /// Writes `audit`, then `row` with its id, in one transaction.
+    async fn insert_and_audit(
+        &self,
+        operation: &'static str,
+        row: AuditedRow<'_>,
+        audit: &AuditEntry,
+        chain: &AuditChain,
+    ) -> Result<i64, AuditedWriteFailure> {
+        self.with_conn(operation, async |conn| {
+            conn.transaction::<_, AuditedWriteFailure, _>(async |conn| {
+                let id =
+                    insert_audit(conn, audit, chain).await.map_err(AuditedWriteFailure::Audit)?;
+                match row {
+                    AuditedRow::QuotaLift { caller, purpose, extra } => {
+                        diesel::sql_query(INSERT_QUOTA_LIFT)
+                            .bind::<Text, _>(caller)
+                            .bind::<Text, _>(purpose)
+                            .bind::<Integer, _>(extra)
+                            .bind::<BigInt, _>(id)
+                            .execute(conn)
+                            .await?
+                    }
+                    AuditedRow::Decoys { tokens, kind } => {
+                        diesel::sql_query(INSERT_DECOYS)
+                            .bind::<Array<Text>, _>(tokens)
+                            .bind::<Text, _>(kind)
+                            .bind::<BigInt, _>(id)
+                            .execute(conn)
+                            .await?
+                    }
+                };
+                Ok(id)
+            })
+            .await
+        })
+        .await
+    }
+
+    /// The decoys among `tokens`.
+    pub async fn decoys_among(&self, tokens: &[Token]) -> Result<Vec<String>, PgError> {
+        let texts: Vec<String> = tokens.iter().map(Token::to_string).collect();
+        let rows = match decoys_on(&self.pool, "decoys_among", &texts).await {
+            Ok(rows) => rows,
+            Err(err) => decoys_on(self.fallback(err)?, "decoys_among_replica", &texts).await?,
+        };
+        Ok(rows.into_iter().map(|row| row.token).collect())
+    }
+
+    /// The replica, to read from when the primary failed with `err` for being unreachable (so
+    /// that reveals, which the replica serves then, are still checked); else `err`.
+    fn fallback(&self, err: PgError) -> Result<&PgPool, PgError> {
+        match &self.replica {
+            Some(replica) if err.is_transient() => {
+                tracing::warn!(error = %err, "the primary is unreachable; reading from the replica");
+                Ok(replica)
+            }
+            _ => Err(err),
+        }
+    }
+
     /// The data key generations, oldest first.
     pub async fn generations(&self) -> Result<Vec<Generation>, PgError> {
         self.with_conn("generations", async |conn| {
@@ -1195,6 +1300,80 @@ WHERE id > $1
   AND ($7::bigint IS NULL OR at < timestamptz 'epoch' + $7 * interval '1 microsecond')
 ORDER BY id
 LIMIT $2";
+
+/// [`VaultStore::reveals_today`] on `pool`.
+async fn reveals_on(
+    pool: &PgPool,
+    operation: &'static str,
+    caller: &str,
+    purpose: Option<&str>,
+) -> Result<RevealsToday, PgError> {
+    VaultStore::with_conn_on(pool, operation, async |conn| {
+        Ok(diesel::sql_query(REVEALS_TODAY)
+            .bind::<Text, _>(caller)
+            .bind::<Nullable<Text>, _>(purpose)
+            .get_result(conn)
+            .await?)
+    })
+    .await
+}
+
+/// The decoys among `tokens`, on `pool`.
+async fn decoys_on(
+    pool: &PgPool,
+    operation: &'static str,
+    tokens: &[String],
+) -> Result<Vec<TokenText>, PgError> {
+    VaultStore::with_conn_on(pool, operation, async |conn| {
+        Ok(diesel::sql_query(DECOYS_AMONG).bind::<Array<Text>, _>(tokens).load(conn).await?)
+    })
+    .await
+}
+
+/// A row written with the audit row that records it ([`VaultStore::insert_and_audit`]).
+enum AuditedRow<'a> {
+    /// A lift of a daily reveal limit.
+    QuotaLift { caller: &'a str, purpose: &'a str, extra: i32 },
+    /// Decoy tokens.
+    Decoys { tokens: &'a [String], kind: &'a str },
+}
+
+/// Today's reveals of one caller and purpose, and the lifts of its limit.
+#[derive(QueryableByName)]
+struct RevealsToday {
+    #[diesel(sql_type = BigInt)]
+    used: i64,
+    #[diesel(sql_type = BigInt)]
+    lifted: i64,
+}
+
+/// A token's text.
+#[derive(QueryableByName)]
+struct TokenText {
+    #[diesel(sql_type = Text)]
+    token: String,
+}
+
+/// `$1` the caller, `$2` the purpose or NULL for all: the values it detokenized since the
+/// start of the UTC day, and the lifts of its limit for the day.
+const REVEALS_TODAY: &str = "\
+WITH today AS (SELECT (now() AT TIME ZONE 'UTC')::date AS day)
+SELECT
+    (SELECT coalesce(sum(found), 0)::bigint FROM vault.audit_log, today
+      WHERE caller = $1 AND method = 'Detokenize' AND outcome = 'allowed'
+        AND ($2::text IS NULL OR purpose = $2)
+        AND at >= today.day::timestamp AT TIME ZONE 'UTC') AS used,
+    (SELECT coalesce(sum(extra), 0)::bigint FROM vault.quota_lifts, today
+      WHERE quota_lifts.day = today.day AND caller = $1 AND purpose = coalesce($2, '')) AS lifted";
+
+const INSERT_QUOTA_LIFT: &str = "\
+INSERT INTO vault.quota_lifts (day, caller, purpose, extra, audit_id)
+VALUES ((now() AT TIME ZONE 'UTC')::date, $1, $2, $3, $4)";
+
+const INSERT_DECOYS: &str = "\
+INSERT INTO vault.decoys (token, kind, audit_id) SELECT unnest($1::text[]), $2, $3";
+
+const DECOYS_AMONG: &str = "SELECT token FROM vault.decoys WHERE token = ANY($1)";
 
 /// One row of `vault.audit_head`.
 #[derive(QueryableByName)]

@@ -158,6 +158,53 @@ otherwise render as 6.048e+05).
 {{- if not (has .Values.vault.forgetMode (list "tombstone" "refill")) -}}
 {{- fail (printf "vault.forgetMode must be tombstone or refill, not %q" (toString .Values.vault.forgetMode)) -}}
 {{- end -}}
+{{- if and (not (kindIs "invalid" .Values.vault.dailyRevealLimit)) (lt (.Values.vault.dailyRevealLimit | int64) 0) -}}
+{{- fail (printf "vault.dailyRevealLimit must be 0 (no limit) or more, not %v" .Values.vault.dailyRevealLimit) -}}
+{{- end -}}
+{{- if and (not (kindIs "invalid" .Values.vault.lookupRate)) (lt (.Values.vault.lookupRate | int64) 1) -}}
+{{- fail (printf "vault.lookupRate must be at least 1 value a minute, not %v" .Values.vault.lookupRate) -}}
+{{- end -}}
+{{- end -}}
+
+{{/*
+A mask rule of RevealMasked, checked: what the vault reads (keep-groups:N, keep-last:N with N
+from 1, or hide). Called with (list "vault.maskIp" RULE); returns the rule.
+*/}}
+{{- define "fetchreward.vaultMaskRule" -}}
+{{- $key := index . 0 -}}
+{{- $rule := index . 1 | toString | trim -}}
+{{- if not (regexMatch "^(keep-groups:[1-9][0-9]*|keep-last:[1-9][0-9]*|hide)$" $rule) -}}
+{{- fail (printf "%s must be keep-groups:N, keep-last:N (N from 1) or hide, not %q" $key $rule) -}}
+{{- end -}}
+{{- $rule -}}
+{{- end -}}
+
+{{/*
+The personal identities of .Values.people, checked: each an object whose name is lowercase
+letters, digits and '-' (the last segment of its SPIFFE id, and part of object names), listed
+once. Returns them as a JSON list of {name, duration, renewBefore}, the defaults (8h, 1h)
+filled in.
+*/}}
+{{- define "fetchreward.people" -}}
+{{- $people := list -}}
+{{- $names := list -}}
+{{- range $i, $person := .Values.people -}}
+{{- if not (kindIs "map" $person) -}}
+{{- fail (printf "people[%d] must be an object such as {name: alice}, not the %s %q" $i (kindOf $person) (toString $person)) -}}
+{{- end -}}
+{{- $name := get $person "name" | toString -}}
+{{- if or (gt (len $name) 63) (not (regexMatch "^[a-z0-9]([-a-z0-9]*[a-z0-9])?$" $name)) -}}
+{{- fail (printf "people[%d].name must be 1-63 lowercase letters, digits and '-', starting and ending with a letter or digit, not %q" $i $name) -}}
+{{- end -}}
+{{- if has $name $names -}}
+{{- fail (printf "people[%d].name: %s is listed twice; each person has one Certificate" $i $name) -}}
+{{- end -}}
+{{- $names = append $names $name -}}
+{{- $duration := get $person "duration" | default "8h" | toString -}}
+{{- $renewBefore := get $person "renewBefore" | default "1h" | toString -}}
+{{- $people = append $people (dict "name" $name "duration" $duration "renewBefore" $renewBefore) -}}
+{{- end -}}
+{{- toJson $people -}}
 {{- end -}}
 
 {{/*

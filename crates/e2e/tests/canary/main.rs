@@ -100,7 +100,11 @@ async fn a_canary_value_appears_nowhere_it_must_not() {
     assert_eq!(rows.len(), 2);
     let token = rows[0].masked_device_id.clone().expect("a device token");
     let recovered = vault
-        .detokenize(DetokenizeRequest { tokens: vec![token], purpose: "canary test".into() })
+        .detokenize(DetokenizeRequest {
+            tokens: vec![token],
+            purpose: "canary test".into(),
+            note: String::new(),
+        })
         .await
         .expect("recovers")
         .into_inner();
@@ -119,7 +123,11 @@ async fn a_canary_value_appears_nowhere_it_must_not() {
     // Errors of Detokenize, Forget and Restore to a caller who passes a value for a token.
     let mistaken = vec![CANARY_IP.to_owned(), format!("ip_v1_{CANARY_DEVICE}")];
     let refused = vault
-        .detokenize(DetokenizeRequest { tokens: mistaken.clone(), purpose: "canary test".into() })
+        .detokenize(DetokenizeRequest {
+            tokens: mistaken.clone(),
+            purpose: "canary test".into(),
+            note: String::new(),
+        })
         .await
         .expect_err("not tokens");
     assert_eq!(leaks(refused.message()), Vec::<&str>::new(), "{}", refused.message());

@@ -87,8 +87,11 @@ async fn every_metric_the_dashboard_and_the_alert_rules_use_is_served() {
         .await
         .expect("connects");
     let token = pipeline.rows().await[0].masked_ip.clone().expect("a token");
-    let ask =
-        |purpose: &str| DetokenizeRequest { tokens: vec![token.clone()], purpose: purpose.into() };
+    let ask = |purpose: &str| DetokenizeRequest {
+        tokens: vec![token.clone()],
+        purpose: purpose.into(),
+        note: String::new(),
+    };
     vault.detokenize(ask("observability test")).await.expect("recovers");
     vault.detokenize(ask("a\u{0}b")).await.expect_err("a control character");
     vault

@@ -75,6 +75,7 @@ impl Vault {
             access,
             method: Method::RotateKeys,
             purpose: &purpose,
+            note: "",
             token_count: 0,
             asked: Some(asked),
         };
@@ -189,6 +190,7 @@ impl Vault {
             access,
             method: Method::Rewrap,
             purpose: &purpose,
+            note: "",
             token_count: 0,
             asked: Some(asked(self.ring().active_data().version())),
         };

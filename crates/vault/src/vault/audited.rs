@@ -28,6 +28,8 @@ pub(super) struct AuditedCall<'a> {
     pub(super) method: Method,
     /// The purpose, as given.
     pub(super) purpose: &'a str,
+    /// The free text beside a purpose code, as given (empty: none).
+    pub(super) note: &'a str,
     /// How many tokens the request names (Detokenize, Forget).
     pub(super) token_count: usize,
     /// What an admin call asks for, recorded when it is denied, invalid or fails.
@@ -51,7 +53,7 @@ impl AuditedCall<'_> {
             token_count: u32::try_from(self.token_count).unwrap_or(u32::MAX),
             outcome,
             counts,
-            detail: detail.or_else(|| self.asked.clone()),
+            detail: with_note(detail.or_else(|| self.asked.clone()), self.note),
         }
     }
 
@@ -75,6 +77,12 @@ impl Failure {
     /// The vault failed.
     pub(super) fn failed(error: VaultError) -> Self {
         Failure { outcome: AuditOutcome::Failed, error, detail: None }
+    }
+
+    /// The caller is refused for a reason only the vault's state shows (a quota used up, a
+    /// decoy asked for), which `detail` records.
+    pub(super) fn denied(error: VaultError, detail: String) -> Self {
+        Failure { outcome: AuditOutcome::Denied, error, detail: Some(detail) }
     }
 
     /// The vault failed after doing what `detail` says.
@@ -104,12 +112,12 @@ impl Vault {
         act: impl AsyncFnOnce(V) -> Result<T, Failure>,
     ) -> Result<T, VaultError> {
         let none = StatusCounts::default();
-        if call.purpose.chars().any(char::is_control) {
+        if call.purpose.chars().chain(call.note.chars()).any(char::is_control) {
             // Postgres text cannot hold a NUL, and no purpose needs a control character: such a
             // call is refused before anything, its audit row included, is written.
             unaudited(call.method, "control_character");
             return Err(VaultError::InvalidArgument(
-                "purpose holds a control character; nothing was done".to_owned(),
+                "purpose or note holds a control character; nothing was done".to_owned(),
             ));
         }
         if !call.access.allowed {
@@ -120,18 +128,27 @@ impl Vault {
         let valid = match validate() {
             Ok(valid) => valid,
             Err(err) => {
-                let entry = call.entry(AuditOutcome::Invalid, none, None);
+                let (outcome, detail) = if err.is_denial() {
+                    (AuditOutcome::Denied, Some(err.to_string()))
+                } else {
+                    (AuditOutcome::Invalid, None)
+                };
+                let entry = call.entry(outcome, none, detail);
                 self.write_audit(&entry)
                     .await
-                    .inspect_err(|_| unaudited(call.method, "invalid"))?;
+                    .inspect_err(|_| unaudited(call.method, outcome.as_str()))?;
                 return Err(err);
             }
         };
         match act(valid).await {
             Ok(done) => Ok(done),
             Err(Failure { error: error @ VaultError::AuditUnavailable(_), .. }) => Err(error),
-            Err(Failure { outcome: AuditOutcome::Invalid, error, detail }) => {
-                self.write_audit(&call.entry(AuditOutcome::Invalid, none, detail)).await?;
+            Err(Failure {
+                outcome: outcome @ (AuditOutcome::Invalid | AuditOutcome::Denied),
+                error,
+                detail,
+            }) => {
+                self.write_audit(&call.entry(outcome, none, detail)).await?;
                 Err(error)
             }
             Err(Failure { outcome, error, detail }) => {
@@ -173,6 +190,30 @@ impl Vault {
         audit_write_failed(entry.method);
         Err(VaultError::AuditUnavailable(err))
     }
+}
+
+/// `detail` with the call's note after it, cut so that the note holds at most
+/// [`MAX_PURPOSE_CHARS`] characters.
+fn with_note(detail: Option<String>, note: &str) -> Option<String> {
+    let note = note.trim();
+    if note.is_empty() {
+        return detail;
+    }
+    let note: String = note.chars().take(MAX_PURPOSE_CHARS).collect();
+    Some(match detail {
+        Some(detail) => format!("{detail}; note: {note}"),
+        None => format!("note: {note}"),
+    })
+}
+
+/// Checks the note beside a purpose (control characters are refused earlier).
+pub(super) fn validate_note(note: &str) -> Result<(), VaultError> {
+    if note.chars().count() > MAX_PURPOSE_CHARS {
+        return Err(VaultError::InvalidArgument(format!(
+            "note is longer than {MAX_PURPOSE_CHARS} characters"
+        )));
+    }
+    Ok(())
 }
 
 /// Checks the purpose of an audited call (control characters are refused earlier, in
@@ -253,6 +294,7 @@ mod tests {
             access: &access,
             method: Method::Detokenize,
             purpose: &"é".repeat(600),
+            note: "",
             token_count: 3,
             asked: None,
         };
@@ -268,6 +310,7 @@ mod tests {
             access: &access,
             method: Method::RotateKeys,
             purpose: "yearly",
+            note: "",
             token_count: 0,
             asked: Some("rotate the data key".into()),
         };
@@ -278,6 +321,17 @@ mod tests {
         );
         let done = call.allowed(none, Some("data key v2, activates at …".into()));
         assert_eq!(done.detail.as_deref(), Some("data key v2, activates at …"));
+    }
+
+    #[test]
+    fn a_note_follows_the_detail() {
+        assert_eq!(with_note(None, " "), None);
+        assert_eq!(with_note(None, "DSAR-42").as_deref(), Some("note: DSAR-42"));
+        assert_eq!(
+            with_note(Some("decoy hit".into()), "DSAR-42").as_deref(),
+            Some("decoy hit; note: DSAR-42")
+        );
+        assert!(validate_note(&"n".repeat(MAX_PURPOSE_CHARS + 1)).is_err());
     }
 
     #[test]

@@ -27,6 +27,7 @@ mod recovery;
 mod tokenize;
 mod trail;
 mod volume;
+mod workflows;
 
 use std::fmt;
 use std::sync::{Arc, RwLock};
@@ -44,6 +45,10 @@ pub use self::tokenize::{MAX_TOKENIZE_VALUES, RawPii, RefusedValue, Tokenized};
 pub use self::trail::{AuditVerification, BrokenChain, ListedAuditRow, MAX_LISTED_ROWS};
 use self::volume::TokenizeVolume;
 pub use self::volume::{TokenizeLimit, VOLUME_AUDIT_INTERVAL};
+use self::workflows::LookupLimit;
+pub use self::workflows::{
+    LiftedQuota, LookedUp, Lookup, MAX_DECOYS, MAX_LOOKUP_VALUES, MAX_QUOTA_LIFT, PlantedDecoys,
+};
 use crate::authz::Method;
 use crate::crypto::AuditChain;
 use crate::erasure::ErasureSettings;
@@ -51,6 +56,7 @@ use crate::error::VaultError;
 use crate::keys::{self, KeyError, KeyProvider, KeyPurpose, KeyRing, KeyTiming};
 use crate::known_tokens::{KnownTokens, KnownTokensConfig};
 use crate::metrics;
+use crate::privacy::PrivacySettings;
 use crate::spool::AuditSpool;
 use crate::store::VaultStore;
 use crate::version::KeyVersion;
@@ -72,6 +78,10 @@ pub struct Vault {
     volume: TokenizeVolume,
     /// Where Detokenize's audit rows wait while the primary is unreachable.
     spool: Option<AuditSpool>,
+    /// Roles, purpose codes, masks and the daily reveal limit.
+    privacy: PrivacySettings,
+    /// The Lookup rate limit of each caller.
+    lookups: LookupLimit,
 }
 
 impl fmt::Debug for Vault {
@@ -103,6 +113,11 @@ impl Vault {
             ::metrics::counter!(metrics::AUDIT_WRITE_FAILURES, "method" => method.as_str())
                 .increment(0);
         }
+        for method in [Method::Detokenize, Method::RevealMasked] {
+            ::metrics::counter!(metrics::DECOY_HITS, "method" => method.as_str()).increment(0);
+        }
+        ::metrics::counter!(metrics::QUOTA_REFUSALS, "method" => Method::Detokenize.as_str())
+            .increment(0);
         for step in ["spooled", "replayed"] {
             ::metrics::counter!(metrics::AUDIT_SPOOL, "step" => step).increment(0);
         }
@@ -118,6 +133,8 @@ impl Vault {
             erasure,
             volume: TokenizeVolume::new(tokenize_limit),
             spool: None,
+            lookups: LookupLimit::new(PrivacySettings::default().lookup_rate),
+            privacy: PrivacySettings::default(),
         })
     }
 

@@ -9,7 +9,8 @@ use tracing::instrument;
 
 use super::Vault;
 use super::audited::{
-    AuditedCall, Failure, audited_write_error, count_audited, record_results, validate_purpose,
+    AuditedCall, Failure, audited_write_error, count_audited, record_results, validate_note,
+    validate_purpose,
 };
 use crate::audit::{AuditOutcome, StatusCounts};
 use crate::authz::{Access, Method};
@@ -80,23 +81,55 @@ pub struct Restored {
 }
 
 impl Vault {
-    /// The originals of `tokens`, for `purpose`, if the caller may recover them.
+    /// The originals of `tokens`, for `purpose` (and `note`), if the caller may recover them.
     #[instrument(skip_all, fields(caller = %access.caller, tokens = tokens.len()))]
     pub async fn detokenize(
         &self,
         access: &Access,
         tokens: Vec<String>,
         purpose: String,
+        note: String,
     ) -> Result<Detokenized, VaultError> {
-        let call = AuditedCall {
-            access,
-            method: Method::Detokenize,
-            purpose: &purpose,
-            token_count: tokens.len(),
-            asked: None,
+        self.reveal(access, Method::Detokenize, tokens, &purpose, &note).await
+    }
+
+    /// The masked forms of the originals of `tokens` ([`crate::privacy::PrivacySettings::mask`]),
+    /// for `purpose` (and `note`), if the caller may see them.
+    #[instrument(skip_all, fields(caller = %access.caller, tokens = tokens.len()))]
+    pub async fn reveal_masked(
+        &self,
+        access: &Access,
+        tokens: Vec<String>,
+        purpose: String,
+        note: String,
+    ) -> Result<Detokenized, VaultError> {
+        self.reveal(access, Method::RevealMasked, tokens, &purpose, &note).await
+    }
+
+    /// Detokenize (`method` Detokenize) or RevealMasked: the purpose checked against the
+    /// caller's roles, decoys refused, the daily limit applied to full reveals, the answer
+    /// audited.
+    async fn reveal(
+        &self,
+        access: &Access,
+        method: Method,
+        tokens: Vec<String>,
+        purpose: &str,
+        note: &str,
+    ) -> Result<Detokenized, VaultError> {
+        let call =
+            AuditedCall { access, method, purpose, note, token_count: tokens.len(), asked: None };
+        let validate = || {
+            let tokens = validate_recovery(&tokens, purpose)?;
+            validate_note(note)?;
+            self.privacy.check_purpose(&access.caller, purpose)?;
+            Ok(tokens)
         };
-        let validate = || validate_recovery(&tokens, &purpose);
         self.audited(&call, validate, async |tokens: Vec<Token>| {
+            self.refuse_decoys(access, method, &tokens).await?;
+            if method == Method::Detokenize {
+                self.check_reveal_quota(access, method, purpose, tokens.len()).await?;
+            }
             let results = self.recover(&tokens).await?;
             let mut counts = StatusCounts::default();
             for (_, recovery) in &results {
@@ -107,20 +140,20 @@ impl Vault {
                 }
             }
             let audit_id = self.write_audit(&call.allowed(counts, None)).await?;
-            record_results(Method::Detokenize, counts);
-            // The audit row holds the truth; a caller who is not an admin is not told that a
-            // value existed once and was erased.
-            let results = if access.admin {
-                results
-            } else {
-                results
-                    .into_iter()
-                    .map(|(token, recovery)| match recovery {
-                        Recovery::Forgotten => (token, Recovery::NotFound),
-                        other => (token, other),
-                    })
-                    .collect()
-            };
+            record_results(method, counts);
+            let results = results
+                .into_iter()
+                .map(|(token, recovery)| match recovery {
+                    // The audit row holds the truth; a caller who is not an admin is not told
+                    // that a value existed once and was erased.
+                    Recovery::Forgotten if !access.admin => (token, Recovery::NotFound),
+                    Recovery::Found(value) if method == Method::RevealMasked => {
+                        let masked = self.privacy.mask(token.kind()).apply(value.expose());
+                        (token, Recovery::Found(Pii::from_canonical(masked)))
+                    }
+                    other => (token, other),
+                })
+                .collect();
             Ok(Detokenized { results, audit_id })
         })
         .await
@@ -138,6 +171,7 @@ impl Vault {
             access,
             method: Method::Forget,
             purpose: &purpose,
+            note: "",
             token_count: tokens.len(),
             asked: None,
         };
@@ -204,6 +238,7 @@ impl Vault {
             access,
             method: Method::Restore,
             purpose: &purpose,
+            note: "",
             token_count: tokens.len(),
             asked: None,
         };
@@ -311,7 +346,7 @@ fn validate_recovery(tokens: &[String], purpose: &str) -> Result<Vec<Token>, Vau
 }
 
 /// The tokens without repeats, in first-seen order.
-fn distinct(tokens: &[Token]) -> Vec<Token> {
+pub(super) fn distinct(tokens: &[Token]) -> Vec<Token> {
     let mut seen = HashSet::with_capacity(tokens.len());
     tokens.iter().filter(|token| seen.insert(**token)).copied().collect()
 }

@@ -54,6 +54,7 @@ impl Call {
                 .detokenize(DetokenizeRequest {
                     tokens: vec![token.to_owned()],
                     purpose: purpose(),
+                    note: String::new(),
                 })
                 .await
                 .map(drop),

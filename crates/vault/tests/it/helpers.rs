@@ -253,6 +253,7 @@ impl TestVault {
             .detokenize(DetokenizeRequest {
                 tokens: tokens.to_vec(),
                 purpose: "integration test".into(),
+                note: String::new(),
             })
             .await
             .map(tonic::Response::into_inner)

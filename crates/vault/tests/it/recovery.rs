@@ -214,7 +214,7 @@ async fn malformed_recovery_requests_are_refused_by_index_and_audited() {
     for (tokens, purpose, expected) in cases {
         let status = vault
             .client
-            .detokenize(DetokenizeRequest { tokens, purpose: purpose.into() })
+            .detokenize(DetokenizeRequest { tokens, purpose: purpose.into(), note: String::new() })
             .await
             .expect_err("refused");
         assert_eq!(status.code(), Code::InvalidArgument);

@@ -397,7 +397,7 @@ async fn a_detokenize_on_a_replica_that_missed_a_data_rotation_loads_the_new_key
     assert_eq!(stored_tokens(&resources.db).await[0].data_key_version, 2);
     let answer = second
         .client
-        .detokenize(DetokenizeRequest { tokens, purpose: "ticket".into() })
+        .detokenize(DetokenizeRequest { tokens, purpose: "ticket".into(), note: String::new() })
         .await
         .expect("allowed")
         .into_inner();

@@ -31,6 +31,7 @@ async fn some_audited_calls(vault: &mut TestVault, tokens: &[String], calls: usi
             .detokenize(DetokenizeRequest {
                 tokens: tokens.to_vec(),
                 purpose: format!("ticket {i}"),
+                note: String::new(),
             })
             .await
             .expect("detokenizes");
@@ -151,7 +152,11 @@ async fn the_trail_is_listed_with_filters() {
     for purpose in ["first", "second"] {
         let refused = vault
             .client
-            .detokenize(DetokenizeRequest { tokens: tokens.clone(), purpose: purpose.into() })
+            .detokenize(DetokenizeRequest {
+                tokens: tokens.clone(),
+                purpose: purpose.into(),
+                note: String::new(),
+            })
             .await
             .expect_err("denied");
         assert_eq!(refused.code(), Code::PermissionDenied);
@@ -177,7 +182,11 @@ async fn a_purpose_with_a_control_character_is_refused_before_anything_and_count
     for purpose in ["ticket\u{0}7", "ticket\n7"] {
         let refused = vault
             .client
-            .detokenize(DetokenizeRequest { tokens: tokens.clone(), purpose: purpose.into() })
+            .detokenize(DetokenizeRequest {
+                tokens: tokens.clone(),
+                purpose: purpose.into(),
+                note: String::new(),
+            })
             .await
             .expect_err("refused");
         assert_eq!(refused.code(), Code::InvalidArgument);

@@ -1,0 +1,2 @@
+DROP TABLE vault.decoys;
+DROP TABLE vault.quota_lifts;
