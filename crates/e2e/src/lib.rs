@@ -110,6 +110,7 @@ impl Pipeline {
             ("KMS_KEY_ID", &self.kms_key),
             ("AUTHZ_TOKENIZE", "anonymous"),
             ("AUTHZ_DETOKENIZE", "anonymous"),
+            ("AUTHZ_LOOKUP", "anonymous"),
             ("AUTHZ_ADMIN", "anonymous"),
         ]))
         .expect("vault configuration");

@@ -6,3 +6,4 @@ mod observability;
 mod refusals;
 mod samples;
 mod sns;
+mod subjects;

@@ -2,7 +2,8 @@
 
 use fetchreward_proto::vault::v1::vault_service_client::VaultServiceClient;
 use fetchreward_proto::vault::v1::{
-    DetokenizeRequest, ForgetRequest, KeyTarget, RewrapRequest, RotateKeysRequest, TokenizeRequest,
+    DetokenizeRequest, ForgetRequest, KeyTarget, LiftQuotaRequest, LookupRequest, PiiKind,
+    PlantDecoysRequest, RewrapRequest, RotateKeysRequest, TokenizeRequest,
 };
 use fetchreward_testkit::{Spawned, TestPki, TlsPaths, tls_alert};
 use tonic::Code;
@@ -18,21 +19,38 @@ const ADMIN: &str = "spiffe://fetchreward/admin";
 enum Call {
     Tokenize,
     Detokenize,
+    RevealMasked,
+    Lookup,
     Forget,
     RotateKeys,
     Rewrap,
+    LiftQuota,
+    PlantDecoys,
 }
 
-const CALLS: [Call; 5] =
-    [Call::Tokenize, Call::Detokenize, Call::Forget, Call::RotateKeys, Call::Rewrap];
+const CALLS: [Call; 9] = [
+    Call::Tokenize,
+    Call::Detokenize,
+    Call::RevealMasked,
+    Call::Lookup,
+    Call::Forget,
+    Call::RotateKeys,
+    Call::Rewrap,
+    Call::LiftQuota,
+    Call::PlantDecoys,
+];
 
 impl Call {
     /// The identity the policy below allows.
     fn allowed(self) -> &'static str {
         match self {
             Call::Tokenize => INGESTOR,
-            Call::Detokenize => READER,
-            Call::Forget | Call::RotateKeys | Call::Rewrap => ADMIN,
+            Call::Detokenize | Call::RevealMasked | Call::Lookup => READER,
+            Call::Forget
+            | Call::RotateKeys
+            | Call::Rewrap
+            | Call::LiftQuota
+            | Call::PlantDecoys => ADMIN,
         }
     }
 
@@ -58,6 +76,39 @@ impl Call {
                 })
                 .await
                 .map(drop),
+            Call::RevealMasked => client
+                .reveal_masked(DetokenizeRequest {
+                    tokens: vec![token.to_owned()],
+                    purpose: purpose(),
+                    note: String::new(),
+                })
+                .await
+                .map(drop),
+            Call::Lookup => client
+                .lookup(LookupRequest {
+                    values: vec![ip("192.0.2.44")],
+                    purpose: purpose(),
+                    note: String::new(),
+                })
+                .await
+                .map(drop),
+            Call::LiftQuota => client
+                .lift_quota(LiftQuotaRequest {
+                    caller: READER.to_owned(),
+                    quota_purpose: String::new(),
+                    values: 10,
+                    purpose: purpose(),
+                })
+                .await
+                .map(drop),
+            Call::PlantDecoys => client
+                .plant_decoys(PlantDecoysRequest {
+                    kind: PiiKind::Ip.into(),
+                    count: 1,
+                    purpose: purpose(),
+                })
+                .await
+                .map(drop),
             Call::Forget => client
                 .forget(ForgetRequest { tokens: vec![token.to_owned()], purpose: purpose() })
                 .await
@@ -77,7 +128,7 @@ impl Call {
 }
 
 /// Connects over TLS; a refused handshake shows as an error here or on the first call.
-async fn connect(
+pub(crate) async fn connect(
     port: u16,
     tls: ClientTlsConfig,
 ) -> Result<VaultServiceClient<Channel>, tonic::transport::Error> {
@@ -124,6 +175,7 @@ async fn every_method_is_refused_to_all_but_its_listed_identity() {
     settings.extend([
         ("AUTHZ_TOKENIZE", INGESTOR),
         ("AUTHZ_DETOKENIZE", READER),
+        ("AUTHZ_LOOKUP", READER),
         ("AUTHZ_ADMIN", ADMIN),
         ("VAULT_ROTATION_DELAY_SECS", "0"),
     ]);
@@ -191,7 +243,17 @@ async fn every_method_is_refused_to_all_but_its_listed_identity() {
     // The allowed identities, in an order that keeps every call meaningful.
     let reader = pki.identity("reader");
     let admin = pki.identity("admin");
-    for call in [Call::Tokenize, Call::Detokenize, Call::RotateKeys, Call::Rewrap, Call::Forget] {
+    for call in [
+        Call::Tokenize,
+        Call::Detokenize,
+        Call::RevealMasked,
+        Call::Lookup,
+        Call::RotateKeys,
+        Call::Rewrap,
+        Call::LiftQuota,
+        Call::PlantDecoys,
+        Call::Forget,
+    ] {
         let identity = match call.allowed() {
             INGESTOR => &ingestor,
             READER => &reader,
@@ -212,9 +274,16 @@ async fn every_method_is_refused_to_all_but_its_listed_identity() {
 
     // Every audited method left a row per call, refused ones included, naming the caller.
     let audit = audit_rows(&resources.db).await;
-    for (method, allowed) in
-        [("Detokenize", READER), ("Forget", ADMIN), ("RotateKeys", ADMIN), ("Rewrap", ADMIN)]
-    {
+    for (method, allowed) in [
+        ("Detokenize", READER),
+        ("RevealMasked", READER),
+        ("Lookup", READER),
+        ("Forget", ADMIN),
+        ("RotateKeys", ADMIN),
+        ("Rewrap", ADMIN),
+        ("LiftQuota", ADMIN),
+        ("PlantDecoys", ADMIN),
+    ] {
         let rows: Vec<_> = audit.iter().filter(|row| row.method == method).collect();
         let denied: Vec<&str> =
             rows.iter().filter(|r| r.outcome == "denied").map(|r| r.caller.as_str()).collect();

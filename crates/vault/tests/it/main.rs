@@ -4,6 +4,7 @@
 mod authz;
 mod erasure;
 mod helpers;
+mod privacy;
 mod recovery;
 mod replica;
 mod rotation;
