@@ -33,9 +33,11 @@ cargo build --quiet --bins
 bin="$root/target/debug"
 
 certs="$root/target/dev/certs"
-if [[ ! -f "$certs/ca.pem" ]]; then
+if [[ ! -f "$certs/ca.key" ]]; then
   "$bin/fetchreward" dev-certs --out "$certs"
 fi
+# A person's own short-lived identity, beside the services' (docs/privacy.md).
+"$bin/fetchreward" dev-certs --out "$certs" --person carol --role support >/dev/null
 tls_env() { # identity
   printf 'TLS_CA_FILE=%s TLS_CERT_FILE=%s TLS_KEY_FILE=%s' "$certs/ca.pem" "$certs/$1.pem" "$certs/$1.key"
 }
@@ -66,6 +68,7 @@ vault_http=$FR_DEMO_HTTP_BASE writer_http=$((FR_DEMO_HTTP_BASE + 1)) ingestor_ht
 env LOG_FORMAT=text DATABASE_URL="$demo_db_url" GRPC_ADDR="127.0.0.1:$FR_DEMO_VAULT_PORT" \
   HTTP_ADDR="127.0.0.1:$vault_http" $(tls_env vault) \
   AUTHZ_TOKENIZE=$spiffe/ingestor AUTHZ_DETOKENIZE=$spiffe/reader AUTHZ_ADMIN=$spiffe/admin \
+  VAULT_GRANTS="$spiffe/person/carol=support" \
   "$bin/fetchreward-vault" >"$logs/demo-vault.log" 2>&1 &
 pids+=($!)
 # shellcheck disable=SC2046
@@ -132,9 +135,21 @@ if "$bin/fetchreward" detokenize "$token" --purpose "make demo: refused" $(as_id
   exit 1
 fi
 
+device=$(psql_demo -At -c "SELECT masked_device_id FROM user_logins WHERE masked_device_id IS NOT NULL
+                           ORDER BY masked_device_id LIMIT 1")
+say "carol (support) sees only the masked forms, under her own identity (audited)"
+# shellcheck disable=SC2046
+"$bin/fetchreward" detokenize "$token" "$device" --masked --purpose "make demo: ticket 881" \
+  $(as_identity person-carol)
+# shellcheck disable=SC2046
+if "$bin/fetchreward" detokenize "$token" --purpose "make demo: refused" $(as_identity person-carol); then
+  echo "unexpected: support recovered a full value" >&2
+  exit 1
+fi
+
 say "the audit trail (vault.audit_log)"
 psql_demo -c "SELECT id, at, caller, method, purpose, token_count, outcome, found
-              FROM vault.audit_log ORDER BY id"
+              FROM vault.audit_log WHERE method <> 'Tokenize' ORDER BY id"
 
 if [[ "${FR_DEMO_KEEP:-0}" == 1 ]]; then
   mkdir -p "$root/target/dev/run"
