@@ -4,7 +4,7 @@
 //! Reports end-to-end messages per second; the bare drain rate (receive + delete only, with the
 //! ingestor's number of pollers); their ratio; CPU seconds per 1,000 messages and peak RSS of
 //! each service. Settings: `BENCH_MESSAGES` (default 100000), `BENCH_DISTINCT_PERCENT` (share
-//! of distinct ip and device_id values, default 50), `BENCH_POLLERS` (default 4),
+//! of distinct ip and device_id values, default 50), `BENCH_POLLERS` (default 16, the ingestor's),
 //! `BENCH_WORKERS` (4), `BENCH_MAX_BATCH` (500), `BENCH_TLS` (1: mutual TLS between the
 //! services, as in production; 0: plaintext), `BENCH_ROUNDS` (3: each a bare drain, then the
 //! pipeline, so both are measured in the same sitting; the table gives medians). Writes
@@ -323,7 +323,7 @@ async fn main() {
     let settings = Settings {
         messages,
         distinct: (messages * setting("BENCH_DISTINCT_PERCENT", 50) / 100).max(1),
-        pollers: setting("BENCH_POLLERS", 4),
+        pollers: setting("BENCH_POLLERS", 16),
         workers: setting("BENCH_WORKERS", 4),
         max_batch: setting("BENCH_MAX_BATCH", 500),
         tls: setting("BENCH_TLS", 1) == 1,

@@ -62,7 +62,7 @@ impl IngestorConfig {
         let kms_endpoint = reader.raw("AWS_ENDPOINT_URL_KMS");
         let vault_endpoint = endpoint(&mut reader, "VAULT_ENDPOINT", "http://127.0.0.1:50051");
         let writer_endpoint = endpoint(&mut reader, "WRITER_ENDPOINT", "http://127.0.0.1:50052");
-        let pollers = count(&mut reader, "POLLERS", 4, 64);
+        let pollers = count(&mut reader, "POLLERS", 16, 64);
         let workers = count(&mut reader, "WORKERS", 4, 64);
         let max_batch = count(&mut reader, "MAX_BATCH", 500, MAX_BATCH_LIMIT);
         let receive_wait = reader.seconds("RECEIVE_WAIT_SECS", 20);
@@ -140,7 +140,7 @@ mod tests {
             ("DLQ_KMS_KEY_ID", "alias/fetchreward-dlq"),
         ]);
         let config = IngestorConfig::from_env(&env).expect("valid");
-        assert_eq!(config.pollers, 4);
+        assert_eq!(config.pollers, 16);
         assert_eq!(config.max_batch, 500);
         assert_eq!(config.vault_endpoint, "http://127.0.0.1:50051");
         assert_eq!(config.common.http_addr.port(), 9103);
