@@ -11,10 +11,12 @@ use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 use tracing::instrument;
 
 use super::Vault;
-use super::audited::{AuditedCall, Failure, audited_write_error, validate_note, validate_purpose};
+use super::audited::{
+    AuditedCall, Failure, audited_write_error, count_audited, validate_note, validate_purpose,
+};
 use super::recovery::distinct;
 use super::tokenize::RawPii;
-use crate::audit::StatusCounts;
+use crate::audit::{AuditOutcome, StatusCounts};
 use crate::authz::{Access, Method};
 use crate::error::VaultError;
 use crate::metrics;
@@ -344,7 +346,7 @@ impl Vault {
                 )
                 .await
                 .map_err(|err| Failure::failed(audited_write_error(Method::LiftQuota)(err)))?;
-            super::audited::count_audited(Method::LiftQuota, crate::audit::AuditOutcome::Allowed);
+            count_audited(Method::LiftQuota, AuditOutcome::Allowed);
             let scope = (!quota_purpose.is_empty()).then_some(quota_purpose.as_str());
             let (used, lifted) =
                 self.store.reveals_today(&caller, scope).await.map_err(VaultError::from)?;
@@ -404,7 +406,7 @@ impl Vault {
                 )
                 .await
                 .map_err(|err| Failure::failed(audited_write_error(Method::PlantDecoys)(err)))?;
-            super::audited::count_audited(Method::PlantDecoys, crate::audit::AuditOutcome::Allowed);
+            count_audited(Method::PlantDecoys, AuditOutcome::Allowed);
             Ok(PlantedDecoys { tokens, audit_id })
         })
         .await
