@@ -15,15 +15,22 @@ impl From<PiiKind> for vault::PiiKind {
     }
 }
 
-impl vault::PiiValue {
-    /// The model's kind of this value; `None` for UNSPECIFIED and numbers no version of the
-    /// API knows.
-    pub fn model_kind(&self) -> Option<PiiKind> {
-        match vault::PiiKind::try_from(self.kind) {
+impl vault::PiiKind {
+    /// The model's kind of a `PiiKind` field's number; `None` for UNSPECIFIED and numbers no
+    /// version of the API knows.
+    pub fn model_kind(number: i32) -> Option<PiiKind> {
+        match vault::PiiKind::try_from(number) {
             Ok(vault::PiiKind::Ip) => Some(PiiKind::Ip),
             Ok(vault::PiiKind::DeviceId) => Some(PiiKind::DeviceId),
             Ok(vault::PiiKind::Unspecified) | Err(_) => None,
         }
+    }
+}
+
+impl vault::PiiValue {
+    /// The model's kind of this value ([`vault::PiiKind::model_kind`]).
+    pub fn model_kind(&self) -> Option<PiiKind> {
+        vault::PiiKind::model_kind(self.kind)
     }
 }
 

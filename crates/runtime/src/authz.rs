@@ -64,6 +64,11 @@ impl Policy {
         self.allowed.get(group).is_some_and(|identities| identities.contains(identity))
     }
 
+    /// The identities `group` allows.
+    pub fn members(&self, group: &str) -> impl Iterator<Item = &str> {
+        self.allowed.get(group).into_iter().flatten().map(String::as_str)
+    }
+
     /// Whether any group lets anonymous callers in (worth a warning at start-up).
     pub fn admits_anonymous(&self) -> bool {
         self.allowed.values().any(|identities| identities.contains(ANONYMOUS))

@@ -118,7 +118,7 @@ impl VaultConfig {
         let trust_domain = tls.as_ref().map(|tls| tls.trust_domain.as_str());
         let policy = Policy::from_env(&mut reader, &Method::POLICY_GROUPS, trust_domain);
         let privacy = PrivacySettings::from_env(&mut reader, trust_domain);
-        let policy = privacy.extend(policy, &reader.list("AUTHZ_DETOKENIZE"));
+        let policy = privacy.extend(policy);
         let defaults = KnownTokensConfig::default();
         let known_tokens = KnownTokensConfig {
             capacity: reader.or_default(

@@ -249,7 +249,7 @@ impl VaultService for VaultGrpc {
     ) -> Result<Response<proto::PlantDecoysResponse>, Status> {
         let access = self.access_of(&request);
         let request = request.into_inner();
-        let kind = proto::PiiValue { kind: request.kind, value: String::new() }.model_kind();
+        let kind = proto::PiiKind::model_kind(request.kind);
         let result = self.vault.plant_decoys(&access, kind, request.count, request.purpose).await;
         let result = result.map(|planted| proto::PlantDecoysResponse {
             tokens: planted.tokens.iter().map(ToString::to_string).collect(),

@@ -215,16 +215,14 @@ impl PrivacySettings {
     }
 
     /// `policy` with every granted identity added to the groups of its roles' permissions,
-    /// and every identity that may detokenize added to `reveal-masked`.
-    pub fn extend(&self, mut policy: Policy, detokenizers: &[String]) -> Policy {
+    /// then every identity that may detokenize added to `reveal-masked`.
+    pub fn extend(&self, mut policy: Policy) -> Policy {
         for (identity, roles) in &self.grants {
             for permission in roles.iter().filter_map(|role| self.roles.get(role)).flatten() {
                 policy = policy.allowing(permission, &[identity.as_str()]);
-                if *permission == "detokenize" {
-                    policy = policy.allowing("reveal-masked", &[identity.as_str()]);
-                }
             }
         }
+        let detokenizers: Vec<String> = policy.members("detokenize").map(str::to_owned).collect();
         let detokenizers: Vec<&str> = detokenizers.iter().map(String::as_str).collect();
         policy.allowing("reveal-masked", &detokenizers)
     }
@@ -234,9 +232,26 @@ impl PrivacySettings {
         !self.purposes.is_empty()
     }
 
-    /// Whether `code` is one of the purpose codes.
-    pub fn is_purpose_code(&self, code: &str) -> bool {
-        self.purposes.contains_key(code)
+    /// What the daily reveal limit of a call for `purpose` is counted over: the purpose code,
+    /// or, with free-text purposes, every purpose together (`None`).
+    pub fn quota_scope<'a>(&self, purpose: &'a str) -> Option<&'a str> {
+        self.has_purpose_codes().then_some(purpose)
+    }
+
+    /// Checks the purpose whose limit a LiftQuota raises: one of the codes, or empty when
+    /// purposes are free text.
+    pub fn check_quota_purpose(&self, code: &str) -> Result<(), VaultError> {
+        let problem = match (self.has_purpose_codes(), code.is_empty()) {
+            (true, true) => "quota_purpose: the purpose code whose limit is lifted",
+            (true, false) if !self.purposes.contains_key(code) => {
+                "quota_purpose is not one of the vault's purpose codes"
+            }
+            (false, false) => {
+                "quota_purpose must be empty: without purpose codes one limit covers every purpose"
+            }
+            _ => return Ok(()),
+        };
+        Err(VaultError::InvalidArgument(problem.to_owned()))
     }
 
     /// The roles `caller` holds.
@@ -311,7 +326,8 @@ mod tests {
 
     #[test]
     fn grants_put_people_in_the_groups_of_their_roles() {
-        let policy = office().extend(Policy::default(), &["spiffe://fetchreward/reader".into()]);
+        let reader = Policy::default().allowing("detokenize", &["spiffe://fetchreward/reader"]);
+        let policy = office().extend(reader);
         for group in PERMISSIONS {
             assert!(policy.allows(group, ALICE), "alice: {group}");
         }

@@ -157,7 +157,7 @@ impl Vault {
         let Some(base) = self.privacy.daily_reveal_limit else {
             return Ok(());
         };
-        let scope = self.privacy.has_purpose_codes().then_some(purpose);
+        let scope = self.privacy.quota_scope(purpose);
         let (used, lifted) = self
             .store
             .reveals_today(access.caller.identity(), scope)
@@ -310,26 +310,7 @@ impl Vault {
                         .to_owned(),
                 ));
             }
-            match (self.privacy.has_purpose_codes(), quota_purpose.is_empty()) {
-                (true, true) => {
-                    return Err(VaultError::InvalidArgument(
-                        "quota_purpose: the purpose code whose limit is lifted".to_owned(),
-                    ));
-                }
-                (false, false) => {
-                    return Err(VaultError::InvalidArgument(
-                        "quota_purpose must be empty: without purpose codes one limit covers \
-                         every purpose"
-                            .to_owned(),
-                    ));
-                }
-                _ => {}
-            }
-            if self.privacy.has_purpose_codes() && !self.privacy.is_purpose_code(&quota_purpose) {
-                return Err(VaultError::InvalidArgument(
-                    "quota_purpose is not one of the vault's purpose codes".to_owned(),
-                ));
-            }
+            self.privacy.check_quota_purpose(&quota_purpose)?;
             Ok(base)
         };
         self.audited(&call, validate, async |base: NonZeroU32| {
@@ -347,7 +328,7 @@ impl Vault {
                 .await
                 .map_err(|err| Failure::failed(audited_write_error(Method::LiftQuota)(err)))?;
             count_audited(Method::LiftQuota, AuditOutcome::Allowed);
-            let scope = (!quota_purpose.is_empty()).then_some(quota_purpose.as_str());
+            let scope = self.privacy.quota_scope(&quota_purpose);
             let (used, lifted) =
                 self.store.reveals_today(&caller, scope).await.map_err(VaultError::from)?;
             Ok(LiftedQuota { limit: u64::from(base.get()) + lifted, used, audit_id })
