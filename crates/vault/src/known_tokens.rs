@@ -7,10 +7,11 @@
 //! So a value forgotten on another replica is stored again at the latest one TTL after it
 //! comes back. Forget on this replica removes its entries at once.
 
-use std::time::Duration;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use fetchreward_model::Token;
-use moka::sync::Cache;
+use quick_cache::sync::Cache;
 
 /// Size and lifetime of the cache.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -23,22 +24,26 @@ pub struct KnownTokensConfig {
 
 impl Default for KnownTokensConfig {
     fn default() -> Self {
-        // About 40 MB at capacity; ten minutes bounds how long a Forget on another replica
-        // can go unnoticed here.
+        // About 19 MB at capacity (some 75 bytes a token); ten minutes bounds how long a
+        // Forget on another replica can go unnoticed here.
         KnownTokensConfig { capacity: 250_000, ttl: Duration::from_secs(600) }
     }
 }
 
-/// Tokens known to be stored.
+/// Tokens known to be stored, each with the second (counted from `epoch`) it was stored or
+/// seen stored. Past its TTL an entry counts as absent and is dropped when next looked up;
+/// entries never looked up again leave when the cache evicts them for newer ones.
 #[derive(Clone)]
 pub struct KnownTokens {
-    cache: Option<Cache<Token, ()>>,
+    cache: Option<Arc<Cache<Token, u32>>>,
+    epoch: Instant,
+    ttl_secs: u32,
 }
 
 impl std::fmt::Debug for KnownTokens {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("KnownTokens")
-            .field("entries", &self.cache.as_ref().map(Cache::entry_count))
+            .field("entries", &self.cache.as_ref().map(|cache| cache.len()))
             .finish()
     }
 }
@@ -46,22 +51,35 @@ impl std::fmt::Debug for KnownTokens {
 impl KnownTokens {
     /// A cache of the given size and lifetime.
     pub fn new(config: KnownTokensConfig) -> Self {
-        let cache = (config.capacity > 0 && !config.ttl.is_zero()).then(|| {
-            Cache::builder().max_capacity(config.capacity).time_to_live(config.ttl).build()
+        let ttl_secs = u32::try_from(config.ttl.as_secs()).unwrap_or(u32::MAX);
+        let cache = (config.capacity > 0 && ttl_secs > 0).then(|| {
+            let capacity = usize::try_from(config.capacity).unwrap_or(usize::MAX);
+            Arc::new(Cache::new(capacity))
         });
-        KnownTokens { cache }
+        KnownTokens { cache, epoch: Instant::now(), ttl_secs }
+    }
+
+    fn now(&self) -> u32 {
+        u32::try_from(self.epoch.elapsed().as_secs()).unwrap_or(u32::MAX)
     }
 
     /// Whether `token` is known to be stored.
     pub fn contains(&self, token: &Token) -> bool {
-        self.cache.as_ref().is_some_and(|cache| cache.contains_key(token))
+        let Some(cache) = &self.cache else { return false };
+        let Some(noted) = cache.get(token) else { return false };
+        if self.now().saturating_sub(noted) < self.ttl_secs {
+            return true;
+        }
+        cache.remove_if(token, |&at| at == noted);
+        false
     }
 
     /// Remembers tokens that are now stored.
     pub fn insert_all<'a>(&self, tokens: impl IntoIterator<Item = &'a Token>) {
         if let Some(cache) = &self.cache {
+            let now = self.now();
             for token in tokens {
-                cache.insert(*token, ());
+                cache.insert(*token, now);
             }
         }
     }
@@ -70,7 +88,7 @@ impl KnownTokens {
     pub fn remove_all<'a>(&self, tokens: impl IntoIterator<Item = &'a Token>) {
         if let Some(cache) = &self.cache {
             for token in tokens {
-                cache.invalidate(token);
+                cache.remove(token);
             }
         }
     }
@@ -94,6 +112,29 @@ mod tests {
         assert!(known.contains(&token(1)) && known.contains(&token(2)));
         known.remove_all(&[token(1)]);
         assert!(!known.contains(&token(1)) && known.contains(&token(2)));
+    }
+
+    #[test]
+    fn an_entry_past_its_ttl_is_absent() {
+        let known =
+            KnownTokens::new(KnownTokensConfig { capacity: 10, ttl: Duration::from_secs(1) });
+        known.insert_all(&[token(1)]);
+        assert!(known.contains(&token(1)));
+        std::thread::sleep(Duration::from_millis(2_100));
+        assert!(!known.contains(&token(1)));
+        // Stored again, it is known again.
+        known.insert_all(&[token(1)]);
+        assert!(known.contains(&token(1)));
+    }
+
+    #[test]
+    fn holds_at_most_its_capacity() {
+        let known =
+            KnownTokens::new(KnownTokensConfig { capacity: 100, ttl: Duration::from_secs(60) });
+        let tokens: Vec<Token> = (0..=255).map(token).collect();
+        known.insert_all(&tokens);
+        let remembered = tokens.iter().filter(|token| known.contains(token)).count();
+        assert!(remembered > 0 && remembered <= 100, "{remembered} remembered");
     }
 
     #[test]
