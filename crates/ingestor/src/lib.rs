@@ -19,9 +19,9 @@ use std::sync::Arc;
 
 use aws_config::SdkConfig;
 use fetchreward_dlq::Sealer;
-use fetchreward_runtime::config::{ConfigErrors, EnvSource};
+use fetchreward_runtime::config::{CommonConfig, ConfigErrors, EnvSource};
 use fetchreward_runtime::service::Service;
-use fetchreward_telemetry::{LoggingConfig, OpsServer, Readiness, ReadinessCheck};
+use fetchreward_telemetry::{OpsServer, Readiness, ReadinessCheck};
 use tokio_util::sync::CancellationToken;
 use tonic::transport::Endpoint;
 
@@ -144,8 +144,8 @@ impl Service for Application {
         IngestorConfig::from_env(env)
     }
 
-    fn logging(config: &IngestorConfig) -> &LoggingConfig {
-        &config.common.logging
+    fn common(config: &IngestorConfig) -> &CommonConfig {
+        &config.common
     }
 
     /// Region, credentials and an `AWS_ENDPOINT_URL_SQS` override from the standard chain.

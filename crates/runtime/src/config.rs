@@ -233,11 +233,18 @@ pub struct CommonConfig {
     pub http_addr: SocketAddr,
     /// How long in-flight work may take after SIGTERM (`SHUTDOWN_GRACE_SECS`).
     pub grace: Duration,
+    /// Threads of the async runtime (`WORKER_THREADS`, default 1): a service scales out by
+    /// replicas, and one thread per process spends the least CPU per message
+    /// (docs/performance.md).
+    pub worker_threads: usize,
 }
 
+/// The most `WORKER_THREADS` accepted.
+const MAX_WORKER_THREADS: usize = 256;
+
 impl CommonConfig {
-    /// Reads `LOG_FORMAT`, `RUST_LOG`, `OTEL_EXPORTER_OTLP_ENDPOINT`, `HTTP_ADDR` and
-    /// `SHUTDOWN_GRACE_SECS`.
+    /// Reads `LOG_FORMAT`, `RUST_LOG`, `OTEL_EXPORTER_OTLP_ENDPOINT`, `HTTP_ADDR`,
+    /// `SHUTDOWN_GRACE_SECS` and `WORKER_THREADS`.
     pub fn from_env(
         reader: &mut ConfigReader<'_>,
         service: &'static str,
@@ -257,7 +264,19 @@ impl CommonConfig {
             },
             http_addr: reader.addr("HTTP_ADDR", http_default),
             grace: reader.seconds("SHUTDOWN_GRACE_SECS", 20),
+            worker_threads: worker_threads(reader),
         }
+    }
+}
+
+fn worker_threads(reader: &mut ConfigReader<'_>) -> usize {
+    let expected = format!("a whole number from 1 to {MAX_WORKER_THREADS}");
+    let threads = reader.or_default("WORKER_THREADS", 1, &expected);
+    if (1..=MAX_WORKER_THREADS).contains(&threads) {
+        threads
+    } else {
+        reader.problem(format!("WORKER_THREADS is not valid: expected {expected}"));
+        1
     }
 }
 
@@ -316,6 +335,27 @@ mod tests {
         assert!(!reader.flag("UNSET"));
         assert!(reader.list("UNSET").is_empty());
         reader.finish().expect("no problems");
+    }
+
+    #[test]
+    fn worker_threads_default_to_one_and_stay_in_range() {
+        let threads = |value: Option<&str>| {
+            let env: HashMap<&str, &str> =
+                value.map(|v| ("WORKER_THREADS", v)).into_iter().collect();
+            let mut reader = ConfigReader::new(&env);
+            let config = CommonConfig::from_env(&mut reader, "test", "0.0.0.0:1");
+            reader.finish().map(|()| config.worker_threads).map_err(|errors| errors.to_string())
+        };
+        assert_eq!(threads(None), Ok(1));
+        assert_eq!(threads(Some("4")), Ok(4));
+        for bad in ["0", "257", "many"] {
+            let error = threads(Some(bad)).expect_err(bad);
+            assert!(
+                error
+                    .contains("WORKER_THREADS is not valid: expected a whole number from 1 to 256"),
+                "{error}"
+            );
+        }
     }
 
     #[test]

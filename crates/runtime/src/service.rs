@@ -18,10 +18,9 @@ use std::future::Future;
 use std::net::SocketAddr;
 use std::process::ExitCode;
 
-use fetchreward_telemetry::LoggingConfig;
 use tokio_util::sync::CancellationToken;
 
-use crate::config::{ConfigErrors, EnvSource, ProcessEnv};
+use crate::config::{CommonConfig, ConfigErrors, EnvSource, ProcessEnv};
 
 /// Exit status of a service whose configuration cannot work.
 pub const EXIT_BAD_CONFIG: u8 = 2;
@@ -40,8 +39,8 @@ pub trait Service: Sized + Send + 'static {
     /// Reads the configuration; on failure, every problem found.
     fn read_config(env: &dyn EnvSource) -> Result<Self::Config, ConfigErrors>;
 
-    /// The logging settings of a configuration.
-    fn logging(config: &Self::Config) -> &LoggingConfig;
+    /// The settings of a configuration every service has (logging, runtime threads).
+    fn common(config: &Self::Config) -> &CommonConfig;
 
     /// Starts the service with its production dependencies (AWS from the standard settings):
     /// connects, migrates, loads what it needs and binds its listeners.
@@ -127,7 +126,12 @@ pub fn main<S: Service>() -> ExitCode {
             return ExitCode::from(EXIT_BAD_CONFIG);
         }
     };
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let threads = S::common(&config).worker_threads;
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(threads)
+        .enable_all()
+        .build()
+    {
         Ok(runtime) => runtime,
         Err(err) => {
             eprintln!("{}: cannot start the async runtime: {err}", S::NAME);
@@ -136,7 +140,7 @@ pub fn main<S: Service>() -> ExitCode {
     };
     runtime.block_on(async {
         // The OTLP exporter, when configured, needs the runtime, so logging starts inside it.
-        let _logging = match fetchreward_telemetry::logging::init(S::logging(&config)) {
+        let _logging = match fetchreward_telemetry::logging::init(&S::common(&config).logging) {
             Ok(guard) => guard,
             Err(err) => {
                 eprintln!("{}: {err}", S::NAME);

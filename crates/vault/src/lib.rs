@@ -34,12 +34,11 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use fetchreward_runtime::calls::CallPolicy;
-use fetchreward_runtime::config::{ConfigErrors, EnvSource};
+use fetchreward_runtime::config::{CommonConfig, ConfigErrors, EnvSource};
 use fetchreward_runtime::grpc::{Api, GrpcServer, MAX_MESSAGE_BYTES};
 use fetchreward_runtime::postgres;
 use fetchreward_runtime::service::Service;
 pub use fetchreward_runtime::service::StartError;
-use fetchreward_telemetry::LoggingConfig;
 use tokio_util::sync::CancellationToken;
 use tonic::service::Routes;
 
@@ -235,8 +234,8 @@ impl Service for Application {
         VaultConfig::from_env(env)
     }
 
-    fn logging(config: &VaultConfig) -> &LoggingConfig {
-        &config.common.logging
+    fn common(config: &VaultConfig) -> &CommonConfig {
+        &config.common
     }
 
     /// KMS reached through the standard AWS settings and credentials.

@@ -18,11 +18,10 @@ mod store;
 use std::net::SocketAddr;
 
 use fetchreward_runtime::calls::{CallPolicy, MethodRule};
-use fetchreward_runtime::config::{ConfigErrors, EnvSource};
+use fetchreward_runtime::config::{CommonConfig, ConfigErrors, EnvSource};
 use fetchreward_runtime::grpc::{Api, GrpcServer};
 use fetchreward_runtime::postgres;
 use fetchreward_runtime::service::Service;
-use fetchreward_telemetry::LoggingConfig;
 use tokio_util::sync::CancellationToken;
 
 pub use config::WriterConfig;
@@ -143,8 +142,8 @@ impl Service for Application {
         WriterConfig::from_env(env)
     }
 
-    fn logging(config: &WriterConfig) -> &LoggingConfig {
-        &config.common.logging
+    fn common(config: &WriterConfig) -> &CommonConfig {
+        &config.common
     }
 
     async fn start(config: WriterConfig) -> Result<Self, StartError> {
