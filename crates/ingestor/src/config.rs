@@ -62,9 +62,9 @@ impl IngestorConfig {
         let kms_endpoint = reader.raw("AWS_ENDPOINT_URL_KMS");
         let vault_endpoint = endpoint(&mut reader, "VAULT_ENDPOINT", "http://127.0.0.1:50051");
         let writer_endpoint = endpoint(&mut reader, "WRITER_ENDPOINT", "http://127.0.0.1:50052");
-        let pollers = count(&mut reader, "POLLERS", 16, 64);
-        let workers = count(&mut reader, "WORKERS", 4, 64);
-        let max_batch = count(&mut reader, "MAX_BATCH", 500, MAX_BATCH_LIMIT);
+        let pollers = reader.count("POLLERS", 16, 64);
+        let workers = reader.count("WORKERS", 4, 64);
+        let max_batch = reader.count("MAX_BATCH", 500, MAX_BATCH_LIMIT);
         let receive_wait = reader.seconds("RECEIVE_WAIT_SECS", 20);
         if receive_wait > Duration::from_secs(20) {
             reader.problem("RECEIVE_WAIT_SECS must be at most 20 (the SQS limit)");
@@ -114,14 +114,6 @@ fn endpoint(reader: &mut ConfigReader<'_>, key: &str, default: &str) -> String {
         || !(value.starts_with("http://") || value.starts_with("https://"))
     {
         reader.problem(format!("{key} must be an http:// or https:// URL"));
-    }
-    value
-}
-
-fn count(reader: &mut ConfigReader<'_>, key: &str, default: usize, max: usize) -> usize {
-    let value = reader.or_default(key, default, "a positive whole number");
-    if value == 0 || value > max {
-        reader.problem(format!("{key} must be between 1 and {max}"));
     }
     value
 }

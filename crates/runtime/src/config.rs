@@ -110,6 +110,16 @@ impl<'a> ConfigReader<'a> {
         }
     }
 
+    /// A count from 1 to `max`, `default` when unset.
+    pub fn count(&mut self, key: &str, default: usize, max: usize) -> usize {
+        let expected = format!("a whole number from 1 to {max}");
+        let value = self.or_default(key, default, &expected);
+        if !(1..=max).contains(&value) {
+            self.problem(format!("{key} is not valid: expected {expected}"));
+        }
+        value
+    }
+
     /// A socket address such as `0.0.0.0:50051`.
     pub fn addr(&mut self, key: &str, default: &str) -> SocketAddr {
         let fallback = SocketAddr::from_str(default).expect("defaults are valid addresses");
@@ -264,19 +274,8 @@ impl CommonConfig {
             },
             http_addr: reader.addr("HTTP_ADDR", http_default),
             grace: reader.seconds("SHUTDOWN_GRACE_SECS", 20),
-            worker_threads: worker_threads(reader),
+            worker_threads: reader.count("WORKER_THREADS", 1, MAX_WORKER_THREADS),
         }
-    }
-}
-
-fn worker_threads(reader: &mut ConfigReader<'_>) -> usize {
-    let expected = format!("a whole number from 1 to {MAX_WORKER_THREADS}");
-    let threads = reader.or_default("WORKER_THREADS", 1, &expected);
-    if (1..=MAX_WORKER_THREADS).contains(&threads) {
-        threads
-    } else {
-        reader.problem(format!("WORKER_THREADS is not valid: expected {expected}"));
-        1
     }
 }
 
