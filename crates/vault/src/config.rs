@@ -72,7 +72,7 @@ pub struct VaultConfig {
     /// delay is 0).
     pub keys: KeyTiming,
     /// The Tokenize rate limit of each caller on each replica (`VAULT_TOKENIZE_RATE` values a
-    /// second, default 20000; `VAULT_TOKENIZE_BURST`, default 40000, at least 10000).
+    /// second, default 50000; `VAULT_TOKENIZE_BURST`, default 100000, at least 10000).
     pub tokenize_limit: TokenizeLimit,
 }
 
