@@ -22,6 +22,13 @@ def figures(run):
         "CPU s per 1,000 msgs, all services": [r["cpu_s_per_1000_total"] for r in run["rounds"]],
         "peak RSS, all services (MiB)": [r["peak_rss_mib_total"] for r in run["rounds"]],
     }
+    # Runs before these figures were recorded have none.
+    for key, name in (
+        ("rate_limited_values", "values refused by the vault's rate limit"),
+        ("retries", "ingestor retries"),
+    ):
+        if key in run["rounds"][0]:
+            out[name] = [r[key] for r in run["rounds"]]
     for name in sorted(run["rounds"][0]["services"]):
         out[f"{name}: CPU s per 1,000 msgs"] = [
             r["services"][name]["cpu_s_per_1000"] for r in run["rounds"]

@@ -3,7 +3,10 @@
 //!
 //! Reports end-to-end messages per second; the bare drain rate (receive + delete only, with the
 //! ingestor's number of pollers); their ratio; CPU seconds per 1,000 messages and peak RSS of
-//! each service. Settings: `BENCH_MESSAGES` (default 100000), `BENCH_DISTINCT_PERCENT` (share
+//! each service; the values the vault's Tokenize rate limit refused and the ingestor's retries
+//! (a round with either measured a limit or a failure, not the pipeline); and the machine's side:
+//! the cores the queue emulator kept busy in the bare drain and in the pipeline, Postgres's CPU
+//! per message and the cores left idle while the pipeline ran. Settings: `BENCH_MESSAGES` (default 100000), `BENCH_DISTINCT_PERCENT` (share
 //! of distinct ip and device_id values, default 50), `BENCH_POLLERS` (default 16, the ingestor's),
 //! `BENCH_WORKERS` (4), `BENCH_MAX_BATCH` (500), `BENCH_TLS` (1: mutual TLS between the
 //! services, as in production; 0: plaintext), `BENCH_ROUNDS` (3: each a bare drain, then the
@@ -28,9 +31,11 @@ use fetchreward_cli::{queue, sample};
 use fetchreward_dlq::Sealer;
 use fetchreward_ingestor::queue::sqs::SqsQueue;
 use fetchreward_ingestor::queue::{Queue, ReceivedMessage};
-use fetchreward_stress::process::Service;
+use fetchreward_stress::process::{
+    Service, machine_idle_seconds, pid_cpu_seconds, process_tree_cpu_seconds,
+};
 use fetchreward_stress::services::{ServiceSet, SetConfig};
-use fetchreward_testkit::{QueuePair, Stack, TestDatabase};
+use fetchreward_testkit::{QueuePair, Stack, TestDatabase, http_get};
 
 fn setting(key: &str, default: usize) -> usize {
     std::env::var(key).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
@@ -60,6 +65,67 @@ async fn bare_drain(queue: SqsQueue, pollers: usize, expected: usize) -> Duratio
     started.elapsed()
 }
 
+/// The local stack's queue emulator and Postgres, by the pids `make up` records, for the
+/// machine's side of a round: what the emulator and the database used while the pipeline ran.
+#[derive(Debug, Clone, Copy)]
+struct StackProcesses {
+    emulator: Option<u32>,
+    postgres: Option<u32>,
+}
+
+impl StackProcesses {
+    fn find() -> Self {
+        let dev = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target/dev");
+        let first_line_pid = |path: PathBuf| -> Option<u32> {
+            std::fs::read_to_string(path).ok()?.lines().next()?.trim().parse().ok()
+        };
+        StackProcesses {
+            emulator: first_line_pid(dev.join("run/fauxqs.pid")),
+            postgres: first_line_pid(dev.join("pg/postmaster.pid")),
+        }
+    }
+
+    fn reading(&self) -> MachineReading {
+        MachineReading {
+            at: Instant::now(),
+            emulator: self.emulator.map_or(0.0, |pid| pid_cpu_seconds(pid, true)),
+            postgres: self.postgres.map_or(0.0, process_tree_cpu_seconds),
+            idle: machine_idle_seconds(),
+        }
+    }
+}
+
+/// CPU seconds used so far by the emulator and Postgres, and the machine's idle seconds.
+#[derive(Debug, Clone, Copy)]
+struct MachineReading {
+    at: Instant,
+    emulator: f64,
+    postgres: f64,
+    idle: f64,
+}
+
+impl MachineReading {
+    /// Cores busy on average between `self` and `later`: the emulator, Postgres, and idle.
+    fn cores_until(&self, later: &MachineReading) -> (f64, f64, f64) {
+        let seconds = (later.at - self.at).as_secs_f64().max(f64::EPSILON);
+        (
+            (later.emulator - self.emulator) / seconds,
+            (later.postgres - self.postgres) / seconds,
+            (later.idle - self.idle) / seconds,
+        )
+    }
+}
+
+/// The sum of every series of the counter `name` on the `/metrics` page of the operations
+/// server on `port` (zero when it has none).
+async fn counter_sum(port: u16, name: &str) -> f64 {
+    let page = http_get(([127, 0, 0, 1], port).into(), "/metrics").await;
+    page.lines()
+        .filter(|line| line.strip_prefix(name).is_some_and(|rest| rest.starts_with(['{', ' '])))
+        .filter_map(|line| line.rsplit(' ').next()?.parse::<f64>().ok())
+        .fold(0.0, |sum, value| sum + value)
+}
+
 async fn count_rows(db: &TestDatabase, table: &str) -> usize {
     use diesel_async::RunQueryDsl;
     #[derive(diesel::QueryableByName)]
@@ -85,6 +151,20 @@ struct Round {
     services: BTreeMap<String, ServiceFigures>,
     cpu_s_per_1000_total: f64,
     peak_rss_mib_total: f64,
+    /// Values the vault's Tokenize rate limit refused: a round that meets the limit measures
+    /// the limit, not the pipeline.
+    rate_limited_values: f64,
+    /// Steps the ingestor retried (vault, writer, delete, dlq calls).
+    retries: f64,
+    /// Cores the queue emulator kept busy on average during the bare drain and during the
+    /// pipeline: the emulator is single-threaded, so one core is its ceiling.
+    emulator_cores_bare: f64,
+    emulator_cores_pipeline: f64,
+    /// Postgres's CPU seconds per 1,000 messages during the pipeline (the vault's token
+    /// inserts, the writer's rows, autovacuum).
+    postgres_cpu_s_per_1000: f64,
+    /// Cores idle on average while the pipeline ran: near zero, the machine is the limit.
+    idle_cores_pipeline: f64,
     /// Vector on the same messages, by its number of receivers (`client_concurrency`).
     #[serde(skip_serializing_if = "BTreeMap::is_empty")]
     vector: BTreeMap<usize, VectorFigures>,
@@ -122,7 +202,13 @@ struct Settings {
 }
 
 /// One round: a fresh queue drained bare, then a fresh pipeline on a fresh queue and database.
-async fn round(stack: &Stack, settings: &Settings, bodies: &[String], logs: &Path) -> Round {
+async fn round(
+    stack: &Stack,
+    settings: &Settings,
+    bodies: &[String],
+    logs: &Path,
+    machine: StackProcesses,
+) -> Round {
     let sqs = stack.sqs();
     let messages = settings.messages;
     let bare = QueuePair::create(&sqs, 50, 30).await;
@@ -130,7 +216,9 @@ async fn round(stack: &Stack, settings: &Settings, bodies: &[String], logs: &Pat
     // The bare drain dead-letters nothing: its sealer is never asked for a key.
     let sealer = Arc::new(Sealer::new(stack.kms(), "alias/unused"));
     let bare_queue = SqsQueue::new(sqs.clone(), &bare.queue_url, &bare.dlq_url, sealer);
+    let bare_start = machine.reading();
     let bare_time = bare_drain(bare_queue, settings.pollers, messages).await;
+    let (emulator_cores_bare, _, _) = bare_start.cores_until(&machine.reading());
     let bare_rate = messages as f64 / bare_time.as_secs_f64();
     eprintln!("bare drain: {messages} messages in {bare_time:.2?} ({bare_rate:.0} msgs/s)");
 
@@ -157,11 +245,15 @@ async fn round(stack: &Stack, settings: &Settings, bodies: &[String], logs: &Pat
     set.vault.cpu_at_start = set.vault.cpu_seconds();
     set.writer.cpu_at_start = set.writer.cpu_seconds();
     let started = Instant::now();
+    let pipeline_start = machine.reading();
     set.start_ingestor(None).expect("starts the ingestor");
     queue::wait_empty(&sqs, &set.queues.queue_url, Duration::from_secs(1800))
         .await
         .expect("drains");
     let elapsed = started.elapsed();
+    let pipeline_end = machine.reading();
+    let (emulator_cores_pipeline, postgres_cores, idle_cores_pipeline) =
+        pipeline_start.cores_until(&pipeline_end);
     let rows = count_rows(&set.database, "user_logins").await;
     assert_eq!(rows, messages, "every message became exactly one row");
     let rate = messages as f64 / elapsed.as_secs_f64();
@@ -177,6 +269,15 @@ async fn round(stack: &Stack, settings: &Settings, bodies: &[String], logs: &Pat
             (service.name().to_owned(), figures)
         })
         .collect();
+    let rate_limited_values =
+        counter_sum(set.vault_ports.http, "fetchreward_vault_tokenize_rate_limited_total").await;
+    let retries = counter_sum(set.ingestor_ports[0], "fetchreward_ingestor_retries_total").await;
+    if rate_limited_values > 0.0 {
+        eprintln!(
+            "warning: the vault's rate limit refused {rate_limited_values} values: this round \
+             measured VAULT_TOKENIZE_RATE"
+        );
+    }
     set.stop();
     let mut vector = BTreeMap::new();
     if let Some(program) = &settings.vector {
@@ -191,6 +292,12 @@ async fn round(stack: &Stack, settings: &Settings, bodies: &[String], logs: &Pat
         ratio_to_bare: rate / bare_rate,
         cpu_s_per_1000_total: services.values().map(|s| s.cpu_s_per_1000).sum(),
         peak_rss_mib_total: services.values().map(|s| s.peak_rss_mib).sum(),
+        rate_limited_values,
+        retries,
+        emulator_cores_bare,
+        emulator_cores_pipeline,
+        postgres_cpu_s_per_1000: postgres_cores * elapsed.as_secs_f64() / messages as f64 * 1000.0,
+        idle_cores_pipeline,
         services,
         vector,
     }
@@ -346,10 +453,11 @@ async fn main() {
         .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target/bench"));
     std::fs::create_dir_all(&logs).expect("creates the report's directory");
 
+    let machine = StackProcesses::find();
     let mut rounds = Vec::with_capacity(settings.rounds);
     for number in 1..=settings.rounds {
         eprintln!("round {number} of {}", settings.rounds);
-        rounds.push(round(&stack, &settings, &bodies, &logs).await);
+        rounds.push(round(&stack, &settings, &bodies, &logs, machine).await);
     }
 
     let rate = |v: f64| format!("{v:.0}");
@@ -373,6 +481,27 @@ async fn main() {
         format!(
             "| peak RSS, all services (MiB) | {} |",
             spread(&rounds, |r| r.peak_rss_mib_total, mib)
+        ),
+        format!(
+            "| values refused by the vault's rate limit | {} |",
+            spread(&rounds, |r| r.rate_limited_values, rate)
+        ),
+        format!("| ingestor retries | {} |", spread(&rounds, |r| r.retries, rate)),
+        format!(
+            "| queue emulator, cores busy: bare drain | {} |",
+            spread(&rounds, |r| r.emulator_cores_bare, cpu)
+        ),
+        format!(
+            "| queue emulator, cores busy: pipeline | {} |",
+            spread(&rounds, |r| r.emulator_cores_pipeline, cpu)
+        ),
+        format!(
+            "| Postgres: CPU s per 1,000 msgs during the pipeline | {} |",
+            spread(&rounds, |r| r.postgres_cpu_s_per_1000, cpu)
+        ),
+        format!(
+            "| machine, cores idle during the pipeline | {} |",
+            spread(&rounds, |r| r.idle_cores_pipeline, cpu)
         ),
     ];
     for name in rounds[0].services.keys() {

@@ -119,6 +119,53 @@ pub fn clock_ticks() -> f64 {
     })
 }
 
+/// The fields of `/proc/<pid>/stat` after the command name (which may hold spaces), so that
+/// field `i` here is field `i + 3` of proc(5); empty once the process is gone.
+fn stat_fields(pid: u32) -> Vec<String> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    let rest = stat.rsplit_once(')').map(|(_, rest)| rest).unwrap_or("");
+    rest.split_whitespace().map(str::to_owned).collect()
+}
+
+/// CPU seconds (user + system) process `pid` has used; with `reaped`, those of its children
+/// that it has waited for too (0 once it is gone).
+pub fn pid_cpu_seconds(pid: u32, reaped: bool) -> f64 {
+    let fields = stat_fields(pid);
+    let ticks = |i: usize| fields.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
+    let own = ticks(11) + ticks(12);
+    let children = if reaped { ticks(13) + ticks(14) } else { 0.0 };
+    (own + children) / clock_ticks()
+}
+
+/// CPU seconds of a server that forks a process per connection (Postgres): the parent, the
+/// children it has reaped, and its live children. A child that exits between two readings
+/// counts with its whole life in the second, so a difference of two readings is approximate
+/// when connections come and go; the pipeline's pooled connections outlive its rounds.
+pub fn process_tree_cpu_seconds(parent: u32) -> f64 {
+    let children: f64 = std::fs::read_dir("/proc")
+        .into_iter()
+        .flatten()
+        .filter_map(|entry| entry.ok()?.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|&pid| {
+            stat_fields(pid).get(1).and_then(|ppid| ppid.parse::<u32>().ok()) == Some(parent)
+        })
+        .map(|pid| pid_cpu_seconds(pid, false))
+        .sum();
+    pid_cpu_seconds(parent, true) + children
+}
+
+/// Idle seconds of the whole machine, summed over its cores (`/proc/stat`'s idle column).
+pub fn machine_idle_seconds() -> f64 {
+    let stat = std::fs::read_to_string("/proc/stat").unwrap_or_default();
+    let idle = stat
+        .lines()
+        .next()
+        .and_then(|cpu| cpu.split_whitespace().nth(4))
+        .and_then(|ticks| ticks.parse::<f64>().ok())
+        .unwrap_or(0.0);
+    idle / clock_ticks()
+}
+
 /// Whether `GET /readyz` on `127.0.0.1:port` answers 200.
 pub async fn is_ready(port: u16) -> bool {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -259,13 +306,7 @@ impl Service {
 
     /// User plus system CPU seconds the current process has used (0 once it is gone).
     pub fn cpu_seconds(&self) -> f64 {
-        let stat =
-            std::fs::read_to_string(format!("/proc/{}/stat", self.child.id())).unwrap_or_default();
-        // Fields after the command name (which may hold spaces) start after the last ')'.
-        let fields: Vec<&str> =
-            stat.rsplit_once(')').map(|(_, rest)| rest).unwrap_or("").split_whitespace().collect();
-        let ticks = |i: usize| fields.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
-        (ticks(11) + ticks(12)) / clock_ticks()
+        pid_cpu_seconds(self.child.id(), false)
     }
 
     /// Peak resident memory of the current process (`VmHWM`), in MiB.
