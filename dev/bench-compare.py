@@ -26,6 +26,10 @@ def figures(run):
     for key, name in (
         ("rate_limited_values", "values refused by the vault's rate limit"),
         ("retries", "ingestor retries"),
+        ("emulator_cores_bare", "queue emulator, cores busy: bare drain"),
+        ("emulator_cores_pipeline", "queue emulator, cores busy: pipeline"),
+        ("postgres_cpu_s_per_1000", "Postgres: CPU s per 1,000 msgs during the pipeline"),
+        ("idle_cores_pipeline", "machine, cores idle during the pipeline"),
     ):
         if key in run["rounds"][0]:
             out[name] = [r[key] for r in run["rounds"]]
@@ -40,7 +44,7 @@ def figures(run):
 def shown(name, value):
     if name.startswith("ratio"):
         return f"{value * 100:.0f}%"
-    if "CPU" in name:
+    if "CPU" in name or "cores" in name:
         return f"{value:.3f}"
     return f"{value:.0f}"
 
