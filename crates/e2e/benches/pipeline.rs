@@ -403,6 +403,11 @@ async fn vector_drain(
     figures
 }
 
+/// One figure of a round.
+type Figure = fn(&Round) -> f64;
+/// How the table shows a figure.
+type Format = fn(f64) -> String;
+
 /// The median of `values` (the upper middle one of an even count).
 fn median(mut values: Vec<f64>) -> f64 {
     values.sort_by(f64::total_cmp);
@@ -410,7 +415,7 @@ fn median(mut values: Vec<f64>) -> f64 {
 }
 
 /// `median (min–max)` of one figure over the rounds.
-fn spread(rounds: &[Round], figure: impl Fn(&Round) -> f64, format: fn(f64) -> String) -> String {
+fn spread(rounds: &[Round], figure: impl Fn(&Round) -> f64, format: Format) -> String {
     let values: Vec<f64> = rounds.iter().map(&figure).collect();
     let min = values.iter().copied().fold(f64::INFINITY, f64::min);
     let max = values.iter().copied().fold(f64::NEG_INFINITY, f64::max);
@@ -464,46 +469,27 @@ async fn main() {
     let percent = |v: f64| format!("{:.0}%", v * 100.0);
     let cpu = |v: f64| format!("{v:.3}");
     let mib = |v: f64| format!("{v:.0}");
+    let bare_label = format!("bare drain msgs/s (receive + delete, {} pollers)", settings.pollers);
+    let figures: [(&str, Figure, Format); 11] = [
+        ("end-to-end msgs/s", |r| r.pipeline_msgs_per_s, rate),
+        (&bare_label, |r| r.bare_msgs_per_s, rate),
+        ("ratio to the bare drain", |r| r.ratio_to_bare, percent),
+        ("CPU s per 1,000 msgs, all services", |r| r.cpu_s_per_1000_total, cpu),
+        ("peak RSS, all services (MiB)", |r| r.peak_rss_mib_total, mib),
+        ("values refused by the vault's rate limit", |r| r.rate_limited_values, rate),
+        ("ingestor retries", |r| r.retries, rate),
+        ("queue emulator, cores busy: bare drain", |r| r.emulator_cores_bare, cpu),
+        ("queue emulator, cores busy: pipeline", |r| r.emulator_cores_pipeline, cpu),
+        ("Postgres: CPU s per 1,000 msgs during the pipeline", |r| r.postgres_cpu_s_per_1000, cpu),
+        ("machine, cores idle during the pipeline", |r| r.idle_cores_pipeline, cpu),
+    ];
     let mut table = vec![
         "| measure | value, median of the rounds (min–max) |".to_owned(),
         "|---|---|".to_owned(),
-        format!("| end-to-end msgs/s | {} |", spread(&rounds, |r| r.pipeline_msgs_per_s, rate)),
-        format!(
-            "| bare drain msgs/s (receive + delete, {} pollers) | {} |",
-            settings.pollers,
-            spread(&rounds, |r| r.bare_msgs_per_s, rate)
-        ),
-        format!("| ratio to the bare drain | {} |", spread(&rounds, |r| r.ratio_to_bare, percent)),
-        format!(
-            "| CPU s per 1,000 msgs, all services | {} |",
-            spread(&rounds, |r| r.cpu_s_per_1000_total, cpu)
-        ),
-        format!(
-            "| peak RSS, all services (MiB) | {} |",
-            spread(&rounds, |r| r.peak_rss_mib_total, mib)
-        ),
-        format!(
-            "| values refused by the vault's rate limit | {} |",
-            spread(&rounds, |r| r.rate_limited_values, rate)
-        ),
-        format!("| ingestor retries | {} |", spread(&rounds, |r| r.retries, rate)),
-        format!(
-            "| queue emulator, cores busy: bare drain | {} |",
-            spread(&rounds, |r| r.emulator_cores_bare, cpu)
-        ),
-        format!(
-            "| queue emulator, cores busy: pipeline | {} |",
-            spread(&rounds, |r| r.emulator_cores_pipeline, cpu)
-        ),
-        format!(
-            "| Postgres: CPU s per 1,000 msgs during the pipeline | {} |",
-            spread(&rounds, |r| r.postgres_cpu_s_per_1000, cpu)
-        ),
-        format!(
-            "| machine, cores idle during the pipeline | {} |",
-            spread(&rounds, |r| r.idle_cores_pipeline, cpu)
-        ),
     ];
+    table.extend(figures.iter().map(|(label, figure, format)| {
+        format!("| {label} | {} |", spread(&rounds, figure, *format))
+    }));
     for name in rounds[0].services.keys() {
         table.push(format!(
             "| {name}: CPU s per 1,000 msgs | {} |",
