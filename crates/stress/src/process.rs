@@ -444,3 +444,72 @@ fn spawn(
         source,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Burns CPU in this thread for about `seconds`.
+    fn burn(seconds: f64) {
+        let until = Instant::now() + Duration::from_secs_f64(seconds);
+        let mut x = 0u64;
+        while Instant::now() < until {
+            x = std::hint::black_box(x.wrapping_mul(6364136223846793005).wrapping_add(1));
+        }
+    }
+
+    #[test]
+    fn a_process_cpu_time_grows_with_the_work_it_does() {
+        let before = pid_cpu_seconds(std::process::id(), false);
+        burn(0.3);
+        let after = pid_cpu_seconds(std::process::id(), false);
+        assert!(after - before >= 0.2, "{before} then {after}");
+        assert_eq!(pid_cpu_seconds(u32::MAX, true), 0.0, "no such process: nothing");
+    }
+
+    #[test]
+    fn a_process_tree_counts_live_children_and_those_reaped() {
+        use std::io::BufRead as _;
+        use std::os::unix::process::CommandExt as _;
+        // A parent shell with one child that burns CPU and exits (reaped by the shell, so in
+        // its children's times), then another that burns until the group is killed, whose pid
+        // the shell prints.
+        let mut parent = Command::new("sh")
+            .arg("-c")
+            .arg("timeout 0.3 sh -c 'while :; do :; done'; sh -c 'while :; do :; done' & echo $!; wait")
+            .process_group(0)
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("starts sh");
+        let pid = parent.id();
+        let mut line = String::new();
+        std::io::BufReader::new(parent.stdout.take().expect("piped"))
+            .read_line(&mut line)
+            .expect("reads the second child's pid");
+        let live: u32 = line.trim().parse().expect("a pid");
+        std::thread::sleep(Duration::from_millis(200));
+        let tree = process_tree_cpu_seconds(pid);
+        let parent_with_reaped = pid_cpu_seconds(pid, true);
+        let reaped = parent_with_reaped - pid_cpu_seconds(pid, false);
+        let live_cpu = pid_cpu_seconds(live, false);
+        // The whole group: the shell and the child still running.
+        let group = format!("-{pid}");
+        let killed = Command::new("kill").args(["-KILL", "--", &group]).status();
+        assert!(killed.is_ok_and(|status| status.success()), "kills the group");
+        parent.wait().expect("reaps sh");
+        assert!(reaped > 0.0, "the first child's time is in the parent's reaped times");
+        assert!(live_cpu > 0.0, "the second child has run");
+        // Read a moment apart, the live child may have gone on by a tick or two.
+        let parts = parent_with_reaped + live_cpu;
+        assert!((tree - parts).abs() < 0.05, "tree {tree} s, parts {parts} s");
+    }
+
+    #[test]
+    fn the_machine_idle_time_is_read_and_only_grows() {
+        let first = machine_idle_seconds();
+        std::thread::sleep(Duration::from_millis(50));
+        let second = machine_idle_seconds();
+        assert!(first > 0.0);
+        assert!(second >= first);
+    }
+}
