@@ -6,8 +6,9 @@
 //! each service; the values the vault's Tokenize rate limit refused and the ingestor's retries
 //! (a round with either measured a limit or a failure, not the pipeline); and the machine's side:
 //! the cores the queue emulator kept busy in the bare drain and in the pipeline, Postgres's CPU
-//! per message and the cores left idle while the pipeline ran. Settings: `BENCH_MESSAGES` (default 100000), `BENCH_DISTINCT_PERCENT` (share
-//! of distinct ip and device_id values, default 50), `BENCH_POLLERS` (default 16, the ingestor's),
+//! per message and the cores left idle while the pipeline ran. Settings: `BENCH_MESSAGES`
+//! (default 100000), `BENCH_DISTINCT_PERCENT` (share of distinct ip and device_id values,
+//! default 50), `BENCH_POLLERS` (default 16, the ingestor's),
 //! `BENCH_WORKERS` (4), `BENCH_MAX_BATCH` (500), `BENCH_TLS` (1: mutual TLS between the
 //! services, as in production; 0: plaintext), `BENCH_ROUNDS` (3: each a bare drain, then the
 //! pipeline, so both are measured in the same sitting; the table gives medians). Writes
@@ -32,7 +33,7 @@ use fetchreward_dlq::Sealer;
 use fetchreward_ingestor::queue::sqs::SqsQueue;
 use fetchreward_ingestor::queue::{Queue, ReceivedMessage};
 use fetchreward_stress::process::{
-    Service, machine_idle_seconds, pid_cpu_seconds, process_tree_cpu_seconds,
+    Service, machine_idle_seconds, pid_cpu_seconds, process_tree_cpu_seconds, workspace_root,
 };
 use fetchreward_stress::services::{ServiceSet, SetConfig};
 use fetchreward_testkit::{QueuePair, Stack, TestDatabase, http_get};
@@ -75,7 +76,7 @@ struct StackProcesses {
 
 impl StackProcesses {
     fn find() -> Self {
-        let dev = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target/dev");
+        let dev = workspace_root().join("target/dev");
         let first_line_pid = |path: PathBuf| -> Option<u32> {
             std::fs::read_to_string(path).ok()?.lines().next()?.trim().parse().ok()
         };
@@ -105,15 +106,25 @@ struct MachineReading {
 }
 
 impl MachineReading {
-    /// Cores busy on average between `self` and `later`: the emulator, Postgres, and idle.
-    fn cores_until(&self, later: &MachineReading) -> (f64, f64, f64) {
-        let seconds = (later.at - self.at).as_secs_f64().max(f64::EPSILON);
-        (
-            (later.emulator - self.emulator) / seconds,
-            (later.postgres - self.postgres) / seconds,
-            (later.idle - self.idle) / seconds,
-        )
+    /// What the machine did between `self` and `later`: each field the difference of the two.
+    fn until(&self, later: &MachineReading) -> MachineUse {
+        MachineUse {
+            seconds: (later.at - self.at).as_secs_f64().max(f64::EPSILON),
+            emulator: later.emulator - self.emulator,
+            postgres: later.postgres - self.postgres,
+            idle: later.idle - self.idle,
+        }
     }
+}
+
+/// Seconds of wall time, and within them CPU seconds of the emulator and Postgres and idle
+/// seconds of the machine.
+#[derive(Debug, Clone, Copy)]
+struct MachineUse {
+    seconds: f64,
+    emulator: f64,
+    postgres: f64,
+    idle: f64,
 }
 
 /// The sum of every series of the counter `name` on the `/metrics` page of the operations
@@ -218,7 +229,7 @@ async fn round(
     let bare_queue = SqsQueue::new(sqs.clone(), &bare.queue_url, &bare.dlq_url, sealer);
     let bare_start = machine.reading();
     let bare_time = bare_drain(bare_queue, settings.pollers, messages).await;
-    let (emulator_cores_bare, _, _) = bare_start.cores_until(&machine.reading());
+    let bare_use = bare_start.until(&machine.reading());
     let bare_rate = messages as f64 / bare_time.as_secs_f64();
     eprintln!("bare drain: {messages} messages in {bare_time:.2?} ({bare_rate:.0} msgs/s)");
 
@@ -251,9 +262,7 @@ async fn round(
         .await
         .expect("drains");
     let elapsed = started.elapsed();
-    let pipeline_end = machine.reading();
-    let (emulator_cores_pipeline, postgres_cores, idle_cores_pipeline) =
-        pipeline_start.cores_until(&pipeline_end);
+    let pipeline_use = pipeline_start.until(&machine.reading());
     let rows = count_rows(&set.database, "user_logins").await;
     assert_eq!(rows, messages, "every message became exactly one row");
     let rate = messages as f64 / elapsed.as_secs_f64();
@@ -270,7 +279,7 @@ async fn round(
         })
         .collect();
     let rate_limited_values =
-        counter_sum(set.vault_ports.http, "fetchreward_vault_tokenize_rate_limited_total").await;
+        counter_sum(set.vault_ports.http, fetchreward_vault::metrics::TOKENIZE_LIMITED).await;
     let retries = counter_sum(set.ingestor_ports[0], "fetchreward_ingestor_retries_total").await;
     if rate_limited_values > 0.0 {
         eprintln!(
@@ -294,10 +303,10 @@ async fn round(
         peak_rss_mib_total: services.values().map(|s| s.peak_rss_mib).sum(),
         rate_limited_values,
         retries,
-        emulator_cores_bare,
-        emulator_cores_pipeline,
-        postgres_cpu_s_per_1000: postgres_cores * elapsed.as_secs_f64() / messages as f64 * 1000.0,
-        idle_cores_pipeline,
+        emulator_cores_bare: bare_use.emulator / bare_use.seconds,
+        emulator_cores_pipeline: pipeline_use.emulator / pipeline_use.seconds,
+        postgres_cpu_s_per_1000: pipeline_use.postgres / messages as f64 * 1000.0,
+        idle_cores_pipeline: pipeline_use.idle / pipeline_use.seconds,
         services,
         vector,
     }
