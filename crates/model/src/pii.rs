@@ -132,13 +132,14 @@ pub fn canonical_ip(raw: &str) -> Result<Pii, PiiValueError> {
     if raw.chars().count() > MAX_PII_CHARS {
         return Err(PiiValueError::TooLong);
     }
-    let addr = IpAddr::from_str(raw).map_err(|_| PiiValueError::InvalidIp)?;
-    let canonical = match addr {
+    let canonical = match IpAddr::from_str(raw).map_err(|_| PiiValueError::InvalidIp)? {
+        // The parser takes IPv4 only as four decimals without leading zeros: the text is
+        // already the address's one spelling.
+        IpAddr::V4(_) => return Ok(Pii(raw.to_owned())),
         IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
             Some(v4) => IpAddr::V4(v4),
             None => IpAddr::V6(v6),
         },
-        v4 => v4,
     };
     Ok(Pii(canonical.to_string()))
 }

@@ -231,6 +231,15 @@ proptest! {
     }
 
     #[test]
+    fn an_accepted_ipv4_text_is_the_spelling_of_its_address(
+        text in "[0-9]{1,4}\\.[0-9]{1,4}\\.[0-9]{1,4}\\.[0-9]{1,4}",
+    ) {
+        let reference = text.parse::<std::net::Ipv4Addr>().map(|addr| addr.to_string());
+        let canonical = canonical_ip(&text).map(|pii| pii.into_exposed());
+        prop_assert_eq!(canonical.ok(), reference.ok());
+    }
+
+    #[test]
     fn token_parsing_never_panics(text in "\\PC{0,80}") {
         let _ = text.parse::<Token>();
     }
