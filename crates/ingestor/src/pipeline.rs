@@ -26,7 +26,6 @@
 
 use crate::watch::OldestReceived;
 use fetchreward_telemetry::propagation::{self, RemoteSpan};
-use std::collections::{HashMap, HashSet};
 use std::future::Future;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -35,6 +34,7 @@ use tracing::Instrument as _;
 
 use backon::{BackoffBuilder, ExponentialBuilder};
 use fetchreward_model::{LoginEvent, MaskedLogin, Pii, PiiKind, Token, parse_login};
+use foldhash::{HashMap, HashMapExt as _, HashSet};
 use tokio_util::sync::CancellationToken;
 
 use crate::clients::{DependencyError, RowSink, Tokenizer};

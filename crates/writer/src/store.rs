@@ -26,13 +26,13 @@
 //! and only batches that hold one pay anything. Any other failure ends the call, and nothing of
 //! the batch is committed.
 
-use std::collections::{HashMap, HashSet};
 use std::ops::Range;
 use std::time::Instant;
 
 use chrono::NaiveDate;
 use fetchreward_model::MaskedLogin;
 use fetchreward_runtime::postgres::{self, PgClientPool, PgError};
+use foldhash::{HashMap, HashMapExt as _, HashSet};
 use tokio_postgres::types::{ToSql, Type};
 
 use crate::WriteError;

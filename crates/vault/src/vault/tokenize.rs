@@ -1,10 +1,10 @@
 //! Tokenize: every value of a batch to its token, the originals of new tokens stored first.
 
-use std::collections::HashSet;
 use std::fmt;
 use std::time::Instant;
 
 use fetchreward_model::{PiiKind, Token};
+use foldhash::{HashSet, HashSetExt as _};
 use tracing::instrument;
 
 use super::Vault;
