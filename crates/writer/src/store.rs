@@ -152,27 +152,41 @@ ON CONFLICT DO NOTHING";
 struct Ordered {
     /// Distinct by message_id, sorted by it.
     rows: Vec<MaskedLogin>,
-    /// For each of `rows`, its positions in the batch (more than one when a message_id repeats).
-    positions: Vec<Vec<usize>>,
+    /// The batch positions of every row, grouped by row in the order of `rows` (a group holds
+    /// more than one when a message_id repeats).
+    positions: Vec<usize>,
+    /// Where each row's group starts in `positions`.
+    group_starts: Vec<usize>,
 }
 
 impl Ordered {
     fn new(rows: Vec<MaskedLogin>) -> Self {
-        let mut indexed: Vec<(usize, MaskedLogin)> = rows.into_iter().enumerate().collect();
-        indexed.sort_by(|(_, a), (_, b)| a.message_id.cmp(&b.message_id));
-        let mut ordered = Ordered { rows: Vec::new(), positions: Vec::new() };
-        for (position, row) in indexed {
-            match ordered.rows.last() {
-                Some(last) if last.message_id == row.message_id => {
-                    ordered.positions.last_mut().expect("beside its row").push(position);
-                }
-                _ => {
-                    ordered.rows.push(row);
-                    ordered.positions.push(vec![position]);
-                }
+        // Positions are sorted, not rows: a row is moved once, into its place. Ties keep batch
+        // order, so the first of a repeated message_id is the one written.
+        let mut order: Vec<usize> = (0..rows.len()).collect();
+        order
+            .sort_unstable_by(|&a, &b| rows[a].message_id.cmp(&rows[b].message_id).then(a.cmp(&b)));
+        let mut slots: Vec<Option<MaskedLogin>> = rows.into_iter().map(Some).collect();
+        let mut ordered = Ordered {
+            rows: Vec::with_capacity(slots.len()),
+            positions: Vec::with_capacity(slots.len()),
+            group_starts: Vec::with_capacity(slots.len()),
+        };
+        for position in order {
+            let row = slots[position].take().expect("each position is ordered once");
+            if ordered.rows.last().is_none_or(|last| last.message_id != row.message_id) {
+                ordered.group_starts.push(ordered.positions.len());
+                ordered.rows.push(row);
             }
+            ordered.positions.push(position);
         }
         ordered
+    }
+
+    /// The batch positions of row `row` of [`Ordered::rows`].
+    fn positions_of(&self, row: usize) -> &[usize] {
+        let end = self.group_starts.get(row + 1).copied().unwrap_or(self.positions.len());
+        &self.positions[self.group_starts[row]..end]
     }
 }
 
@@ -351,27 +365,28 @@ async fn insert_chunk(
 struct ChunkColumns<'a> {
     message_ids: Vec<&'a str>,
     user_ids: Vec<&'a str>,
-    device_types: Vec<Option<String>>,
+    device_types: Vec<Option<&'a str>>,
     masked_ips: Vec<Option<String>>,
     masked_device_ids: Vec<Option<String>>,
-    locales: Vec<Option<String>>,
+    locales: Vec<Option<&'a str>>,
     app_versions: Vec<Option<i32>>,
-    app_versions_raw: Vec<Option<String>>,
+    app_versions_raw: Vec<Option<&'a str>>,
     create_dates: Vec<NaiveDate>,
 }
 
 impl<'a> ChunkColumns<'a> {
     fn of(rows: &'a [MaskedLogin]) -> Self {
-        let text = |f: fn(&MaskedLogin) -> Option<String>| rows.iter().map(f).collect::<Vec<_>>();
+        let text = |f: fn(&'a MaskedLogin) -> Option<&'a str>| rows.iter().map(f).collect();
+        let token = |f: fn(&MaskedLogin) -> Option<String>| rows.iter().map(f).collect();
         ChunkColumns {
             message_ids: rows.iter().map(|r| r.message_id.as_str()).collect(),
             user_ids: rows.iter().map(|r| r.user_id.as_str()).collect(),
-            device_types: text(|r| r.device_type.clone()),
-            masked_ips: text(|r| r.masked_ip.map(|t| t.to_string())),
-            masked_device_ids: text(|r| r.masked_device_id.map(|t| t.to_string())),
-            locales: text(|r| r.locale.clone()),
+            device_types: text(|r| r.device_type.as_deref()),
+            masked_ips: token(|r| r.masked_ip.map(|t| t.to_string())),
+            masked_device_ids: token(|r| r.masked_device_id.map(|t| t.to_string())),
+            locales: text(|r| r.locale.as_deref()),
             app_versions: rows.iter().map(MaskedLogin::app_version_number).collect(),
-            app_versions_raw: text(|r| r.app_version.clone()),
+            app_versions_raw: text(|r| r.app_version.as_deref()),
             create_dates: rows.iter().map(MaskedLogin::create_date).collect(),
         }
     }
@@ -394,7 +409,7 @@ impl<'a> ChunkColumns<'a> {
 
 /// The outcome of a committed batch, in the batch's own positions.
 fn outcome(ordered: Ordered, written: Written) -> WriteOutcome {
-    let Ordered { rows, positions } = ordered;
+    let rows = &ordered.rows;
     let Written { inserted, refused: refused_rows } = written;
     let refused_ids: HashSet<&str> =
         refused_rows.iter().map(|(row, _)| rows[*row].message_id.as_str()).collect();
@@ -407,7 +422,7 @@ fn outcome(ordered: Ordered, written: Written) -> WriteOutcome {
     let mut refused: Vec<(usize, DatabaseRefusal)> = refused_rows
         .into_iter()
         .flat_map(|(row, refusal)| {
-            positions[row].iter().map(move |&position| (position, refusal.clone()))
+            ordered.positions_of(row).iter().map(move |&position| (position, refusal.clone()))
         })
         .collect();
     refused.sort_by_key(|(position, _)| *position);
@@ -418,4 +433,54 @@ fn outcome(ordered: Ordered, written: Written) -> WriteOutcome {
             .increment(count as u64);
     }
     WriteOutcome { inserted: inserted.len(), already_present, refused }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(message_id: &str, user_id: &str) -> MaskedLogin {
+        MaskedLogin {
+            message_id: message_id.to_owned(),
+            user_id: user_id.to_owned(),
+            device_type: None,
+            masked_ip: None,
+            masked_device_id: None,
+            locale: None,
+            app_version: None,
+            sent_at: chrono::DateTime::from_timestamp(1_700_000_000, 0).expect("a valid time"),
+        }
+    }
+
+    #[test]
+    fn rows_are_ordered_by_message_id_once_each_with_all_their_positions() {
+        let batch = ["m3", "m1", "m2", "m1", "m3", "m1"]
+            .iter()
+            .enumerate()
+            .map(|(position, id)| row(id, &format!("user {position}")))
+            .collect();
+        let ordered = Ordered::new(batch);
+        let ids: Vec<&str> = ordered.rows.iter().map(|r| r.message_id.as_str()).collect();
+        assert_eq!(ids, ["m1", "m2", "m3"]);
+        // The first of a repeated message_id is the one written.
+        let users: Vec<&str> = ordered.rows.iter().map(|r| r.user_id.as_str()).collect();
+        assert_eq!(users, ["user 1", "user 2", "user 0"]);
+        assert_eq!(ordered.positions_of(0), [1, 3, 5]);
+        assert_eq!(ordered.positions_of(1), [2]);
+        assert_eq!(ordered.positions_of(2), [0, 4]);
+    }
+
+    #[test]
+    fn a_refused_row_is_reported_at_every_position_of_its_message_id() {
+        let ordered = Ordered::new(vec![row("b", "u"), row("a", "u"), row("b", "u")]);
+        let refusal = DatabaseRefusal { sqlstate: "22021".to_owned(), object: None };
+        let written = Written {
+            inserted: ["a".to_owned()].into_iter().collect(),
+            refused: vec![(1, refusal.clone())],
+        };
+        let outcome = outcome(ordered, written);
+        assert_eq!(outcome.inserted, 1);
+        assert!(outcome.already_present.is_empty());
+        assert_eq!(outcome.refused, [(0, refusal.clone()), (2, refusal)]);
+    }
 }
