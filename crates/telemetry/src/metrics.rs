@@ -23,6 +23,16 @@ const END_TO_END_BUCKETS: [f64; 21] = [
 /// The metrics whose values are seconds from a message's `SentTimestamp`.
 pub const END_TO_END_SUFFIX: &str = "_end_to_end_seconds";
 
+/// Histogram buckets for counts of messages (a batch's size), from 1 to 10,000, finest around
+/// the ingestor's default `MAX_BATCH` of 500.
+const MESSAGE_COUNT_BUCKETS: [f64; 15] = [
+    1.0, 2.0, 5.0, 10.0, 25.0, 50.0, 100.0, 200.0, 300.0, 400.0, 500.0, 1000.0, 2500.0, 5000.0,
+    10000.0,
+];
+
+/// The metrics whose values are counts of messages.
+pub const MESSAGE_COUNT_SUFFIX: &str = "_messages";
+
 /// The version of the workspace, as `fetchreward_build_info` reports it.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
 
@@ -54,6 +64,11 @@ pub fn handle() -> PrometheusHandle {
                 .set_buckets_for_metric(
                     Matcher::Suffix(END_TO_END_SUFFIX.into()),
                     &END_TO_END_BUCKETS,
+                )
+                .expect("the bucket list is non-empty")
+                .set_buckets_for_metric(
+                    Matcher::Suffix(MESSAGE_COUNT_SUFFIX.into()),
+                    &MESSAGE_COUNT_BUCKETS,
                 )
                 .expect("the bucket list is non-empty")
                 .build_recorder();
@@ -109,5 +124,14 @@ mod tests {
             "{text}"
         );
         assert!(text.contains(r#"fetchreward_test_seconds_bucket{le="0.005"} 1"#), "{text}");
+    }
+
+    #[test]
+    fn a_count_of_messages_falls_in_buckets_of_messages() {
+        super::handle();
+        metrics::histogram!("fetchreward_test_batch_messages").record(137.0);
+        let text = super::render();
+        assert!(text.contains(r#"fetchreward_test_batch_messages_bucket{le="100"} 0"#), "{text}");
+        assert!(text.contains(r#"fetchreward_test_batch_messages_bucket{le="200"} 1"#), "{text}");
     }
 }
