@@ -9,7 +9,7 @@
 //! per message and the cores left idle while the pipeline ran. Settings: `BENCH_MESSAGES`
 //! (default 100000), `BENCH_DISTINCT_PERCENT` (share of distinct ip and device_id values,
 //! default 50), `BENCH_POLLERS` (default 16, the ingestor's),
-//! `BENCH_WORKERS` (4), `BENCH_MAX_BATCH` (500), `BENCH_TLS` (1: mutual TLS between the
+//! `BENCH_WORKERS` (2), `BENCH_MAX_BATCH` (500), `BENCH_TLS` (1: mutual TLS between the
 //! services, as in production; 0: plaintext), `BENCH_ROUNDS` (3: each a bare drain, then the
 //! pipeline, so both are measured in the same sitting; the table gives medians). Writes
 //! `target/bench/pipeline.md` and `target/bench/pipeline.json`, which `make bench-compare`
@@ -445,7 +445,7 @@ async fn main() {
         messages,
         distinct: (messages * setting("BENCH_DISTINCT_PERCENT", 50) / 100).max(1),
         pollers: setting("BENCH_POLLERS", 16),
-        workers: setting("BENCH_WORKERS", 4),
+        workers: setting("BENCH_WORKERS", 2),
         max_batch: setting("BENCH_MAX_BATCH", 500),
         tls: setting("BENCH_TLS", 1) == 1,
         rounds: setting("BENCH_ROUNDS", 3).max(1),
