@@ -66,9 +66,7 @@ impl Token {
     pub fn mac(&self) -> &[u8; MAC_LEN] {
         &self.mac
     }
-}
 
-impl Token {
     /// Spells the token into `buf`: no allocation and no formatting machinery, since every row
     /// spells two tokens on each of its hops.
     fn spell<'b>(&self, buf: &'b mut [u8; MAX_TEXT_LEN]) -> &'b str {

@@ -161,26 +161,23 @@ struct Ordered {
 
 impl Ordered {
     fn new(rows: Vec<MaskedLogin>) -> Self {
-        // Positions are sorted, not rows: a row is moved once, into its place. Ties keep batch
+        // Positions are sorted, not rows: a row is moved once, into its place, and the sorted
+        // positions are kept as they stand, each row's group a run of them. Ties keep batch
         // order, so the first of a repeated message_id is the one written.
-        let mut order: Vec<usize> = (0..rows.len()).collect();
-        order
+        let mut positions: Vec<usize> = (0..rows.len()).collect();
+        positions
             .sort_unstable_by(|&a, &b| rows[a].message_id.cmp(&rows[b].message_id).then(a.cmp(&b)));
         let mut slots: Vec<Option<MaskedLogin>> = rows.into_iter().map(Some).collect();
-        let mut ordered = Ordered {
-            rows: Vec::with_capacity(slots.len()),
-            positions: Vec::with_capacity(slots.len()),
-            group_starts: Vec::with_capacity(slots.len()),
-        };
-        for position in order {
+        let mut sorted = Vec::with_capacity(slots.len());
+        let mut group_starts = Vec::with_capacity(slots.len());
+        for (at, &position) in positions.iter().enumerate() {
             let row = slots[position].take().expect("each position is ordered once");
-            if ordered.rows.last().is_none_or(|last| last.message_id != row.message_id) {
-                ordered.group_starts.push(ordered.positions.len());
-                ordered.rows.push(row);
+            if sorted.last().is_none_or(|last: &MaskedLogin| last.message_id != row.message_id) {
+                group_starts.push(at);
+                sorted.push(row);
             }
-            ordered.positions.push(position);
         }
-        ordered
+        Ordered { rows: sorted, positions, group_starts }
     }
 
     /// The batch positions of row `row` of [`Ordered::rows`].
