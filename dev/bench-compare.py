@@ -37,6 +37,10 @@ def figures(run):
         out[f"{name}: CPU s per 1,000 msgs"] = [
             r["services"][name]["cpu_s_per_1000"] for r in run["rounds"]
         ]
+        if "page_faults_per_message" in run["rounds"][0]["services"][name]:
+            out[f"{name}: page faults per message"] = [
+                r["services"][name]["page_faults_per_message"] for r in run["rounds"]
+            ]
         out[f"{name}: peak RSS (MiB)"] = [r["services"][name]["peak_rss_mib"] for r in run["rounds"]]
     return out
 
@@ -46,6 +50,8 @@ def shown(name, value):
         return f"{value * 100:.0f}%"
     if "CPU" in name or "cores" in name:
         return f"{value:.3f}"
+    if "faults" in name:
+        return f"{value:.2f}"
     return f"{value:.0f}"
 
 

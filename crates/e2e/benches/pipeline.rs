@@ -2,8 +2,8 @@
 //! process (release binaries), compared with the bare drain rate of the same queue emulator.
 //!
 //! Reports end-to-end messages per second; the bare drain rate (receive + delete only, with the
-//! ingestor's number of pollers); their ratio; CPU seconds per 1,000 messages and peak RSS of
-//! each service; the values the vault's Tokenize rate limit refused and the ingestor's retries
+//! ingestor's number of pollers); their ratio; CPU seconds per 1,000 messages, minor page faults
+//! per message and peak RSS of each service; the values the vault's Tokenize rate limit refused and the ingestor's retries
 //! (a round with either measured a limit or a failure, not the pipeline); and the machine's side:
 //! the cores the queue emulator kept busy in the bare drain and in the pipeline, Postgres's CPU
 //! per message and the cores left idle while the pipeline ran. Settings: `BENCH_MESSAGES`
@@ -193,6 +193,9 @@ struct VectorFigures {
 #[derive(Debug, Clone, serde::Serialize)]
 struct ServiceFigures {
     cpu_s_per_1000: f64,
+    /// Minor page faults per message: memory the allocator returned to the system and touched
+    /// again (counted, so repeatable where CPU seconds are not).
+    page_faults_per_message: f64,
     peak_rss_mib: f64,
 }
 
@@ -253,8 +256,10 @@ async fn round(
     .await
     .expect("starts the vault and the writer");
     queue::seed(&sqs, &set.queues.queue_url, bodies.to_vec()).await.expect("seeds");
-    set.vault.cpu_at_start = set.vault.cpu_seconds();
-    set.writer.cpu_at_start = set.writer.cpu_seconds();
+    for service in [&mut set.vault, &mut set.writer] {
+        service.cpu_at_start = service.cpu_seconds();
+        service.faults_at_start = service.minor_faults();
+    }
     let started = Instant::now();
     let pipeline_start = machine.reading();
     set.start_ingestor(None).expect("starts the ingestor");
@@ -271,8 +276,10 @@ async fn round(
         .services()
         .map(|service| {
             let cpu = service.cpu_seconds() - service.cpu_at_start;
+            let faults = service.minor_faults().saturating_sub(service.faults_at_start);
             let figures = ServiceFigures {
                 cpu_s_per_1000: cpu / messages as f64 * 1000.0,
+                page_faults_per_message: faults as f64 / messages as f64,
                 peak_rss_mib: service.peak_rss_mib(),
             };
             (service.name().to_owned(), figures)
@@ -503,6 +510,10 @@ async fn main() {
         table.push(format!(
             "| {name}: CPU s per 1,000 msgs | {} |",
             spread(&rounds, |r| r.services[name].cpu_s_per_1000, cpu)
+        ));
+        table.push(format!(
+            "| {name}: page faults per message | {} |",
+            spread(&rounds, |r| r.services[name].page_faults_per_message, |v| format!("{v:.2}"))
         ));
         table.push(format!(
             "| {name}: peak RSS (MiB) | {} |",

@@ -137,6 +137,11 @@ pub fn pid_cpu_seconds(pid: u32, reaped: bool) -> f64 {
     (own + children) / clock_ticks()
 }
 
+/// Minor page faults process `pid` has taken (0 once it is gone).
+pub fn pid_minor_faults(pid: u32) -> u64 {
+    stat_fields(pid).get(7).and_then(|v| v.parse().ok()).unwrap_or(0)
+}
+
 /// CPU seconds of a server that forks a process per connection (Postgres): the parent, the
 /// children it has reaped, and its live children. A child that exits between two readings
 /// counts with its whole life in the second, so a difference of two readings is approximate
@@ -215,6 +220,9 @@ pub struct Service {
     /// CPU seconds at the start of a measurement; [`Service::cpu_seconds`] minus this is the
     /// cost of the measured part.
     pub cpu_at_start: f64,
+    /// Minor page faults at the start of a measurement, as `cpu_at_start` for
+    /// [`Service::minor_faults`].
+    pub faults_at_start: u64,
 }
 
 impl std::fmt::Debug for Service {
@@ -267,6 +275,7 @@ impl Service {
             reaped: false,
             restarts: 0,
             cpu_at_start: 0.0,
+            faults_at_start: 0,
         })
     }
 
@@ -307,6 +316,12 @@ impl Service {
     /// User plus system CPU seconds the current process has used (0 once it is gone).
     pub fn cpu_seconds(&self) -> f64 {
         pid_cpu_seconds(self.child.id(), false)
+    }
+
+    /// Minor page faults of the current process so far (0 once it is gone): each is a page the
+    /// kernel mapped in on first touch, memory the allocator had given back or never used.
+    pub fn minor_faults(&self) -> u64 {
+        pid_minor_faults(self.child.id())
     }
 
     /// Peak resident memory of the current process (`VmHWM`), in MiB.
@@ -465,6 +480,21 @@ mod tests {
         let after = pid_cpu_seconds(std::process::id(), false);
         assert!(after - before >= 0.2, "{before} then {after}");
         assert_eq!(pid_cpu_seconds(u32::MAX, true), 0.0, "no such process: nothing");
+    }
+
+    #[test]
+    fn a_process_page_faults_grow_as_it_touches_new_memory() {
+        const SIZE: usize = 32 << 20;
+        let before = pid_minor_faults(std::process::id());
+        let mut memory = vec![0u8; SIZE];
+        for page in memory.chunks_mut(4096) {
+            page[0] = 1;
+        }
+        std::hint::black_box(&memory);
+        let after = pid_minor_faults(std::process::id());
+        // One fault per page, or per 2 MiB where the kernel maps huge pages.
+        assert!(after - before >= (SIZE >> 21) as u64, "{before} then {after}");
+        assert_eq!(pid_minor_faults(u32::MAX), 0, "no such process: nothing");
     }
 
     #[test]
