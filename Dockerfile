@@ -60,11 +60,8 @@ LABEL org.opencontainers.image.title="fetchreward" \
 
 COPY --from=binaries /out/ /usr/local/bin/
 
-# MIMALLOC_PURGE_DELAY=0: freed memory goes back to the system at once instead of after a
-# second, which keeps the services' peak RSS lower at no measurable CPU (docs/performance.md).
 ENV LOG_FORMAT=json \
-    RUST_LOG=info \
-    MIMALLOC_PURGE_DELAY=0
+    RUST_LOG=info
 
 USER 65532:65532
 

@@ -23,11 +23,6 @@ const STOP_TIMEOUT: Duration = Duration::from_secs(45);
 /// `<dir>/<service>.<pid>.out` when it exits (`dev/bench-instructions.sh` reads them).
 pub const CALLGRIND_DIR: &str = "FR_CALLGRIND_DIR";
 
-/// mimalloc's delay before it returns freed memory to the system; the image sets it to 0, so
-/// the services started here run with it too (docs/performance.md: 9 MiB less at peak, no
-/// measurable CPU).
-const MIMALLOC_PURGE_DELAY: &str = "MIMALLOC_PURGE_DELAY";
-
 /// Why a service could not be started or did not come up.
 #[derive(Debug, thiserror::Error)]
 pub enum ProcessError {
@@ -238,17 +233,15 @@ impl std::fmt::Debug for Service {
 
 impl Service {
     /// Starts release binary `binary_name` as service `name`, with `LOG_FORMAT=json`,
-    /// `RUST_LOG=warn`, the image's `MIMALLOC_PURGE_DELAY=0` and `env` (which may override
-    /// them), its output going to `log` (created or truncated).
+    /// `RUST_LOG=warn` and `env` (which may override them), its output going to `log` (created
+    /// or truncated).
     pub fn start(
         name: impl Into<String>,
         binary_name: &str,
         env: &[(&str, String)],
         log: &Path,
     ) -> Result<Service, ProcessError> {
-        let mut all = vec![(MIMALLOC_PURGE_DELAY, "0".to_owned())];
-        all.extend_from_slice(env);
-        Service::start_program(name, binary(binary_name)?, &[], &all, log)
+        Service::start_program(name, binary(binary_name)?, &[], env, log)
     }
 
     /// Starts `binary` with `args` as service `name`, as [`Service::start`] starts a release
