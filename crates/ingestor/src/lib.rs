@@ -56,12 +56,16 @@ impl Application {
         }
         let sealer =
             Sealer::new(aws_sdk_kms::Client::from_conf(kms.build()), &config.dlq_kms_key_id);
+        // A batch's deletes run as many calls at once as there are pollers: then each worker
+        // deletes as fast as all the pollers receive, whatever the latency of SQS, while the
+        // connections to it stay a few dozen instead of one per 10 messages in flight.
         let queue = SqsQueue::new(
             aws_sdk_sqs::Client::new(aws),
             &config.queue_url,
             &config.dlq_url,
             Arc::new(sealer),
-        );
+        )
+        .with_delete_concurrency(config.pollers);
         let tls = config.tls.as_ref().map(|files| files.client_config()).transpose()?;
         let endpoint = |uri: &str| {
             let endpoint = Endpoint::from_shared(uri.to_owned()).map_err(StartError::own)?;

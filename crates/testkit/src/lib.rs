@@ -263,6 +263,7 @@ pub struct TcpProxy {
     upstream: std::net::SocketAddr,
     delay: std::time::Duration,
     tasks: std::sync::Arc<std::sync::Mutex<tokio::task::JoinSet<()>>>,
+    accepted: std::sync::Arc<std::sync::atomic::AtomicUsize>,
 }
 
 impl TcpProxy {
@@ -279,7 +280,13 @@ impl TcpProxy {
     ) -> TcpProxy {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("binds");
         let addr = listener.local_addr().expect("bound");
-        let proxy = TcpProxy { addr, upstream, delay, tasks: Default::default() };
+        let proxy = TcpProxy {
+            addr,
+            upstream,
+            delay,
+            tasks: Default::default(),
+            accepted: Default::default(),
+        };
         proxy.serve(listener);
         proxy
     }
@@ -288,8 +295,10 @@ impl TcpProxy {
         let (upstream, delay) = (self.upstream, self.delay);
         let tasks = self.tasks.clone();
         let accept_tasks = tasks.clone();
+        let accepted = self.accepted.clone();
         tasks.lock().expect("not poisoned").spawn(async move {
             while let Ok((mut client, _)) = listener.accept().await {
+                accepted.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 accept_tasks.lock().expect("not poisoned").spawn(async move {
                     let Ok(mut server) = tokio::net::TcpStream::connect(upstream).await else {
                         return;
@@ -302,6 +311,11 @@ impl TcpProxy {
                 });
             }
         });
+    }
+
+    /// How many connections clients have opened through the proxy so far.
+    pub fn connections(&self) -> usize {
+        std::sync::atomic::AtomicUsize::load(&self.accepted, std::sync::atomic::Ordering::Relaxed)
     }
 
     /// Cuts every connection and stops listening: the server is "down".

@@ -6,4 +6,5 @@ mod observability;
 mod refusals;
 mod samples;
 mod sns;
+mod sqs;
 mod subjects;

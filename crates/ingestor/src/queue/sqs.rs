@@ -14,8 +14,12 @@ use aws_sdk_sqs::types::{
 use chrono::{DateTime, Utc};
 use fetchreward_dlq::Sealer;
 use fetchreward_model::attributes;
+use futures::StreamExt as _;
 
 use super::{BATCH_LIMIT, DeadLetter, MessageAttribute, Queue, QueueError, ReceivedMessage};
+
+/// Most `DeleteMessageBatch` calls of one delete in flight at once, unless set otherwise.
+pub const DEFAULT_DELETE_CONCURRENCY: usize = 16;
 
 /// SQS's limit of message attributes per message.
 const MAX_ATTRIBUTES: usize = 10;
@@ -28,6 +32,7 @@ pub struct SqsQueue {
     queue_url: String,
     dlq_url: String,
     sealer: Arc<Sealer>,
+    delete_concurrency: usize,
 }
 
 impl SqsQueue {
@@ -38,7 +43,19 @@ impl SqsQueue {
         dlq_url: impl Into<String>,
         sealer: Arc<Sealer>,
     ) -> Self {
-        SqsQueue { client, queue_url: queue_url.into(), dlq_url: dlq_url.into(), sealer }
+        SqsQueue {
+            client,
+            queue_url: queue_url.into(),
+            dlq_url: dlq_url.into(),
+            sealer,
+            delete_concurrency: DEFAULT_DELETE_CONCURRENCY,
+        }
+    }
+
+    /// The same queues, with at most `calls` `DeleteMessageBatch` calls of one delete in flight
+    /// at once (at least one).
+    pub fn with_delete_concurrency(self, calls: usize) -> Self {
+        SqsQueue { delete_concurrency: calls.max(1), ..self }
     }
 
     /// The source queue's URL.
@@ -202,7 +219,10 @@ impl Queue for SqsQueue {
                 .map_err(|err| classify("DeleteMessageBatch", err))?;
             Ok::<_, QueueError>(failed_ids(chunk, output.failed().iter().map(|f| f.id())))
         });
-        let results = futures::future::join_all(calls).await;
+        // Collected first: the compiler cannot prove a stream over the lazy map `Send`.
+        let calls: Vec<_> = calls.collect();
+        let results: Vec<_> =
+            futures::stream::iter(calls).buffer_unordered(self.delete_concurrency).collect().await;
         let mut failed = Vec::new();
         for result in results {
             failed.extend(result?);
