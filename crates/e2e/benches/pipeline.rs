@@ -3,12 +3,12 @@
 //!
 //! Reports end-to-end messages per second; the bare drain rate (receive + delete only, with the
 //! ingestor's number of pollers); their ratio; CPU seconds per 1,000 messages, minor page faults
-//! per message and peak RSS of each service; the values the vault's Tokenize rate limit refused and the ingestor's retries
-//! (a round with either measured a limit or a failure, not the pipeline); and the machine's side:
-//! the cores the queue emulator kept busy in the bare drain and in the pipeline, Postgres's CPU
-//! per message and the cores left idle while the pipeline ran. Settings: `BENCH_MESSAGES`
-//! (default 100000), `BENCH_DISTINCT_PERCENT` (share of distinct ip and device_id values,
-//! default 50), `BENCH_POLLERS` (default 16, the ingestor's),
+//! per message and peak RSS of each service; the values the vault's Tokenize rate limit refused
+//! and the ingestor's retries (a round with either measured a limit or a failure, not the
+//! pipeline); and the machine's side: the cores the queue emulator kept busy in the bare drain
+//! and in the pipeline, Postgres's CPU per message and the cores left idle while the pipeline
+//! ran. Settings: `BENCH_MESSAGES` (default 100000), `BENCH_DISTINCT_PERCENT` (share of distinct
+//! ip and device_id values, default 50), `BENCH_POLLERS` (default 16, the ingestor's),
 //! `BENCH_WORKERS` (2), `BENCH_MAX_BATCH` (500), `BENCH_TLS` (1: mutual TLS between the
 //! services, as in production; 0: plaintext), `BENCH_ROUNDS` (3: each a bare drain, then the
 //! pipeline, so both are measured in the same sitting; the table gives medians). Writes

@@ -26,7 +26,8 @@ pub struct IngestorConfig {
     pub vault_endpoint: String,
     /// The writer's gRPC endpoint (`WRITER_ENDPOINT`).
     pub writer_endpoint: String,
-    /// Concurrent receive loops (`POLLERS`, default 4).
+    /// Concurrent receive loops (`POLLERS`, default 16); also the most `DeleteMessageBatch`
+    /// calls one batch's delete keeps in flight.
     pub pollers: usize,
     /// Concurrent batches (`WORKERS`, default 2: fewer, larger batches cost less per message than
     /// four, at the same rate; docs/performance.md).

@@ -315,6 +315,7 @@ impl TcpProxy {
 
     /// How many connections clients have opened through the proxy so far.
     pub fn connections(&self) -> usize {
+        // Spelled out: diesel-async's `RunQueryDsl::load`, in scope here, would take `.load`.
         std::sync::atomic::AtomicUsize::load(&self.accepted, std::sync::atomic::Ordering::Relaxed)
     }
 

@@ -19,7 +19,7 @@ use futures::StreamExt as _;
 use super::{BATCH_LIMIT, DeadLetter, MessageAttribute, Queue, QueueError, ReceivedMessage};
 
 /// Most `DeleteMessageBatch` calls of one delete in flight at once, unless set otherwise.
-pub const DEFAULT_DELETE_CONCURRENCY: usize = 16;
+const DEFAULT_DELETE_CONCURRENCY: usize = 16;
 
 /// SQS's limit of message attributes per message.
 const MAX_ATTRIBUTES: usize = 10;
