@@ -7,7 +7,10 @@ SHELL := /bin/bash
 # Exports the local stack's endpoints (written by dev/up.sh) into a recipe line's commands.
 STACK_ENV := set -a; . target/dev/env; set +a
 
-.PHONY: up down env check test doc demo bench bench-latency bench-instructions bench-compare fuzz certs chaos soak observe lint-observability lint-deploy image
+# Prefixes every release build: the profile-guided flags of dev/release-rustflags.sh.
+RELEASE := RUSTFLAGS="$$(bash dev/release-rustflags.sh)"
+
+.PHONY: up down env check test doc demo bench bench-latency bench-instructions bench-compare fuzz certs chaos soak observe lint-observability lint-deploy image pgo-profile
 
 ## up: start the local stack (idempotent) and print its endpoints
 up:
@@ -69,36 +72,40 @@ demo:
 
 ## bench: micro-benchmarks of the vault and the writer, then the whole pipeline (BENCH_MESSAGES=100000)
 bench: up
-	cargo build --release --bins
-	$(STACK_ENV); cargo bench -p fetchreward-writer -p fetchreward-vault
-	$(STACK_ENV); cargo bench -p fetchreward-e2e --bench pipeline
+	$(RELEASE) cargo build --release --bins
+	$(STACK_ENV); $(RELEASE) cargo bench -p fetchreward-writer -p fetchreward-vault
+	$(STACK_ENV); $(RELEASE) cargo bench -p fetchreward-e2e --bench pipeline
 
 ## bench-latency: the pipeline with 20 ms added to every SQS request, by pollers and ingestor replicas (BENCH_LATENCY_MS, BENCH_LATENCY_MESSAGES); then the end-to-end latency at 1,000 msgs/s offered for 60 s (BENCH_RATE, BENCH_SECONDS)
 bench-latency: up
-	cargo build --release --bins
-	$(STACK_ENV); cargo bench -p fetchreward-e2e --bench latency
-	$(STACK_ENV); cargo bench -p fetchreward-e2e --bench end_to_end_latency
+	$(RELEASE) cargo build --release --bins
+	$(STACK_ENV); $(RELEASE) cargo bench -p fetchreward-e2e --bench latency
+	$(STACK_ENV); $(RELEASE) cargo bench -p fetchreward-e2e --bench end_to_end_latency
 
 ## bench-instructions: instructions per message of each service, counted by callgrind (INSTR_SMALL=2000, INSTR_LARGE=6000; BENCH_VECTOR=path counts Vector too)
 bench-instructions: up
-	cargo build --release --bins
-	$(STACK_ENV); bash dev/bench-instructions.sh
+	$(RELEASE) cargo build --release --bins
+	$(STACK_ENV); $(RELEASE) bash dev/bench-instructions.sh
 
 ## bench-compare: two pipeline benchmark runs side by side (A=old/pipeline.json B=new/pipeline.json)
 bench-compare:
 	@python3 dev/bench-compare.py "$(A)" "$(B)"
 
+## pgo-profile: record pgo/fetchreward.profdata, the profile release builds are optimised with, from one benchmark round through instrumented services (PGO_MESSAGES=100000)
+pgo-profile: up
+	@bash dev/pgo-profile.sh
+
 ## fuzz: the parsing properties (message bodies, tokens) with many generated cases (FUZZ_CASES)
 FUZZ_CASES ?= 1000000
 fuzz:
-	PROPTEST_CASES=$(FUZZ_CASES) cargo test --release -p fetchreward-model --test it
+	$(RELEASE) PROPTEST_CASES=$(FUZZ_CASES) cargo test --release -p fetchreward-model --test it
 
 ## chaos: faults under load on the durable stack: kill -9 of each service, a Postgres crash, an SQS outage, replicas, poison (CHAOS_MESSAGES=100000)
 # The durable mode (FR_PG_DURABLE=1) is on for the run only: afterwards the stack is switched
 # back to the fast mode, whatever the result, and the run's exit status is kept. See docs/chaos.md.
 CHAOS_MESSAGES ?= 100000
 chaos:
-	cargo build --release --bins
+	$(RELEASE) cargo build --release --bins
 	@FR_PG_DURABLE=1 bash dev/up.sh
 	$(STACK_ENV); status=0; CHAOS_MESSAGES=$(CHAOS_MESSAGES) target/release/fetchreward-stress chaos || status=$$?; \
 	  FR_PG_DURABLE=0 bash dev/up.sh >/dev/null && echo "[chaos] the local stack is back in the fast (not durable) mode"; \
@@ -107,5 +114,5 @@ chaos:
 ## soak: a long load through one set of services; fails when a service's memory keeps growing (SOAK_MESSAGES=1000000)
 SOAK_MESSAGES ?= 1000000
 soak: up
-	cargo build --release --bins
+	$(RELEASE) cargo build --release --bins
 	$(STACK_ENV); SOAK_MESSAGES=$(SOAK_MESSAGES) target/release/fetchreward-stress soak
