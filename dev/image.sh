@@ -7,7 +7,8 @@
 #                                     for machines without registry access; official: the
 #                                     Dockerfile's pinned distroless base and rust builder
 #
-# With IMAGE_BASE=local the binaries are the host's release build (cargo build --release),
+# With IMAGE_BASE=local the binaries are the host's release build (cargo build --release, with
+# the profile-guided flags of dev/release-rustflags.sh),
 # stripped into target/image/bin and taken by the Dockerfile's `prebuilt` stage; the host must
 # be Debian bookworm, as the base is. The checks, on the image's mounted file system:
 #   - each binary's --version runs under chroot as the image's user, who is not root;
@@ -41,7 +42,7 @@ build_args=()
 case $base_mode in
   local)
     say "release build of the binaries (cargo build --release) ..."
-    cargo build --release --locked --workspace --bins
+    RUSTFLAGS=$(bash dev/release-rustflags.sh) cargo build --release --locked --workspace --bins
     rm -rf "${storage:?}/bin"
     mkdir -p "$storage/bin"
     for bin in "${bins[@]}"; do
