@@ -21,19 +21,13 @@ raw=$generate/raw
 
 say() { printf '[pgo] %s\n' "$*"; }
 
-profdata=
-for candidate in llvm-profdata-19 /usr/lib/llvm-19/bin/llvm-profdata; do
-  if command -v "$candidate" >/dev/null; then
-    profdata=$candidate
-    break
-  fi
-done
-if [ -z "$profdata" ]; then
+[ -f target/dev/env ] || { say "the local stack is not up: run make up"; exit 1; }
+
+profdata=/usr/lib/llvm-19/bin/llvm-profdata
+if [ ! -x "$profdata" ]; then
   say "installing llvm-19 (Debian) for llvm-profdata ..."
   apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq llvm-19 >/dev/null
-  profdata=/usr/lib/llvm-19/bin/llvm-profdata
 fi
-[ -f target/dev/env ] || { say "the local stack is not up: run make up"; exit 1; }
 
 say "instrumented build of the services into $generate ..."
 RUSTFLAGS="-Cprofile-generate=$raw" CARGO_TARGET_DIR=$generate \
