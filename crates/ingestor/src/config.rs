@@ -34,6 +34,9 @@ pub struct IngestorConfig {
     pub workers: usize,
     /// Most messages per batch (`MAX_BATCH`, default 500).
     pub max_batch: usize,
+    /// Most messages received and waiting for a worker (`PREFETCH`, default `MAX_BATCH` ×
+    /// `WORKERS`): the pollers stop receiving while the channel holds this many.
+    pub prefetch: usize,
     /// Long-polling wait (`RECEIVE_WAIT_SECS`, default 20, at most 20).
     pub receive_wait: Duration,
     /// Visibility timeout asked for on receive (`VISIBILITY_TIMEOUT_SECS`, default 30).
@@ -67,6 +70,7 @@ impl IngestorConfig {
         let pollers = reader.count("POLLERS", 16, 64);
         let workers = reader.count("WORKERS", 2, 64);
         let max_batch = reader.count("MAX_BATCH", 500, MAX_BATCH_LIMIT);
+        let prefetch = reader.count("PREFETCH", max_batch * workers, MAX_BATCH_LIMIT * 64);
         let receive_wait = reader.seconds("RECEIVE_WAIT_SECS", 20);
         if receive_wait > Duration::from_secs(20) {
             reader.problem("RECEIVE_WAIT_SECS must be at most 20 (the SQS limit)");
@@ -101,6 +105,7 @@ impl IngestorConfig {
             pollers,
             workers,
             max_batch,
+            prefetch,
             receive_wait,
             visibility,
             retry_give_up,
@@ -136,8 +141,23 @@ mod tests {
         let config = IngestorConfig::from_env(&env).expect("valid");
         assert_eq!(config.pollers, 16);
         assert_eq!(config.max_batch, 500);
+        assert_eq!(config.prefetch, 1000, "two workers' full batches");
         assert_eq!(config.vault_endpoint, "http://127.0.0.1:50051");
         assert_eq!(config.common.http_addr.port(), 9103);
+    }
+
+    #[test]
+    fn prefetch_follows_the_batches_unless_set() {
+        let mut env: HashMap<&str, &str> = HashMap::from([
+            ("QUEUE_URL", "http://q/1/login-queue"),
+            ("DLQ_URL", "http://q/1/dlq"),
+            ("DLQ_KMS_KEY_ID", "alias/fetchreward-dlq"),
+            ("WORKERS", "3"),
+            ("MAX_BATCH", "200"),
+        ]);
+        assert_eq!(IngestorConfig::from_env(&env).expect("valid").prefetch, 600);
+        env.insert("PREFETCH", "50");
+        assert_eq!(IngestorConfig::from_env(&env).expect("valid").prefetch, 50);
     }
 
     #[test]
@@ -146,6 +166,7 @@ mod tests {
             ("VAULT_ENDPOINT", "vault:50051"),
             ("MAX_BATCH", "6000"),
             ("POLLERS", "0"),
+            ("PREFETCH", "0"),
             ("RECEIVE_WAIT_SECS", "30"),
         ]);
         let text = IngestorConfig::from_env(&env).expect_err("invalid").to_string();
@@ -156,6 +177,7 @@ mod tests {
             "VAULT_ENDPOINT",
             "MAX_BATCH",
             "POLLERS",
+            "PREFETCH",
             "RECEIVE_WAIT_SECS",
         ] {
             assert!(text.contains(expected), "{expected} missing from: {text}");

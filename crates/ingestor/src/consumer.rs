@@ -1,11 +1,11 @@
 //! Pollers and workers: how messages flow from the queue through the pipeline.
 //!
-//! `pollers` tasks long-poll the queue and push messages into a bounded channel; `workers`
-//! tasks each take whatever the channel holds (up to `max_batch` messages, so deliveries from
-//! several receives merge into one vault call and one writer call) and run the pipeline on
-//! it. The channel's bound is the back-pressure: when the vault or the writer is slow or
-//! down, workers sit in their backoff, the channel fills, and pollers stop receiving — no
-//! busy loop, and few messages held invisible at a time.
+//! `pollers` tasks long-poll the queue and push messages into a channel bounded at
+//! `prefetch`; `workers` tasks each take whatever the channel holds (up to `max_batch`
+//! messages, so deliveries from several receives merge into one vault call and one writer
+//! call) and run the pipeline on it. The channel's bound is the back-pressure: when the vault
+//! or the writer is slow or down, workers sit in their backoff, the channel fills, and pollers
+//! stop receiving — no busy loop, and few messages held invisible at a time.
 //!
 //! Shutdown: pollers stop at once (a long poll in progress is abandoned; SQS makes anything it
 //! was about to return visible again after the visibility timeout), workers finish their
@@ -33,6 +33,8 @@ pub struct ConsumerSettings {
     pub workers: usize,
     /// Most messages in one batch.
     pub max_batch: usize,
+    /// Most messages waiting in the channel for a worker.
+    pub prefetch: usize,
     /// Long-polling wait of one receive.
     pub receive_wait: Duration,
     /// Visibility timeout asked for on receive.
@@ -49,8 +51,7 @@ pub async fn run<Q: Queue, T: Tokenizer, W: RowSink>(
     settings: ConsumerSettings,
     shutdown: CancellationToken,
 ) {
-    let (sender, receiver) =
-        mpsc::channel::<ReceivedMessage>(settings.max_batch * settings.workers);
+    let (sender, receiver) = mpsc::channel::<ReceivedMessage>(settings.prefetch);
     let receiver = Arc::new(Mutex::new(receiver));
     let tasks = TaskTracker::new();
     for _ in 0..settings.pollers {
@@ -177,6 +178,7 @@ mod tests {
             pollers: 3,
             workers: 2,
             max_batch: 50,
+            prefetch: 100,
             receive_wait: Duration::from_millis(50),
             visibility: VISIBILITY,
             grace: Duration::from_secs(5),

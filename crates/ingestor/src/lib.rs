@@ -92,6 +92,7 @@ impl Application {
             pollers: config.pollers,
             workers: config.workers,
             max_batch: config.max_batch,
+            prefetch: config.prefetch,
             receive_wait: config.receive_wait,
             visibility: config.visibility,
             grace: config.common.grace,
@@ -125,6 +126,8 @@ impl Application {
         tracing::info!(
             pollers = settings.pollers,
             workers = settings.workers,
+            max_batch = settings.max_batch,
+            prefetch = settings.prefetch,
             "ingestor consuming"
         );
         consumer::run(pipeline, settings, shutdown).await;
