@@ -1,8 +1,10 @@
 //! `make bench`: the whole pipeline against the local stack, with each service in its own
 //! process (release binaries), compared with the bare drain rate of the same queue emulator.
 //!
-//! Reports end-to-end messages per second; the bare drain rate (receive + delete only, with the
-//! ingestor's number of pollers); their ratio; CPU seconds per 1,000 messages, minor page faults
+//! Reports end-to-end messages per second, timed from the ingestor's first receive to the
+//! queue's last delete (its start-up is reported apart); the bare drain rate (receive + delete
+//! only, with the ingestor's number of pollers, one drain before the pipeline and one after, at
+//! their mean time); their ratio; CPU seconds per 1,000 messages, minor page faults
 //! per message and peak RSS of each service; the values the vault's Tokenize rate limit refused
 //! and the ingestor's retries (a round with either measured a limit or a failure, not the
 //! pipeline); and the machine's side: the cores the queue emulator kept busy in the bare drain
@@ -10,8 +12,8 @@
 //! ran. Settings: `BENCH_MESSAGES` (default 100000), `BENCH_DISTINCT_PERCENT` (share of distinct
 //! ip and device_id values, default 50), `BENCH_POLLERS` (default 16, the ingestor's),
 //! `BENCH_WORKERS` (2), `BENCH_MAX_BATCH` (500), `BENCH_TLS` (1: mutual TLS between the
-//! services, as in production; 0: plaintext), `BENCH_ROUNDS` (3: each a bare drain, then the
-//! pipeline, so both are measured in the same sitting; the table gives medians). Writes
+//! services, as in production; 0: plaintext), `BENCH_ROUNDS` (3: each a bare drain, the pipeline,
+//! then a bare drain again, so both are measured in the same sitting; the table gives medians). Writes
 //! `target/bench/pipeline.md` and `target/bench/pipeline.json`, which `make bench-compare`
 //! compares with another run's (`BENCH_OUT` names another directory than `target/bench`).
 //! Needs `make up` and `cargo build --release --bins` (the Makefile does both).
@@ -64,6 +66,43 @@ async fn bare_drain(queue: SqsQueue, pollers: usize, expected: usize) -> Duratio
     });
     futures::future::join_all(loops).await;
     started.elapsed()
+}
+
+/// Seeds a fresh queue with `bodies` and drains it bare: how long it took and what the machine
+/// did meanwhile.
+async fn seeded_bare_drain(
+    stack: &Stack,
+    pollers: usize,
+    bodies: &[String],
+    machine: StackProcesses,
+) -> (Duration, MachineUse) {
+    let sqs = stack.sqs();
+    let pair = QueuePair::create(&sqs, 50, 30).await;
+    queue::seed(&sqs, &pair.queue_url, bodies.to_vec()).await.expect("seeds");
+    // The bare drain dead-letters nothing: its sealer is never asked for a key.
+    let sealer = Arc::new(Sealer::new(stack.kms(), "alias/unused"));
+    let bare_queue = SqsQueue::new(sqs, &pair.queue_url, &pair.dlq_url, sealer);
+    let start = machine.reading();
+    let time = bare_drain(bare_queue, pollers, bodies.len()).await;
+    let used = start.until(&machine.reading());
+    let rate = bodies.len() as f64 / time.as_secs_f64();
+    eprintln!("bare drain: {} messages in {time:.2?} ({rate:.0} msgs/s)", bodies.len());
+    (time, used)
+}
+
+/// Waits until a consumer just started has received from `queue_url`: the start of its
+/// measured drain, so that its start-up (process, TLS, connections) is reported apart and the
+/// drain is timed like the bare drain's, from the first receive.
+async fn first_receive(sqs: &aws_sdk_sqs::Client, queue_url: &str) -> Instant {
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let (_, in_flight) = queue::depth(sqs, queue_url).await.expect("reads the queue's depth");
+        if in_flight > 0 {
+            return Instant::now();
+        }
+        assert!(Instant::now() < deadline, "the consumer received within two minutes");
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
 }
 
 /// The local stack's queue emulator and Postgres, by the pids `make up` records, for the
@@ -152,10 +191,14 @@ async fn count_rows(db: &TestDatabase, table: &str) -> usize {
     rows[0].n as usize
 }
 
-/// What one round measured: the bare drain, then the pipeline on the same emulator.
+/// What one round measured: a bare drain, the pipeline, another bare drain, on the same
+/// emulator. The bare rate the pipeline is compared with is that of the two drains' mean time,
+/// so that the machine speeding up or slowing down during the round is shared by both sides.
 #[derive(Debug, Clone, serde::Serialize)]
 struct Round {
     bare_msgs_per_s: f64,
+    bare_before_msgs_per_s: f64,
+    bare_after_msgs_per_s: f64,
     pipeline_msgs_per_s: f64,
     ratio_to_bare: f64,
     /// Per service: CPU seconds per 1,000 messages, peak RSS.
@@ -167,7 +210,9 @@ struct Round {
     rate_limited_values: f64,
     /// Steps the ingestor retried (vault, writer, delete, dlq calls).
     retries: f64,
-    /// Cores the queue emulator kept busy on average during the bare drain and during the
+    /// From starting the ingestor to its first receive; the pipeline's rate is timed from there.
+    ingestor_startup_ms: f64,
+    /// Cores the queue emulator kept busy on average during the bare drains and during the
     /// pipeline: the emulator is single-threaded, so one core is its ceiling.
     emulator_cores_bare: f64,
     emulator_cores_pipeline: f64,
@@ -185,6 +230,8 @@ struct Round {
 #[derive(Debug, Clone, serde::Serialize)]
 struct VectorFigures {
     msgs_per_s: f64,
+    /// From starting Vector to its first receive; its rate is timed from there.
+    startup_ms: f64,
     ratio_to_bare: f64,
     cpu_s_per_1000: f64,
     peak_rss_mib: f64,
@@ -225,16 +272,8 @@ async fn round(
 ) -> Round {
     let sqs = stack.sqs();
     let messages = settings.messages;
-    let bare = QueuePair::create(&sqs, 50, 30).await;
-    queue::seed(&sqs, &bare.queue_url, bodies.to_vec()).await.expect("seeds");
-    // The bare drain dead-letters nothing: its sealer is never asked for a key.
-    let sealer = Arc::new(Sealer::new(stack.kms(), "alias/unused"));
-    let bare_queue = SqsQueue::new(sqs.clone(), &bare.queue_url, &bare.dlq_url, sealer);
-    let bare_start = machine.reading();
-    let bare_time = bare_drain(bare_queue, settings.pollers, messages).await;
-    let bare_use = bare_start.until(&machine.reading());
-    let bare_rate = messages as f64 / bare_time.as_secs_f64();
-    eprintln!("bare drain: {messages} messages in {bare_time:.2?} ({bare_rate:.0} msgs/s)");
+    let (bare_before, bare_before_use) =
+        seeded_bare_drain(stack, settings.pollers, bodies, machine).await;
 
     // The pipeline: vault and writer first, with mutual TLS from a throwaway PKI (the default,
     // as in production) or in plaintext.
@@ -260,9 +299,11 @@ async fn round(
         service.cpu_at_start = service.cpu_seconds();
         service.faults_at_start = service.minor_faults();
     }
-    let started = Instant::now();
-    let pipeline_start = machine.reading();
+    let launched = Instant::now();
     set.start_ingestor(None).expect("starts the ingestor");
+    let started = first_receive(&sqs, &set.queues.queue_url).await;
+    let pipeline_start = machine.reading();
+    let ingestor_startup = started - launched;
     queue::wait_empty(&sqs, &set.queues.queue_url, Duration::from_secs(1800))
         .await
         .expect("drains");
@@ -295,6 +336,9 @@ async fn round(
         );
     }
     set.stop();
+    let (bare_after, bare_after_use) =
+        seeded_bare_drain(stack, settings.pollers, bodies, machine).await;
+    let bare_rate = messages as f64 / ((bare_before + bare_after) / 2).as_secs_f64();
     let mut vector = BTreeMap::new();
     if let Some(program) = &settings.vector {
         for &receivers in &settings.vector_receivers {
@@ -304,13 +348,17 @@ async fn round(
     }
     Round {
         bare_msgs_per_s: bare_rate,
+        bare_before_msgs_per_s: messages as f64 / bare_before.as_secs_f64(),
+        bare_after_msgs_per_s: messages as f64 / bare_after.as_secs_f64(),
         pipeline_msgs_per_s: rate,
         ratio_to_bare: rate / bare_rate,
         cpu_s_per_1000_total: services.values().map(|s| s.cpu_s_per_1000).sum(),
         peak_rss_mib_total: services.values().map(|s| s.peak_rss_mib).sum(),
         rate_limited_values,
         retries,
-        emulator_cores_bare: bare_use.emulator / bare_use.seconds,
+        ingestor_startup_ms: ingestor_startup.as_secs_f64() * 1000.0,
+        emulator_cores_bare: (bare_before_use.emulator + bare_after_use.emulator)
+            / (bare_before_use.seconds + bare_after_use.seconds),
         emulator_cores_pipeline: pipeline_use.emulator / pipeline_use.seconds,
         postgres_cpu_s_per_1000: pipeline_use.postgres / messages as f64 * 1000.0,
         idle_cores_pipeline: pipeline_use.idle / pipeline_use.seconds,
@@ -388,7 +436,7 @@ async fn vector_drain(
         .expect("writes Vector's configuration");
     let data_dir = logs.join(format!("vector-{receivers}.data"));
     std::fs::create_dir_all(&data_dir).expect("creates Vector's data directory");
-    let started = Instant::now();
+    let launched = Instant::now();
     let vector = Service::start_program(
         format!("vector-{receivers}"),
         program.to_owned(),
@@ -397,6 +445,7 @@ async fn vector_drain(
         &logs.join(format!("vector-{receivers}.log")),
     )
     .expect("starts Vector");
+    let started = first_receive(&sqs, &pair.queue_url).await;
     let deadline = Instant::now() + Duration::from_secs(1800);
     while count_rows(&db, "vector_logins").await < messages {
         assert!(Instant::now() < deadline, "Vector wrote every row in time");
@@ -407,6 +456,7 @@ async fn vector_drain(
     let msgs_per_s = messages as f64 / elapsed.as_secs_f64();
     let figures = VectorFigures {
         msgs_per_s,
+        startup_ms: (started - launched).as_secs_f64() * 1000.0,
         ratio_to_bare: msgs_per_s / bare_rate,
         cpu_s_per_1000: vector.cpu_seconds() / messages as f64 * 1000.0,
         peak_rss_mib: vector.peak_rss_mib(),
@@ -486,7 +536,7 @@ async fn main() {
     let cpu = |v: f64| format!("{v:.3}");
     let mib = |v: f64| format!("{v:.0}");
     let bare_label = format!("bare drain msgs/s (receive + delete, {} pollers)", settings.pollers);
-    let figures: [(&str, Figure, Format); 11] = [
+    let figures: [(&str, Figure, Format); 12] = [
         ("end-to-end msgs/s", |r| r.pipeline_msgs_per_s, rate),
         (&bare_label, |r| r.bare_msgs_per_s, rate),
         ("ratio to the bare drain", |r| r.ratio_to_bare, percent),
@@ -494,6 +544,11 @@ async fn main() {
         ("peak RSS, all services (MiB)", |r| r.peak_rss_mib_total, mib),
         ("values refused by the vault's rate limit", |r| r.rate_limited_values, rate),
         ("ingestor retries", |r| r.retries, rate),
+        (
+            "ingestor: start-up to first receive (ms), not in its rate",
+            |r| r.ingestor_startup_ms,
+            rate,
+        ),
         ("queue emulator, cores busy: bare drain", |r| r.emulator_cores_bare, cpu),
         ("queue emulator, cores busy: pipeline", |r| r.emulator_cores_pipeline, cpu),
         ("Postgres: CPU s per 1,000 msgs during the pipeline", |r| r.postgres_cpu_s_per_1000, cpu),
@@ -534,6 +589,10 @@ async fn main() {
             format!(
                 "| {name}: ratio to the bare drain | {} |",
                 spread(&rounds, figure(|v| v.ratio_to_bare), percent)
+            ),
+            format!(
+                "| {name}: start-up to first receive (ms), not in its rate | {} |",
+                spread(&rounds, figure(|v| v.startup_ms), rate)
             ),
             format!(
                 "| {name}: CPU s per 1,000 msgs | {} |",
