@@ -12,10 +12,11 @@
 //! ran. Settings: `BENCH_MESSAGES` (default 100000), `BENCH_DISTINCT_PERCENT` (share of distinct
 //! ip and device_id values, default 50), `BENCH_POLLERS` (default 16, the ingestor's),
 //! `BENCH_WORKERS` (2), `BENCH_MAX_BATCH` (500), `BENCH_TLS` (1: mutual TLS between the
-//! services, as in production; 0: plaintext), `BENCH_ROUNDS` (3: each a bare drain, the pipeline,
-//! then a bare drain again, so both are measured in the same sitting; the table gives medians). Writes
-//! `target/bench/pipeline.md` and `target/bench/pipeline.json`, which `make bench-compare`
-//! compares with another run's (`BENCH_OUT` names another directory than `target/bench`).
+//! services, as in production; 0: plaintext), `BENCH_ROUNDS` (3: each a bare drain, the
+//! pipeline, then a bare drain again, so both are measured in the same sitting; the table gives
+//! medians). Writes `target/bench/pipeline.md` and `target/bench/pipeline.json`, which
+//! `make bench-compare` compares with another run's (`BENCH_OUT` names another directory than
+//! `target/bench`).
 //! Needs `make up` and `cargo build --release --bins` (the Makefile does both).
 //!
 //! With `BENCH_VECTOR` naming a Vector binary, each round also drains a fresh queue of the

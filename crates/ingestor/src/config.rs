@@ -9,6 +9,9 @@ use fetchreward_runtime::tls::TlsFiles;
 /// most 10,000 values per call.
 pub const MAX_BATCH_LIMIT: usize = 5_000;
 
+/// Most concurrent batches.
+pub const MAX_WORKERS: usize = 64;
+
 /// Everything the ingestor needs to start.
 #[derive(Debug, Clone)]
 pub struct IngestorConfig {
@@ -68,9 +71,9 @@ impl IngestorConfig {
         let vault_endpoint = endpoint(&mut reader, "VAULT_ENDPOINT", "http://127.0.0.1:50051");
         let writer_endpoint = endpoint(&mut reader, "WRITER_ENDPOINT", "http://127.0.0.1:50052");
         let pollers = reader.count("POLLERS", 16, 64);
-        let workers = reader.count("WORKERS", 2, 64);
+        let workers = reader.count("WORKERS", 2, MAX_WORKERS);
         let max_batch = reader.count("MAX_BATCH", 500, MAX_BATCH_LIMIT);
-        let prefetch = reader.count("PREFETCH", max_batch * workers, MAX_BATCH_LIMIT * 64);
+        let prefetch = reader.count("PREFETCH", max_batch * workers, MAX_BATCH_LIMIT * MAX_WORKERS);
         let receive_wait = reader.seconds("RECEIVE_WAIT_SECS", 20);
         if receive_wait > Duration::from_secs(20) {
             reader.problem("RECEIVE_WAIT_SECS must be at most 20 (the SQS limit)");
