@@ -12,7 +12,7 @@
 //! ran. Settings: `BENCH_MESSAGES` (default 100000), `BENCH_DISTINCT_PERCENT` (share of distinct
 //! ip and device_id values, default 50), `BENCH_POLLERS` (default 16, the ingestor's),
 //! `BENCH_WORKERS` (2), `BENCH_MAX_BATCH` (500), `BENCH_TLS` (1: mutual TLS between the
-//! services, as in production; 0: plaintext), `BENCH_ROUNDS` (3: each a bare drain, the
+//! services, as in production; 0: plaintext), `BENCH_ROUNDS` (5: each a bare drain, the
 //! pipeline, then a bare drain again, so both are measured in the same sitting; the table gives
 //! medians). Writes `target/bench/pipeline.md` and `target/bench/pipeline.json`, which
 //! `make bench-compare` compares with another run's (`BENCH_OUT` names another directory than
@@ -506,7 +506,7 @@ async fn main() {
         workers: setting("BENCH_WORKERS", 2),
         max_batch: setting("BENCH_MAX_BATCH", 500),
         tls: setting("BENCH_TLS", 1) == 1,
-        rounds: setting("BENCH_ROUNDS", 3).max(1),
+        rounds: setting("BENCH_ROUNDS", 5).max(1),
         vector: std::env::var_os("BENCH_VECTOR").map(PathBuf::from),
         vector_receivers: std::env::var("BENCH_VECTOR_RECEIVERS")
             .unwrap_or_else(|_| "2,8".into())
